@@ -1,0 +1,106 @@
+"""Shared pytest fixtures: one local SparkSession for the whole run, and moto for AWS.
+
+- ``spark``: a session-scoped local[2] SparkSession (UTC, no UI).
+- ``aws_credentials``: fake credentials and region, so no test can reach a real account.
+- ``aws``: in-process moto (``mock_aws``) for unit tests; yields a boto3 session.
+- ``moto_server``: a ThreadedMotoServer on 127.0.0.1 (real HTTP) for end-to-end runs; yields
+  its endpoint URL. Its state is reset before each test that uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+# Spark's workers must run this interpreter, and bind only to loopback.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession shared by every test (starting one takes seconds)."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("spark_manifests-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials; no endpoint override leaks in from the caller's shell."""
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def aws(aws_credentials: None) -> Iterator[object]:
+    """In-process moto for S3 and DynamoDB; yields a boto3 session bound to it."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        yield boto3.session.Session(region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def _moto_server_url() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto_server(
+    _moto_server_url: str, aws_credentials: None, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A moto server over real HTTP, reset, with ``AWS_ENDPOINT_URL`` pointing at it."""
+    import urllib.request
+
+    urllib.request.urlopen(
+        urllib.request.Request(f"{_moto_server_url}/moto-api/reset", method="POST")
+    ).close()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", _moto_server_url)
+    return _moto_server_url

@@ -1,0 +1,121 @@
+"""spark_manifests: process every run of an event archive exactly once with PySpark.
+
+Public names are re-exported here. Modules that need pyspark are imported on first use, so
+the manifest, run listing and state store work on a machine with boto3 alone.
+
+>>> from spark_manifests import RunManifests, list_runids
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .exceptions import (
+    AccessDeniedError,
+    ArchiveNotFoundError,
+    CorruptStateError,
+    CredentialsMissingError,
+    InvalidJobNameError,
+    InvalidLocationError,
+    InvalidRunIdError,
+    JobFailedError,
+    ManifestTableNotFoundError,
+    OwnershipLostError,
+    RetryableError,
+    RunInputError,
+    SparkManifestsError,
+    StateConflictError,
+    StateValueError,
+)
+
+if TYPE_CHECKING:
+    from .enriched import EnrichedRead, enriched_schema, read_enriched, shredded_to_struct
+    from .manifest import ManifestEntry, RunManifest, RunStatus, open_manifest
+    from .manifest_dynamodb import RunManifests
+    from .manifest_sqlite import SQLiteRunManifest
+    from .runs import Run, list_runids, list_runs, parse_run_id
+    from .samples import write_sample_archive
+    from .sinks import ParquetSink, Sink
+    from .source import ManifestedRunSource
+    from .state import StateData, StateStore
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# name -> module that defines it; imported on first access (PEP 562).
+_LAZY = {
+    "Run": "runs",
+    "list_runs": "runs",
+    "list_runids": "runs",
+    "parse_run_id": "runs",
+    "RunStatus": "manifest",
+    "ManifestEntry": "manifest",
+    "RunManifest": "manifest",
+    "open_manifest": "manifest",
+    "RunManifests": "manifest_dynamodb",
+    "SQLiteRunManifest": "manifest_sqlite",
+    "StateData": "state",
+    "StateStore": "state",
+    "EnrichedRead": "enriched",
+    "enriched_schema": "enriched",
+    "read_enriched": "enriched",
+    "shredded_to_struct": "enriched",
+    "write_sample_archive": "samples",
+    "Sink": "sinks",
+    "ParquetSink": "sinks",
+    "ManifestedRunSource": "source",
+}
+
+__all__ = [
+    "AccessDeniedError",
+    "ArchiveNotFoundError",
+    "CorruptStateError",
+    "CredentialsMissingError",
+    "EnrichedRead",
+    "InvalidJobNameError",
+    "InvalidLocationError",
+    "InvalidRunIdError",
+    "JobFailedError",
+    "ManifestEntry",
+    "ManifestTableNotFoundError",
+    "ManifestedRunSource",
+    "OwnershipLostError",
+    "ParquetSink",
+    "RetryableError",
+    "Run",
+    "RunInputError",
+    "RunManifest",
+    "RunManifests",
+    "RunStatus",
+    "SQLiteRunManifest",
+    "Sink",
+    "SparkManifestsError",
+    "StateConflictError",
+    "StateData",
+    "StateStore",
+    "StateValueError",
+    "__version__",
+    "enriched_schema",
+    "list_runids",
+    "list_runs",
+    "open_manifest",
+    "parse_run_id",
+    "read_enriched",
+    "shredded_to_struct",
+    "write_sample_archive",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spark_manifests' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,160 @@
+"""boto3 clients and the translation of botocore errors into this package's exceptions.
+
+Every public function that talks to AWS accepts an optional ``client`` or ``session``
+(as awswrangler does); :func:`make_client` turns whichever was given into a client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from .exceptions import (
+    AccessDeniedError,
+    ArchiveNotFoundError,
+    CredentialsMissingError,
+    ManifestTableNotFoundError,
+    RetryableError,
+    SparkManifestsError,
+)
+
+_logger = logging.getLogger(__name__)
+
+# Standard mode retries throttling and 5xx with jittered backoff; a backfill must ride out
+# bursts of ProvisionedThroughputExceeded and SlowDown rather than fail on the first one.
+DEFAULT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8})
+
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "SlowDown",
+        "RequestThrottled",
+        "RequestThrottledException",
+    }
+)
+ACCESS_DENIED_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden", "403"}
+)
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+    }
+)
+
+
+def make_client(
+    service: str,
+    *,
+    client: Any | None = None,
+    session: boto3.session.Session | None = None,
+) -> Any:
+    """The given client, or a new one from ``session`` (or the default session).
+
+    Region and endpoint come from the usual AWS settings (``AWS_REGION``,
+    ``AWS_ENDPOINT_URL``, profiles).
+    """
+    if client is not None:
+        return client
+    session = session or boto3.session.Session()
+    try:
+        return session.client(service, config=DEFAULT_CONFIG)
+    except NoRegionError as exc:
+        raise SparkManifestsError(
+            f"No AWS region is configured for {service}: set AWS_REGION (or AWS_DEFAULT_REGION) "
+            "or pass a boto3 client or session that has one."
+        ) from exc
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def translate_error(exc: Exception, *, action: str, resource: str) -> Exception:
+    """The package exception that stands for a botocore error.
+
+    ``action`` is what was being done (``"read the run manifest"``) and ``resource`` names the
+    table, bucket or key. Errors this function does not know are returned unchanged.
+    """
+    where = f"{action} ({resource})"
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return CredentialsMissingError(
+            f"Could not {where}: no AWS credentials found. Set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where an instance role is available."
+        )
+    if isinstance(
+        exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionError)
+    ):
+        return RetryableError(f"Could not {where}: the AWS endpoint did not answer ({exc}).")
+    if isinstance(exc, ClientError):
+        code, status = error_code(exc), http_status(exc)
+        message = exc.response.get("Error", {}).get("Message", "")
+        if code in THROTTLING_CODES or status == 503 or status >= 500:
+            return RetryableError(f"Could not {where}: AWS answered {code or status}, try again.")
+        if code in ACCESS_DENIED_CODES or (status == 403 and code not in CREDENTIAL_CODES):
+            return AccessDeniedError(
+                f"Access denied: could not {where}. Grant the caller's IAM role the needed "
+                "actions on it (see the README's IAM policy)."
+            )
+        if code in CREDENTIAL_CODES:
+            return CredentialsMissingError(
+                f"Could not {where}: AWS rejected the credentials ({code}). Check the access "
+                "key, secret and session token in use."
+            )
+        if code == "ResourceNotFoundException":
+            return ManifestTableNotFoundError(
+                f"Could not {where}: the DynamoDB table does not exist. Create it with "
+                "`spark-manifests manifest create --manifest dynamodb://TABLE` or "
+                "RunManifests(client, table).create()."
+            )
+        if code == "NoSuchBucket":
+            return ArchiveNotFoundError(f"Could not {where}: the S3 bucket does not exist.")
+        return SparkManifestsError(f"Could not {where}: {code or status} {message}".rstrip())
+    if isinstance(exc, BotoCoreError):
+        return SparkManifestsError(f"Could not {where}: {exc}")
+    return exc
+
+
+@contextlib.contextmanager
+def aws_errors(action: str, resource: str) -> Iterator[None]:
+    """Re-raise botocore errors inside the block as package exceptions.
+
+    >>> with aws_errors("list the archive", "s3://acme/archive/"):
+    ...     pass
+    """
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        translated = translate_error(exc, action=action, resource=resource)
+        if translated is exc:
+            raise
+        _logger.debug("AWS error while trying to %s: %s", action, exc)
+        raise translated from exc

@@ -1,0 +1,98 @@
+"""Every exception the package raises.
+
+All derive from :class:`SparkManifestsError`. Each carries ``retryable``: ``True`` when the
+same call may succeed if tried again later (throttling, 5xx, timeouts, lost executors), so a
+driver loop can decide between a retry with backoff and marking a run failed.
+
+Messages name the input they are about (table, bucket, path, job, run) and say what to do.
+They never contain credentials.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDeniedError",
+    "ArchiveNotFoundError",
+    "CorruptStateError",
+    "CredentialsMissingError",
+    "InvalidJobNameError",
+    "InvalidLocationError",
+    "InvalidRunIdError",
+    "JobFailedError",
+    "ManifestTableNotFoundError",
+    "OwnershipLostError",
+    "RetryableError",
+    "RunInputError",
+    "SparkManifestsError",
+    "StateConflictError",
+    "StateValueError",
+]
+
+
+class SparkManifestsError(Exception):
+    """Base class of every error raised by spark_manifests."""
+
+    #: True when trying the same operation again later may succeed.
+    retryable: bool = False
+
+
+class RetryableError(SparkManifestsError):
+    """A transient failure: throttling, a 5xx answer, a timeout or a lost executor."""
+
+    retryable = True
+
+
+class InvalidRunIdError(SparkManifestsError, ValueError):
+    """A run folder name or run id is not of an accepted form or names an impossible date."""
+
+
+class InvalidLocationError(SparkManifestsError, ValueError):
+    """A location (archive, output, state, manifest URI) is malformed."""
+
+
+class ArchiveNotFoundError(SparkManifestsError, FileNotFoundError):
+    """The archive location (a local directory or an S3 bucket) does not exist."""
+
+
+class RunInputError(SparkManifestsError):
+    """A run's input cannot be read: missing files, unreadable data, a bad schema."""
+
+
+class ManifestTableNotFoundError(SparkManifestsError):
+    """The manifest table does not exist yet."""
+
+
+class AccessDeniedError(SparkManifestsError, PermissionError):
+    """AWS refused an action on a table or bucket."""
+
+
+class CredentialsMissingError(SparkManifestsError):
+    """No AWS credentials could be found for a call that needs them."""
+
+
+class OwnershipLostError(SparkManifestsError):
+    """A conditional manifest write lost its condition: the run is not held by this owner.
+
+    Raised by ``commit``, ``fail`` and ``release`` when another job took the run over (for
+    example after this job's lease expired). Nothing was written.
+    """
+
+
+class InvalidJobNameError(SparkManifestsError, ValueError):
+    """A job name cannot be used as a state file name."""
+
+
+class StateValueError(SparkManifestsError, TypeError):
+    """A state value is not JSON-serialisable."""
+
+
+class StateConflictError(SparkManifestsError):
+    """Another writer changed a job's state since this store last read or wrote it."""
+
+
+class CorruptStateError(SparkManifestsError):
+    """A state file is not a valid state document (truncated, not JSON, or foreign)."""
+
+
+class JobFailedError(SparkManifestsError):
+    """A job finished with failed runs, or stopped at the first failure with ``fail_fast``."""
