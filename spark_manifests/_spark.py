@@ -1,0 +1,54 @@
+"""SparkSession helpers for the driver."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+_logger = logging.getLogger(__name__)
+
+
+def get_or_create_spark(
+    app_name: str = "spark_manifests", master: str | None = None
+) -> SparkSession:
+    """The active SparkSession, or a new one.
+
+    Under spark-submit or on a cluster the master comes from the submit configuration; on a
+    plain machine (the CLI, a notebook without Spark config) a local session on every core is
+    started. Outputs and parsing assume UTC.
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    # Executors must run this interpreter, or a pyspark job started from a venv fails to
+    # import its own functions on the workers.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
+    if master:
+        builder = builder.master(master)
+    elif "spark.master" not in _submit_conf_keys():
+        builder = builder.master("local[*]")
+    session = builder.getOrCreate()
+    _logger.info("Started SparkSession %s (master %s)", app_name, session.sparkContext.master)
+    return session
+
+
+def _submit_conf_keys() -> set[str]:
+    from pyspark import SparkConf
+
+    return {key for key, _ in SparkConf().getAll()}
+
+
+def set_job_description(spark: SparkSession, description: str | None) -> None:
+    """Label the Spark jobs started next, so the Spark UI shows which runs they process."""
+    try:
+        spark.sparkContext.setJobDescription(description)
+    except Exception:  # Spark Connect sessions have no SparkContext
+        _logger.debug("Could not set the Spark job description", exc_info=True)

@@ -1,0 +1,415 @@
+"""The ``spark-manifests`` console command.
+
+>>> main(["runs", "--manifest", "dynamodb://acme-runs"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from ._version import __version__
+from .exceptions import SparkManifestsError
+
+_logger = logging.getLogger(__name__)
+
+DEMO_JOB = "demo"
+DEFAULT_JOB = "enriched_to_parquet"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.command(args) or 0)
+    except (SparkManifestsError, ValueError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"spark-manifests: error: {exc}", file=sys.stderr)
+        print("(run again with --debug for the traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spark-manifests: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _cmd_process(args: argparse.Namespace) -> int:
+    source = _source(args, args.archive, args.output, args.job)
+    return _run_source(source, args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .samples import write_sample_archive
+    from .source import DEFAULT_HOME
+
+    home = os.path.abspath(args.dir or os.path.join(DEFAULT_HOME, "demo"))
+    archive, output = os.path.join(home, "archive"), os.path.join(home, "output")
+    if not os.path.isdir(archive):
+        write_sample_archive(
+            archive,
+            runs=args.runs,
+            events_per_run=args.events,
+            files_per_run=4,
+            bad_line_ratio=0.01,
+            compress=True,
+        )
+        print(f"Wrote a sample archive of {args.runs} runs x {args.events} events to {archive}")
+    else:
+        print(f"Using the sample archive already in {archive}")
+    args.manifest = args.manifest or os.path.join(DEFAULT_HOME, "manifest.sqlite")
+    args.state = args.state or os.path.join(DEFAULT_HOME, "state")
+    for attempt in ("first", "second"):
+        print(f"\n== {attempt} run of the job: archive {archive} -> {output}")
+        status = _run_source(_source(args, archive, output, DEMO_JOB), args)
+        if status:
+            return status
+    print("\nThe second run found nothing to do: every run was committed once.")
+    print(f"Events:   {os.path.join(output, 'events')}")
+    print(f"Bad rows: {os.path.join(output, 'bad_rows')}")
+    print(f"Manifest: {args.manifest}   State: {args.state}")
+    print("See every run and its status with: spark-manifests runs")
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .runs import list_runs
+    from .source import status_rows
+
+    with _manifest(args) as manifest:
+        if args.archive:
+            rows = status_rows(
+                list_runs(args.archive, since=args.since, until=args.until), manifest
+            )
+        else:
+            rows = sorted(
+                (_entry_row(entry) for entry in manifest.entries()), key=lambda row: row["run_id"]
+            )
+    _print_table(
+        rows,
+        ("run", "status", "attempts", "rows_in", "rows_out", "bad_rows", "committed_at", "error"),
+        sys.stdout,
+    )
+    return 0
+
+
+def _cmd_manifest(args: argparse.Namespace) -> int:
+    with _manifest(args) as manifest:
+        if args.action == "create":
+            if args.provisioned:
+                manifest.create(
+                    read_capacity=args.provisioned[0], write_capacity=args.provisioned[1]
+                )
+            else:
+                manifest.create()
+            print(f"Manifest ready: {args.manifest}")
+            return 0
+        run_ids = _selected_run_ids(args)
+        action = {"mark": manifest.add, "unmark": manifest.unmark, "skip": manifest.skip}[
+            args.action
+        ]
+        for run_id in run_ids:
+            action(run_id)
+        print(f"{args.action}: {len(run_ids)} run(s) in {args.manifest}")
+    return 0
+
+
+def _cmd_state(args: argparse.Namespace) -> int:
+    from .source import DEFAULT_HOME
+    from .state import StateStore
+
+    store = StateStore(args.state or os.path.join(DEFAULT_HOME, "state"))
+    state = store.get_or_create(args.job)
+    document = {"job": args.job, "origin": state.origin, "data": state.to_dict()}
+    if args.history:
+        document["history"] = [str(item) for item in store.history(args.job)]
+    print(json.dumps(document, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def _cmd_package(args: argparse.Namespace) -> int:
+    import zipfile
+
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    target = os.path.abspath(args.output)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for folder, _, files in os.walk(package_dir):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    archive.write(path, os.path.relpath(path, os.path.dirname(package_dir)))
+    print(target)
+    return 0
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _source(args: argparse.Namespace, archive: str, output: str, job: str) -> Any:
+    from .source import ManifestedRunSource
+
+    return ManifestedRunSource(
+        archive,
+        output=output,
+        spark=_spark(args) if getattr(args, "needs_spark", False) else None,
+        manifest=args.manifest,
+        state=args.state,
+        job_name=job,
+        max_runs_per_batch=getattr(args, "max_runs_per_batch", 100),
+        max_bytes_per_batch=getattr(args, "max_bytes_per_batch", None),
+        since=getattr(args, "since", None),
+        until=getattr(args, "until", None),
+        limit=getattr(args, "limit", None),
+        fail_fast=getattr(args, "fail_fast", False),
+    )
+
+
+def _spark(args: argparse.Namespace) -> Any:
+    from ._spark import get_or_create_spark
+
+    spark = get_or_create_spark("spark-manifests", master=args.master)
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def _run_source(source: Any, args: argparse.Namespace) -> int:
+    display = ProgressDisplay(sys.stderr)
+    source.on("progress", display.progress).on("run_committed", display.committed)
+    with source:
+        summary = source.run()
+    display.finish()
+    print(
+        f"Job {summary.job_name}: {summary.runs_committed} runs committed, "
+        f"{summary.runs_failed} failed, {summary.runs_skipped} skipped, "
+        f"{summary.runs_resumed} resumed; rows in {summary.rows_in:,}, out {summary.rows_out:,}, "
+        f"bad {summary.bad_rows:,}; {summary.seconds:.1f}s"
+    )
+    for run_id, message in summary.failures.items():
+        print(f"  FAILED {run_id}: {message}", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+class ProgressDisplay:
+    """One redrawn status line on a terminal; plain log lines otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.interactive = stream.isatty()
+        self.started = time.monotonic()
+        self.rows = 0
+        self.done = self.total = 0
+
+    def progress(self, progress: Any) -> None:
+        self.done, self.total = progress.done, progress.total
+        if self.interactive:
+            elapsed = time.monotonic() - self.started
+            line = (
+                f"runs {self.done}/{self.total}  rows {self.rows:,}  "
+                f"{int(elapsed // 60):02d}:{int(elapsed % 60):02d}  {progress.message}"
+            )
+            self.stream.write("\r" + line[:120].ljust(120))
+            self.stream.flush()
+        else:
+            _logger.info(
+                "progress: %d/%d runs, %d rows: %s",
+                progress.done,
+                progress.total,
+                self.rows,
+                progress.message,
+            )
+
+    def committed(self, event: Any) -> None:
+        self.rows += int(event.data.get("rows_out", 0))
+
+    def finish(self) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _manifest(args: argparse.Namespace) -> Any:
+    from .manifest import open_manifest
+    from .source import DEFAULT_HOME
+
+    args.manifest = args.manifest or os.path.join(DEFAULT_HOME, "manifest.sqlite")
+    return open_manifest(args.manifest)
+
+
+def _selected_run_ids(args: argparse.Namespace) -> list[str]:
+    from .runs import list_runs
+
+    if args.run_ids:
+        return list(args.run_ids)
+    if not args.archive:
+        raise ValueError("Name the runs: give run ids, or --archive (with --since/--until).")
+    return [run.id for run in list_runs(args.archive, since=args.since, until=args.until)]
+
+
+def _entry_row(entry: Any) -> dict[str, Any]:
+    row = {
+        name: getattr(entry, name)
+        for name in (
+            "run_id",
+            "attempts",
+            "rows_in",
+            "rows_out",
+            "bad_rows",
+            "committed_at",
+            "error",
+        )
+    }
+    row["run"] = entry.run_id
+    row["status"] = entry.status.value
+    return row
+
+
+def _print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [
+        max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)
+    ]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip(), file=out)
+    for line in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip(), file=out)
+    if not cells:
+        print("(no runs)", file=out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _timestamp(text: str) -> datetime:
+    """A --since/--until value: ISO 8601, or a run label ``YYYY-mm-DD-hh-MM-SS``."""
+    for form in ("%Y-%m-%d-%H-%M-%S",):
+        try:
+            return datetime.strptime(text, form).replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use ISO 8601 (2017-04-11T10:31:05) or a run label "
+            "(2017-04-11-10-31-05)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("py4j", "botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spark-manifests",
+        description="Process every run of an event archive exactly once with PySpark.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Any, help_text: str, **defaults: Any) -> Any:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(command=handler, **defaults)
+        return sub
+
+    def where(sub: argparse.ArgumentParser, *, state: bool = True) -> None:
+        sub.add_argument(
+            "--manifest",
+            help="dynamodb://TABLE or a SQLite file (default: the embedded SQLite manifest)",
+        )
+        if state:
+            sub.add_argument(
+                "--state",
+                help="s3://bucket/prefix/ or a local directory (default: a local directory)",
+            )
+
+    def window(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--since", type=_timestamp, help="first run time to include")
+        sub.add_argument("--until", type=_timestamp, help="last run time to include")
+
+    def spark_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--master", help="Spark master (default: from spark-submit, or local[*])")
+        sub.add_argument("--max-runs-per-batch", type=int, default=100)
+        sub.add_argument("--max-bytes-per-batch", type=int, default=2 * 1024**3)
+        sub.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+
+    process = command(
+        "process", _cmd_process, "process the pending runs of an archive", needs_spark=True
+    )
+    process.add_argument("--archive", required=True, help="s3://bucket/prefix/ or a local path")
+    process.add_argument("--output", required=True, help="where the Parquet output goes")
+    process.add_argument("--job", default=DEFAULT_JOB, help="job name (names the state files)")
+    where(process)
+    window(process)
+    process.add_argument("--limit", type=int, help="process at most this many runs")
+    spark_options(process)
+
+    demo = command(
+        "demo",
+        _cmd_demo,
+        "make a sample archive and run the job on it twice, on the embedded default",
+        needs_spark=True,
+    )
+    demo.add_argument("--dir", help="where the demo archive and output go")
+    demo.add_argument("--runs", type=int, default=6)
+    demo.add_argument("--events", type=int, default=2000, help="events per run")
+    where(demo)
+    spark_options(demo)
+
+    runs = command("runs", _cmd_runs, "list runs with their manifest status")
+    runs.add_argument("--archive", help="list the archive's runs (default: the manifest's)")
+    where(runs)
+    window(runs)
+
+    manifest = command("manifest", _cmd_manifest, "create the manifest, or change runs in it")
+    manifest.add_argument("action", choices=("create", "mark", "unmark", "skip"))
+    manifest.add_argument("run_ids", nargs="*", help="run ids (or use --archive)")
+    manifest.add_argument("--archive", help="act on the archive's runs in the window")
+    manifest.add_argument(
+        "--provisioned",
+        nargs=2,
+        type=int,
+        metavar=("RCU", "WCU"),
+        help="DynamoDB provisioned capacity (default: on-demand)",
+    )
+    where(manifest, state=False)
+    window(manifest)
+
+    state = command("state", _cmd_state, "show a job's saved state")
+    state.add_argument("action", choices=("show",))
+    state.add_argument("--job", default=DEFAULT_JOB)
+    state.add_argument("--history", action="store_true", help="list the completed snapshots kept")
+    state.add_argument("--state", default=None, help="state location")
+
+    package = command("package", _cmd_package, "zip the package for spark-submit --py-files")
+    package.add_argument("--output", default=os.path.join("dist", "spark_manifests.zip"))
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Which failures are worth retrying, and how long to wait between tries.
+
+Errors raised while a batch runs come from boto3, from Spark through Py4J, or from user code.
+:func:`classify_error` maps each onto a package exception whose ``retryable`` flag the driver
+loop acts on: retryable ones (throttling, 5xx, timeouts, lost executors) are retried with
+backoff; others fail the run with their message.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ._aws import translate_error
+from .exceptions import AccessDeniedError, RetryableError, RunInputError, SparkManifestsError
+
+_logger = logging.getLogger(__name__)
+
+__all__ = ["RetryPolicy", "classify_error"]
+
+# Spark reports executor-side and storage failures as text inside a Java exception; these
+# fragments mark the transient ones.
+_TRANSIENT = re.compile(
+    r"ExecutorLostFailure|FetchFailed|SocketTimeout|Connection reset|Connection refused"
+    r"|TimeoutException|SlowDown|Throttl|ProvisionedThroughputExceeded|Service Unavailable"
+    r"|status code: 5\d\d|Status Code: 5\d\d|InternalError|RequestTimeout|Too Many Requests",
+)
+_ACCESS_DENIED = re.compile(
+    r"AccessDenied|Access Denied|Forbidden|status code: 403|Status Code: 403"
+)
+_MISSING_INPUT = re.compile(r"PATH_NOT_FOUND|Path does not exist|FileNotFoundException|NoSuchKey")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently retryable failures are retried.
+
+    Parameters
+    ----------
+    max_retries
+        Tries after the first one; 3 by default.
+    initial_delay, multiplier, max_delay
+        Exponential backoff in seconds, with full jitter.
+
+    >>> list(RetryPolicy(max_retries=2, initial_delay=0).delays())
+    [0.0, 0.0]
+    """
+
+    max_retries: int = 3
+    initial_delay: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 30.0
+
+    def delays(self) -> Iterator[float]:
+        """The wait before each retry."""
+        for attempt in range(self.max_retries):
+            ceiling = min(self.max_delay, self.initial_delay * self.multiplier**attempt)
+            yield random.uniform(ceiling / 2, ceiling) if ceiling else 0.0
+
+
+def classify_error(exc: BaseException, *, what: str) -> SparkManifestsError:
+    """The package exception standing for ``exc``, raised while doing ``what``.
+
+    >>> classify_error(TimeoutError("read timed out"), what="batch 1").retryable
+    True
+    """
+    if isinstance(exc, SparkManifestsError):
+        return exc
+    if isinstance(exc, (ClientError, BotoCoreError)):
+        translated = translate_error(exc, action=what, resource="AWS")
+        if isinstance(translated, SparkManifestsError):
+            return translated
+    text = _describe(exc)
+    if isinstance(exc, (TimeoutError, ConnectionError)) or _TRANSIENT.search(text):
+        return RetryableError(f"{what} failed with a transient error: {text}")
+    if _ACCESS_DENIED.search(text):
+        return AccessDeniedError(f"{what} failed: access denied: {text}")
+    if isinstance(exc, FileNotFoundError) or _MISSING_INPUT.search(text):
+        return RunInputError(f"{what} failed: input not found: {text}")
+    return RunInputError(f"{what} failed: {text}")
+
+
+def _describe(exc: BaseException) -> str:
+    """One line: the exception type and the first line of its message (Java stack traces cut)."""
+    message = str(exc).strip().splitlines()
+    first = next((line.strip() for line in message if line.strip()), "")
+    return f"{type(exc).__name__}: {first}"[:1000]

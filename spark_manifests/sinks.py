@@ -1,0 +1,135 @@
+"""Output writers: where a batch of runs goes once it is read and transformed.
+
+A sink writes every run of a batch into its own partition (``run=YYYY-mm-DD-hh-MM-SS``), and a
+retry replaces exactly the partitions of the runs it writes (dynamic partition overwrite), so a
+run is never appended twice. Bad rows go beside the output, partitioned the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._aws import aws_errors, make_client
+from ._faults import fault_point
+from ._locations import Location, PathLike, parse_location
+
+if TYPE_CHECKING:
+    import boto3
+    from pyspark.sql import DataFrame
+
+    from .runs import Run
+
+_logger = logging.getLogger(__name__)
+
+#: The partition column every sink writes by; readers add it from the run folder name.
+RUN_COLUMN = "run"
+
+__all__ = ["RUN_COLUMN", "ParquetSink", "Sink"]
+
+
+class Sink(abc.ABC):
+    """Where a batch of runs is written.
+
+    Implementations must be idempotent per run: writing the same run twice leaves one copy.
+    """
+
+    #: Whether :meth:`write` writes the bad rows it is given; the source counts them only then
+    #: (its per-run counts are taken while the frames are written).
+    writes_bad_rows: bool = False
+
+    @abc.abstractmethod
+    def write(self, events: DataFrame, bad_rows: DataFrame | None, runs: Sequence[Run]) -> None:
+        """Write ``events`` (and ``bad_rows``) of ``runs``, replacing what those runs had."""
+
+    @abc.abstractmethod
+    def has_output(self, run: Run) -> bool:
+        """Whether ``run``'s output exists (used on resume to commit without recomputing)."""
+
+    @abc.abstractmethod
+    def output_path(self, run: Run) -> str:
+        """Where ``run``'s events are written; recorded in the manifest."""
+
+
+class ParquetSink(Sink):
+    """Parquet: ``<output>/events/run=<label>/``, bad rows in ``<output>/bad_rows/run=<label>/``.
+
+    Parameters
+    ----------
+    output
+        ``s3://bucket/prefix/`` (``s3a://`` off EMR) or a local directory / ``file://`` path.
+    compression
+        Parquet codec, ``"snappy"`` by default.
+    client, session
+        boto3 S3 client or session used to check for existing output on resume.
+
+    Examples
+    --------
+    >>> sink = ParquetSink("s3://acme/enriched/parquet/")
+    >>> sink.output_path(run)  # doctest: +SKIP
+    's3://acme/enriched/parquet/events/run=2017-04-11-10-31-05/'
+    """
+
+    writes_bad_rows = True
+    events_folder = "events"
+    bad_rows_folder = "bad_rows"
+
+    def __init__(
+        self,
+        output: PathLike | Location,
+        *,
+        compression: str = "snappy",
+        client: Any | None = None,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        self.location = parse_location(output, what="output")
+        self.compression = compression
+        self._client = client
+        self._session = session
+
+    @property
+    def events_location(self) -> Location:
+        return self.location.join(self.events_folder)
+
+    @property
+    def bad_rows_location(self) -> Location:
+        return self.location.join(self.bad_rows_folder)
+
+    def write(self, events: DataFrame, bad_rows: DataFrame | None, runs: Sequence[Run]) -> None:
+        self._write_partitioned(events, self.events_location)
+        fault_point("mid_write")
+        if bad_rows is not None:
+            self._write_partitioned(bad_rows, self.bad_rows_location)
+
+    def _write_partitioned(self, frame: DataFrame, location: Location) -> None:
+        _logger.debug("Writing %s", location)
+        (
+            frame.write.mode("overwrite")
+            .option("partitionOverwriteMode", "dynamic")
+            .option("compression", self.compression)
+            .partitionBy(RUN_COLUMN)
+            .parquet(location.uri)
+        )
+
+    def output_path(self, run: Run) -> str:
+        return self._partition(self.events_location, run).uri + ("/" if self.location.is_s3 else "")
+
+    def has_output(self, run: Run) -> bool:
+        partition = self._partition(self.events_location, run)
+        if not partition.is_s3:
+            return os.path.isdir(partition.key) and any(
+                name.endswith(".parquet") for name in os.listdir(partition.key)
+            )
+        client = make_client("s3", client=self._client, session=self._session)
+        with aws_errors("check the output", partition.uri):
+            listing = client.list_objects_v2(
+                Bucket=partition.bucket, Prefix=partition.prefix, MaxKeys=1
+            )
+        return bool(listing.get("KeyCount"))
+
+    @staticmethod
+    def _partition(location: Location, run: Run) -> Location:
+        return location.join(f"{RUN_COLUMN}={run.label}")

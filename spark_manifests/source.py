@@ -1,0 +1,725 @@
+"""``ManifestedRunSource``: the driver loop that processes every run of an archive exactly once.
+
+For each batch of pending runs: claim them in the manifest, load them through the reader and
+transform, write them through the sink, commit them, and save a state snapshot after every
+stage, so that a job killed anywhere resumes where it stopped. See the README's "How a job
+runs" for the whole story.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Union
+
+from ._events import EventHandlers, Progress, RunEvent
+from ._faults import fault_point
+from ._locations import Location, PathLike, parse_location
+from ._spark import get_or_create_spark, set_job_description
+from .exceptions import (
+    JobFailedError,
+    OwnershipLostError,
+    RunInputError,
+    SparkManifestsError,
+)
+from .manifest import RunManifest, RunStatus, open_manifest
+from .retry import RetryPolicy, classify_error
+from .runs import Run, RunFile, list_runs, without_cold_runs
+from .sinks import RUN_COLUMN, ParquetSink, Sink
+from .state import StateData, StateStore
+
+if TYPE_CHECKING:
+    import boto3
+    from pyspark.sql import DataFrame, SparkSession
+
+_logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_HOME", "JobSummary", "ManifestedRunSource", "RetryPolicy"]
+
+#: Where the embedded default keeps its SQLite manifest and state, unless told otherwise.
+DEFAULT_HOME = os.environ.get("SPARK_MANIFESTS_HOME", ".spark-manifests")
+
+Reader = Callable[..., Any]
+Transform = Callable[..., "DataFrame"]
+ManifestArg = Union[RunManifest, str, "os.PathLike[str]", None]
+StateArg = Union[StateStore, str, "os.PathLike[str]", None]
+
+
+@dataclass
+class JobSummary:
+    """What one call of :meth:`ManifestedRunSource.run` did."""
+
+    job_name: str
+    owner: str
+    runs_committed: int = 0
+    runs_failed: int = 0
+    runs_skipped: int = 0
+    runs_resumed: int = 0
+    batches: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    bad_rows: int = 0
+    seconds: float = 0.0
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.runs_failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _RunMetrics:
+    rows_in: int = 0
+    rows_out: int = 0
+    bad_rows: int = 0
+
+
+class ManifestedRunSource:
+    """Process the runs of an archive that the manifest has not seen, exactly once.
+
+    Parameters
+    ----------
+    archive
+        ``s3://bucket/prefix/`` (also ``s3a://``, ``s3n://``) or a local directory holding
+        ``run=YYYY-mm-DD-hh-MM-SS`` folders.
+    output
+        Where the default :class:`~spark_manifests.ParquetSink` writes (unless ``sink`` is given).
+    manifest
+        A :class:`~spark_manifests.RunManifest`, a URI (``dynamodb://TABLE``, a SQLite path), or
+        ``None`` for the embedded SQLite file under ``DEFAULT_HOME``.
+    state
+        A :class:`~spark_manifests.StateStore`, a location, or ``None`` for a local directory
+        under ``DEFAULT_HOME``.
+    job_name
+        Names the state snapshots (``<job>_running.json``) and the owner of the claims.
+    reader
+        ``reader(spark, paths)`` returning an ``EnrichedRead`` (events, bad rows) or a
+        DataFrame; both must carry a ``run`` column. Default: :func:`read_enriched`.
+    transform
+        ``transform(df)`` or ``transform(df, runs)``; keeps the ``run`` column. Identity by default.
+    max_runs_per_batch, max_bytes_per_batch
+        How many runs, and how many input bytes, one Spark job takes at most.
+    since, until, limit
+        Process only runs in the time window, and at most ``limit`` of them.
+    retry
+        How retryable failures are retried; see :class:`~spark_manifests.retry.RetryPolicy`.
+    fail_fast
+        Stop at the first failed run instead of going on with the next.
+    owner, lease_seconds
+        Who claims the runs (default: job, host, process) and for how long a claim holds
+        before another job may take it over.
+
+    Examples
+    --------
+    >>> with ManifestedRunSource("s3://acme/enriched/archive/", output="s3://acme/parquet/",
+    ...                          manifest="dynamodb://acme-runs", state="s3://acme/state/",
+    ...                          job_name="enriched_to_parquet") as source:  # doctest: +SKIP
+    ...     summary = source.run()
+    """
+
+    def __init__(
+        self,
+        archive: PathLike | Location,
+        *,
+        output: PathLike | None = None,
+        spark: SparkSession | None = None,
+        manifest: ManifestArg = None,
+        state: StateArg = None,
+        job_name: str = "spark_manifests",
+        reader: Reader | None = None,
+        transform: Transform | None = None,
+        sink: Sink | None = None,
+        max_runs_per_batch: int = 100,
+        max_bytes_per_batch: int | None = 2 * 1024**3,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        retry: RetryPolicy | None = None,
+        fail_fast: bool = False,
+        owner: str | None = None,
+        lease_seconds: int = 3600,
+        client: Any | None = None,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        if sink is None and output is None:
+            raise ValueError("Give either output= (a location for Parquet output) or sink=.")
+        if max_runs_per_batch < 1:
+            raise ValueError(f"max_runs_per_batch must be at least 1, got {max_runs_per_batch}")
+        self.archive = parse_location(archive, what="archive")
+        self.job_name = job_name
+        self.manifest = _open_manifest(manifest, session=session)
+        self.state_store = _open_state_store(state, session=session)
+        self.sink = sink or ParquetSink(output, session=session)  # type: ignore[arg-type]
+        self.reader = reader
+        self.transform = transform
+        self.max_runs_per_batch = max_runs_per_batch
+        self.max_bytes_per_batch = max_bytes_per_batch
+        self.since, self.until, self.limit = since, until, limit
+        self.retry = retry or RetryPolicy()
+        self.fail_fast = fail_fast
+        self.lease_seconds = lease_seconds
+        self._owner = owner
+        self._s3_client = client
+        self._session = session
+        self._spark = spark
+        self._handlers = EventHandlers()
+        self._held: set[str] = set()
+        self._read_cursor: set[str] = set()
+        self.progress = Progress(0, 0, "not started")
+
+    # -- the data-source contract -------------------------------------------------------
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            self._spark = get_or_create_spark(f"spark_manifests:{self.job_name}")
+        return self._spark
+
+    @property
+    def owner(self) -> str:
+        if self._owner is None:
+            self._owner = (
+                f"{self.job_name}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            )
+        return self._owner
+
+    def on(self, event: str, handler: Callable[[Any], None]) -> ManifestedRunSource:
+        """Call ``handler`` on ``event``; returns the source so calls chain.
+
+        Events: ``run_claimed``, ``batch_loaded``, ``batch_written``, ``run_committed``,
+        ``run_failed``, ``run_skipped`` (a :class:`RunEvent` each) and ``progress`` (a
+        ``Progress(done, total, message)``).
+
+        >>> source.on("run_committed", lambda e: print(e.run_ids))  # doctest: +SKIP
+        """
+        self._handlers.add(event, handler)
+        return self
+
+    def pending(self) -> list[Run]:
+        """The runs in the archive (within since/until, at most ``limit``) not yet processed."""
+        runs = list_runs(
+            self.archive,
+            since=self.since,
+            until=self.until,
+            client=self._s3_client,
+            session=self._session,
+        )
+        by_id = {run.id: run for run in runs}
+        pending = [by_id[run_id] for run_id in self.manifest.pending(list(by_id))]
+        return pending[: self.limit] if self.limit is not None else pending
+
+    def read(self, n: int) -> DataFrame | None:
+        """The transformed events of the next up-to-``n`` pending runs, or ``None`` at the end.
+
+        Nothing is claimed or committed: for exploring in a notebook. Each call moves on to
+        runs the previous calls did not return.
+        """
+        runs = [run for run in self.pending() if run.id not in self._read_cursor][:n]
+        if not runs:
+            return None
+        batch = without_cold_runs(runs, client=self._s3_client, session=self._session)
+        self._read_cursor.update(run.id for run in runs)
+        if not batch:
+            return self.read(n)
+        events, _ = self._load([run for run, _ in batch], _paths(batch))
+        return events
+
+    def status(self, *, as_spark: bool = False) -> Any:
+        """A table of the archive's runs with their manifest status, rows and times.
+
+        A pandas DataFrame when pandas is installed (or a Spark DataFrame with
+        ``as_spark=True``); runs the manifest has never seen have status ``PENDING``.
+        """
+        rows = self.status_rows()
+        if as_spark:
+            return self.spark.createDataFrame(rows) if rows else None
+        try:
+            import pandas
+        except ImportError:
+            return self.spark.createDataFrame(rows) if rows else None
+        return pandas.DataFrame(rows)
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        """The rows of :meth:`status` as plain dictionaries."""
+        runs = list_runs(
+            self.archive,
+            since=self.since,
+            until=self.until,
+            client=self._s3_client,
+            session=self._session,
+        )
+        entries = self.manifest.get_many([run.id for run in runs])
+        return [_status_row(run, entries.get(run.id)) for run in runs]
+
+    def close(self) -> None:
+        """Release the claims this source still holds, so another job can take them at once."""
+        for run_id in sorted(self._held):
+            try:
+                self.manifest.release(run_id, self.owner)
+                _logger.info("Released %s", run_id)
+            except OwnershipLostError:
+                _logger.warning("Could not release %s: another owner holds it now", run_id)
+        self._held.clear()
+
+    def __enter__(self) -> ManifestedRunSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the driver loop ----------------------------------------------------------------
+
+    def run(self) -> JobSummary:
+        """Process every pending run; returns what was done.
+
+        Raises
+        ------
+        JobFailedError
+            With ``fail_fast``, at the first run that fails (after its retries).
+        """
+        started = time.monotonic()
+        state = self._open_state()
+        summary = JobSummary(self.job_name, self.owner)
+        self._resume(state, summary)
+        pending = self.pending()
+        total = len(pending)
+        self._report(0, total, f"{total} runs pending")
+        for number, batch in enumerate(self._batches(pending), start=1 + summary.batches):
+            self._process_batch(number, batch, state, summary)
+            summary.batches = number
+            done = summary.runs_committed + summary.runs_failed + summary.runs_skipped
+            self._report(min(done, total), total, f"batch {number} done")
+        summary.seconds = round(time.monotonic() - started, 3)
+        state["summary"] = summary.to_dict()
+        state["in_flight"] = {}
+        self.state_store.complete(state)
+        _logger.info(
+            "Job %s done: %d runs committed, %d failed, %d skipped, %d rows in, %d out, "
+            "%d bad, %.1fs",
+            self.job_name,
+            summary.runs_committed,
+            summary.runs_failed,
+            summary.runs_skipped,
+            summary.rows_in,
+            summary.rows_out,
+            summary.bad_rows,
+            summary.seconds,
+        )
+        return summary
+
+    def _open_state(self) -> StateData:
+        state = self.state_store.get_or_create(self.job_name)
+        if state.origin == "running":
+            if self._owner is None and state.get("owner"):
+                # The last run of this job was killed holding claims: take its identity so
+                # its claims are ours again instead of waiting for their leases to expire.
+                self._owner = str(state["owner"])
+                _logger.info("Resuming job %s as %s", self.job_name, self._owner)
+        else:
+            state.reset()
+            state["archive"] = self.archive.uri
+            state["in_flight"] = {}
+        state["owner"] = self.owner
+        self.state_store.update(state)
+        return state
+
+    def _resume(self, state: StateData, summary: JobSummary) -> None:
+        """Finish what a killed run of this job left: commit runs already written."""
+        in_flight: dict[str, Any] = dict(state.get("in_flight") or {})
+        if not in_flight:
+            return
+        entries = self.manifest.get_many(list(in_flight))
+        for run_id, record in sorted(in_flight.items()):
+            entry = entries.get(run_id)
+            run = _run_from_record(record)
+            if entry is not None and entry.status in (RunStatus.COMMITTED, RunStatus.LEGACY):
+                _logger.info("Resume: %s was committed before the crash", run_id)
+            elif (
+                record.get("stage") == "written"
+                and self.sink.has_output(run)
+                and self._claim(run, batch=None)
+            ):
+                metrics = _RunMetrics(**record.get("metrics", {}))
+                self._commit(run, metrics, None, summary)
+                summary.runs_resumed += 1
+                _logger.info("Resume: committed %s without recomputing it", run_id)
+            else:
+                _logger.info(
+                    "Resume: %s stopped at %s; it is processed again", run_id, record.get("stage")
+                )
+            in_flight.pop(run_id)
+        state["in_flight"] = in_flight
+        self.state_store.update(state)
+
+    def _batches(self, pending: Sequence[Run]) -> Iterator[list[tuple[Run, list[RunFile]]]]:
+        """Consecutive runs grouped by ``max_runs_per_batch`` and ``max_bytes_per_batch``.
+
+        Only the runs about to be processed are inspected (cold storage, sizes), a window at
+        a time, so a long backlog costs no listing up front.
+        """
+        batch: list[tuple[Run, list[RunFile]]] = []
+        batch_bytes = 0
+        for start in range(0, len(pending), self.max_runs_per_batch):
+            window = pending[start : start + self.max_runs_per_batch]
+            usable = without_cold_runs(window, client=self._s3_client, session=self._session)
+            for item in usable:
+                size = sum(f.size for f in item[1])
+                too_big = (
+                    self.max_bytes_per_batch is not None
+                    and batch_bytes + size > self.max_bytes_per_batch
+                )
+                if batch and (len(batch) >= self.max_runs_per_batch or too_big):
+                    yield batch
+                    batch, batch_bytes = [], 0
+                batch.append(item)
+                batch_bytes += size
+        if batch:
+            yield batch
+
+    def _process_batch(
+        self,
+        number: int,
+        batch: list[tuple[Run, list[RunFile]]],
+        state: StateData,
+        summary: JobSummary,
+    ) -> None:
+        claimed = [(run, files) for run, files in batch if self._claim(run, batch=number)]
+        for run, _ in batch:
+            if not any(run is other for other, _ in claimed):
+                summary.runs_skipped += 1
+                self._handlers.fire("run_skipped", RunEvent("run_skipped", (run.id,), number))
+        if not claimed:
+            return
+        empty = [run for run, files in claimed if not files]
+        for run in empty:
+            self._fail(
+                run,
+                RunInputError(
+                    f"Run {run.path} has no data files. If it is still being written, unmark it "
+                    "later (`spark-manifests manifest unmark`); if it is empty for good, skip it "
+                    "(`spark-manifests manifest skip`)."
+                ),
+                summary,
+            )
+        claimed = [(run, files) for run, files in claimed if files]
+        if claimed:
+            self._stage(state, [run for run, _ in claimed], "claimed", number)
+            fault_point("after_claim")
+            self._write_with_retries(number, claimed, state, summary)
+
+    def _write_with_retries(
+        self,
+        number: int,
+        batch: list[tuple[Run, list[RunFile]]],
+        state: StateData,
+        summary: JobSummary,
+    ) -> None:
+        runs = [run for run, _ in batch]
+        what = f"batch {number} ({_describe_runs(runs)})"
+        delays = self.retry.delays()
+        while True:
+            try:
+                metrics = self._load_and_write(number, batch, state)
+                break
+            except Exception as exc:  # classified below: retried, split, or recorded
+                error = classify_error(exc, what=what)
+                delay = next(delays, None) if error.retryable else None
+                if delay is not None:
+                    _logger.warning("%s; retrying in %.1fs", error, delay)
+                    time.sleep(delay)
+                    continue
+                if len(batch) > 1:
+                    # One bad run must not fail the others: find it by trying each alone.
+                    _logger.warning("%s; trying its %d runs one by one", error, len(batch))
+                    for item in batch:
+                        self._write_with_retries(number, [item], state, summary)
+                    return
+                self._fail(runs[0], error, summary)
+                return
+        for run in runs:
+            self._commit(run, metrics[run.id], number, summary)
+        fault_point("after_commit")
+        self._stage(state, runs, "committed", number)
+
+    def _load_and_write(
+        self, number: int, batch: list[tuple[Run, list[RunFile]]], state: StateData
+    ) -> dict[str, _RunMetrics]:
+        runs = [run for run, _ in batch]
+        set_job_description(self.spark, f"{self.job_name} batch {number}: {_describe_runs(runs)}")
+        try:
+            events, bad_rows = self._load(runs, _paths(batch))
+            events, events_in = _observe_per_run(events, runs, "in")
+            events = self._apply_transform(events, runs)
+            events, events_out = _observe_per_run(events, runs, "out")
+            count_bad = bad_rows is not None and self.sink.writes_bad_rows
+            if count_bad:
+                bad_rows, bad_counts = _observe_per_run(bad_rows, runs, "bad")
+            self._stage(state, runs, "loaded", number)
+            fault_point("after_load")
+            self.sink.write(events, bad_rows, runs)
+        finally:
+            set_job_description(self.spark, None)
+        counts_in, counts_out = events_in(), events_out()
+        counts_bad = bad_counts() if count_bad else {}
+        metrics = {
+            run.id: _RunMetrics(
+                rows_in=counts_in.get(run.label, 0) + counts_bad.get(run.label, 0),
+                rows_out=counts_out.get(run.label, 0),
+                bad_rows=counts_bad.get(run.label, 0),
+            )
+            for run in runs
+        }
+        self._stage(state, runs, "written", number, metrics)
+        fault_point("after_write")
+        self._handlers.fire(
+            "batch_written",
+            RunEvent(
+                "batch_written",
+                tuple(r.id for r in runs),
+                number,
+                {"rows_out": sum(m.rows_out for m in metrics.values())},
+            ),
+        )
+        return metrics
+
+    def _load(self, runs: Sequence[Run], paths: list[str]) -> tuple[DataFrame, DataFrame | None]:
+        if self.reader is None:
+            from .enriched import read_enriched
+
+            self.reader = read_enriched
+        loaded = self.reader(self.spark, paths)
+        events, bad_rows = (loaded, None) if _is_dataframe(loaded) else (loaded[0], loaded[1])
+        for name, frame in (("reader's events", events), ("reader's bad rows", bad_rows)):
+            if frame is not None and RUN_COLUMN not in frame.columns:
+                raise RunInputError(
+                    f"The {name} have no {RUN_COLUMN!r} column: the reader must add the run "
+                    "label (YYYY-mm-DD-hh-MM-SS) of each row so each run is written to its own "
+                    "partition."
+                )
+        return events, bad_rows
+
+    def _apply_transform(self, events: DataFrame, runs: Sequence[Run]) -> DataFrame:
+        if self.transform is None:
+            return events
+        result = (
+            self.transform(events, list(runs))
+            if _takes_two_arguments(self.transform)
+            else self.transform(events)
+        )
+        if RUN_COLUMN not in result.columns:
+            raise RunInputError(
+                f"The transform dropped the {RUN_COLUMN!r} column; keep it (e.g. group by it "
+                "too) so each run's output goes to its own partition."
+            )
+        return result
+
+    # -- manifest and state steps ---------------------------------------------------------
+
+    def _claim(self, run: Run, *, batch: int | None) -> bool:
+        if not self.manifest.claim(
+            run.id,
+            self.owner,
+            lease_seconds=self.lease_seconds,
+            max_attempts=self.retry.max_retries + 1,
+        ):
+            _logger.info(
+                "Skipping %s: committed, skipped, failed for good, or held by another job", run.id
+            )
+            return False
+        self._held.add(run.id)
+        self._handlers.fire("run_claimed", RunEvent("run_claimed", (run.id,), batch))
+        return True
+
+    def _commit(
+        self, run: Run, metrics: _RunMetrics, batch: int | None, summary: JobSummary
+    ) -> None:
+        try:
+            self.manifest.commit(
+                run.id,
+                self.owner,
+                rows_in=metrics.rows_in,
+                rows_out=metrics.rows_out,
+                bad_rows=metrics.bad_rows,
+                output_path=self.sink.output_path(run),
+            )
+        except OwnershipLostError:
+            # Another job took the run over after our lease ran out; it writes the same
+            # partition, so the output stays one copy.
+            _logger.warning("Lost %s to another job before committing it", run.id)
+            self._held.discard(run.id)
+            summary.runs_skipped += 1
+            return
+        self._held.discard(run.id)
+        summary.runs_committed += 1
+        summary.rows_in += metrics.rows_in
+        summary.rows_out += metrics.rows_out
+        summary.bad_rows += metrics.bad_rows
+        self._handlers.fire(
+            "run_committed", RunEvent("run_committed", (run.id,), batch, asdict(metrics))
+        )
+
+    def _fail(self, run: Run, error: SparkManifestsError, summary: JobSummary) -> None:
+        message = str(error)
+        _logger.error("Run %s failed: %s", run.id, message)
+        try:
+            self.manifest.fail(run.id, self.owner, message)
+        except OwnershipLostError:
+            _logger.warning("Lost %s to another job before recording its failure", run.id)
+        self._held.discard(run.id)
+        summary.runs_failed += 1
+        summary.failures[run.id] = message
+        self._handlers.fire(
+            "run_failed", RunEvent("run_failed", (run.id,), None, {"error": message})
+        )
+        if self.fail_fast:
+            raise JobFailedError(f"Run {run.id} failed and fail_fast is set: {message}") from error
+
+    def _stage(
+        self,
+        state: StateData,
+        runs: Sequence[Run],
+        stage: str,
+        batch: int,
+        metrics: Mapping[str, _RunMetrics] | None = None,
+    ) -> None:
+        """Record that ``runs`` reached ``stage``, and save the snapshot."""
+        in_flight = dict(state.get("in_flight") or {})
+        for run in runs:
+            if stage == "committed":
+                in_flight.pop(run.id, None)
+                continue
+            record = dict(in_flight.get(run.id) or _run_record(run))
+            record.update(stage=stage, batch=batch)
+            if metrics is not None:
+                record["metrics"] = asdict(metrics[run.id])
+            in_flight[run.id] = record
+        state["in_flight"] = in_flight
+        state["last_stage"] = {
+            "batch": batch,
+            "stage": stage,
+            "at": datetime.now(timezone.utc).isoformat(),
+        }
+        self.state_store.update(state)
+
+    def _report(self, done: int, total: int, message: str) -> None:
+        self.progress = Progress(done, total, message)
+        self._handlers.fire("progress", self.progress)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _open_manifest(manifest: ManifestArg, *, session: Any) -> RunManifest:
+    if isinstance(manifest, RunManifest):
+        return manifest
+    uri = manifest if manifest is not None else os.path.join(DEFAULT_HOME, "manifest.sqlite")
+    return open_manifest(os.fspath(uri), session=session)
+
+
+def _open_state_store(state: StateArg, *, session: Any) -> StateStore:
+    if isinstance(state, StateStore):
+        return state
+    location = state if state is not None else os.path.join(DEFAULT_HOME, "state")
+    return StateStore(location, session=session)
+
+
+def _run_record(run: Run) -> dict[str, str]:
+    return {
+        "id": run.id,
+        "path": run.path,
+        "name": run.name,
+        "timestamp": run.timestamp.isoformat(),
+    }
+
+
+def _run_from_record(record: Mapping[str, Any]) -> Run:
+    return Run(
+        id=record["id"],
+        timestamp=datetime.fromisoformat(record["timestamp"]),
+        path=record["path"],
+        name=record["name"],
+    )
+
+
+def _paths(batch: Sequence[tuple[Run, Sequence[RunFile]]]) -> list[str]:
+    return [file.path for _, files in batch for file in files]
+
+
+def _is_dataframe(value: Any) -> bool:
+    return hasattr(value, "columns") and hasattr(value, "write")
+
+
+def _takes_two_arguments(function: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
+def _describe_runs(runs: Sequence[Run], most: int = 20) -> str:
+    labels = [run.label for run in runs]
+    shown = ", ".join(labels[:most])
+    return shown + (f" (+{len(labels) - most} more)" if len(labels) > most else "")
+
+
+def _observe_per_run(
+    frame: DataFrame, runs: Sequence[Run], name: str
+) -> tuple[DataFrame, Callable[[], dict[str, int]]]:
+    """Count rows per run while the write runs, instead of a separate count() job.
+
+    Returns the observed frame and a function that reads the counts once an action ran.
+    """
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    labels = sorted({run.label for run in runs})
+    observation = Observation(f"{name}_{uuid.uuid4().hex[:8]}")
+    column = F.col(RUN_COLUMN)
+    observed = frame.observe(
+        observation,
+        *[F.count(F.when(column == label, 1)).alias(f"n{i}") for i, label in enumerate(labels)],
+    )
+
+    def counts() -> dict[str, int]:
+        values = observation.get
+        return {label: int(values.get(f"n{i}") or 0) for i, label in enumerate(labels)}
+
+    return observed, counts
+
+
+def status_rows(runs: Sequence[Run], manifest: RunManifest) -> list[dict[str, Any]]:
+    """One row per run: its label, id and manifest status (``PENDING`` if never seen)."""
+    entries = manifest.get_many([run.id for run in runs])
+    return [_status_row(run, entries.get(run.id)) for run in runs]
+
+
+def _status_row(run: Run, entry: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "run": run.label,
+        "run_id": run.id,
+        "status": entry.status.value if entry else "PENDING",
+    }
+    for name in (
+        "attempts",
+        "owner",
+        "rows_in",
+        "rows_out",
+        "bad_rows",
+        "started_at",
+        "committed_at",
+        "error",
+    ):
+        row[name] = getattr(entry, name, None) if entry else None
+    return row
