@@ -1,0 +1,306 @@
+"""ManifestedRunSource: the driver loop, end to end on local Spark, SQLite and a state directory."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_manifests import (
+    JobFailedError,
+    ManifestedRunSource,
+    RetryableError,
+    RunInputError,
+    RunStatus,
+    SQLiteRunManifest,
+    StateStore,
+    write_sample_archive,
+)
+from spark_manifests import source as source_module
+from spark_manifests.retry import RetryPolicy
+
+RUNS = 4
+EVENTS_PER_RUN = 120
+NO_WAIT = RetryPolicy(max_retries=3, initial_delay=0.0)
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the driver dying: not an Exception, so nothing in the loop catches it."""
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("archive")
+    write_sample_archive(
+        path, runs=RUNS, events_per_run=EVENTS_PER_RUN, files_per_run=2, bad_line_ratio=0.05, seed=7
+    )
+    return str(path)
+
+
+@pytest.fixture
+def make_source(spark: SparkSession, archive: str, tmp_path: Path):
+    def make(**options) -> ManifestedRunSource:
+        options.setdefault("output", str(tmp_path / "output"))
+        options.setdefault("manifest", SQLiteRunManifest(str(tmp_path / "manifest.sqlite")))
+        options.setdefault("state", StateStore(str(tmp_path / "state")))
+        options.setdefault("job_name", "test_job")
+        options.setdefault("retry", NO_WAIT)
+        return ManifestedRunSource(options.pop("archive", archive), spark=spark, **options)
+
+    return make
+
+
+def read_output(spark: SparkSession, source: ManifestedRunSource, folder: str = "events"):
+    return spark.read.parquet(os.path.join(source.sink.location.key, folder))
+
+
+def sorted_events(frame: DataFrame) -> DataFrame:
+    return frame.select("run", "event_id", "event", "collector_tstamp").orderBy("event_id")
+
+
+def test_processes_every_run_once_and_a_second_run_finds_nothing(make_source, spark) -> None:
+    source = make_source()
+    summary = source.run()
+
+    assert summary.runs_committed == RUNS
+    assert summary.rows_in == RUNS * EVENTS_PER_RUN
+    assert summary.rows_out + summary.bad_rows == summary.rows_in
+    assert summary.bad_rows > 0
+    events, bad_rows = read_output(spark, source), read_output(spark, source, "bad_rows")
+    assert events.count() == summary.rows_out
+    assert bad_rows.count() == summary.bad_rows
+    assert events.select("run").distinct().count() == RUNS
+    entries = list(source.manifest.entries())
+    assert {e.status for e in entries} == {RunStatus.COMMITTED}
+    assert sum(e.rows_in for e in entries) == RUNS * EVENTS_PER_RUN
+    for entry in entries:
+        label = entry.run_id.rstrip("/").rsplit("=", 1)[1]
+        assert entry.output_path.rstrip("/").endswith(f"events/run={label}")
+
+    again = make_source(manifest=source.manifest, state=source.state_store).run()
+    assert (again.runs_committed, again.batches, again.rows_in) == (0, 0, 0)
+    completed = source.state_store.get_or_create("test_job")
+    assert completed.origin == "completed"
+    assert completed["summary"]["runs_committed"] == 0
+
+
+def test_rewriting_a_run_replaces_its_partition(make_source, spark) -> None:
+    source = make_source()
+    source.run()
+    before = sorted_events(read_output(spark, source)).cache()
+    first = min(source.manifest.entries(), key=lambda e: e.run_id)
+    source.manifest.unmark(first.run_id)
+
+    summary = make_source(manifest=source.manifest, state=source.state_store).run()
+
+    assert summary.runs_committed == 1
+    after = sorted_events(read_output(spark, source))
+    assert_df_equality(before, after)
+    assert after.groupBy("event_id").count().where("count > 1").count() == 0
+
+
+def test_batches_group_runs_by_count_and_bytes(make_source) -> None:
+    by_count = make_source(max_runs_per_batch=3)
+    written: list[tuple[str, ...]] = []
+    by_count.on("batch_written", lambda event: written.append(event.run_ids))
+    assert by_count.run().batches == 2
+    assert [len(ids) for ids in written] == [3, 1]
+
+    by_bytes = make_source(
+        max_bytes_per_batch=1,
+        output=by_count.sink.location.key + "2",
+        job_name="by_bytes",
+        manifest=SQLiteRunManifest(":memory:"),
+    )
+    assert by_bytes.run().batches == RUNS
+
+
+def test_read_returns_runs_without_touching_the_manifest(make_source) -> None:
+    source = make_source()
+    first, second = source.read(3), source.read(3)
+
+    assert first is not None
+    assert second is not None
+    assert first.select("run").distinct().count() == 3
+    assert second.select("run").distinct().count() == 1
+    assert source.read(3) is None
+    assert list(source.manifest.entries()) == []
+    assert len(source.pending()) == RUNS
+
+
+def test_a_retryable_error_is_retried(make_source) -> None:
+    calls = Counter()
+
+    def flaky(events: DataFrame) -> DataFrame:
+        calls["transform"] += 1
+        if calls["transform"] < 3:
+            raise RetryableError("throttled, try again")
+        return events
+
+    summary = make_source(transform=flaky).run()
+
+    assert calls["transform"] == 3
+    assert summary.runs_committed == RUNS
+    assert summary.runs_failed == 0
+
+
+def test_a_non_retryable_error_fails_only_its_run(make_source, archive) -> None:
+    bad_label = sorted(os.listdir(archive))[1].split("=", 1)[1]
+
+    def picky(events: DataFrame, runs) -> DataFrame:
+        if any(run.label == bad_label for run in runs):
+            raise RunInputError(f"bad schema in {bad_label}")
+        return events
+
+    source = make_source(transform=picky)
+    failed: list[str] = []
+    source.on("run_failed", lambda event: failed.extend(event.run_ids))
+    summary = source.run()
+
+    assert summary.runs_committed == RUNS - 1
+    assert summary.runs_failed == 1
+    assert len(failed) == 1
+    assert failed[0].rstrip("/").endswith(bad_label)
+    entry = source.manifest.get(failed[0])
+    assert entry.status is RunStatus.FAILED
+    assert bad_label in entry.error
+    assert not summary.ok
+
+
+def test_fail_fast_stops_at_the_first_failure(make_source) -> None:
+    def broken(events: DataFrame) -> DataFrame:
+        raise RunInputError("cannot transform")
+
+    with pytest.raises(JobFailedError, match="cannot transform"):
+        make_source(transform=broken, fail_fast=True, max_runs_per_batch=1).run()
+
+
+def test_events_fire_in_order(make_source) -> None:
+    source = make_source(max_runs_per_batch=2)
+    seen: list[tuple[str, int]] = []
+    for name in ("run_claimed", "batch_written", "run_committed"):
+        source.on(name, lambda event, name=name: seen.append((name, event.batch)))
+    progress: list[tuple[int, int]] = []
+    source.on("progress", lambda p: progress.append((p.done, p.total)))
+
+    source.run()
+
+    expected = []
+    for batch in (1, 2):
+        expected += [("run_claimed", batch)] * 2 + [("batch_written", batch)]
+        expected += [("run_committed", batch)] * 2
+    assert seen == expected
+    assert progress == [(0, RUNS), (2, RUNS), (4, RUNS)]
+
+
+def test_status_lists_every_run(make_source) -> None:
+    source = make_source(limit=1)
+    source.run()
+    table = source.status()
+
+    assert list(table["status"]).count("COMMITTED") == 1
+    assert list(table["status"]).count("PENDING") == RUNS - 1
+    assert table["rows_in"].dropna().tolist() == [EVENTS_PER_RUN]
+
+
+def test_a_transform_that_drops_the_run_column_is_refused(make_source) -> None:
+    summary = make_source(transform=lambda df: df.drop("run")).run()
+    assert summary.runs_failed == RUNS
+    assert "run" in next(iter(summary.failures.values()))
+
+
+def test_close_releases_claims(make_source, monkeypatch) -> None:
+    source = make_source()
+    monkeypatch.setattr(source_module, "fault_point", _crash_at("after_load"))
+    with pytest.raises(SimulatedCrash):
+        source.run()
+    held = [e for e in source.manifest.entries() if e.status is RunStatus.PROCESSING]
+    assert held
+    source.close()
+    assert [e for e in source.manifest.entries() if e.status is RunStatus.PROCESSING] == []
+
+
+def _crash_at(point: str):
+    def fault_point(name: str) -> None:
+        if name == point:
+            raise SimulatedCrash(point)
+
+    return fault_point
+
+
+@pytest.mark.parametrize("point", ["after_claim", "after_load", "after_write", "after_commit"])
+def test_resume_after_a_crash_at_each_stage(
+    make_source, spark, monkeypatch, tmp_path, point
+) -> None:
+    clean = make_source(
+        output=str(tmp_path / "clean"),
+        manifest=SQLiteRunManifest(":memory:"),
+        state=StateStore(str(tmp_path / "clean_state")),
+    )
+    clean.run()
+
+    crashing = make_source(max_runs_per_batch=2)
+    monkeypatch.setattr(source_module, "fault_point", _crash_at(point))
+    with pytest.raises(SimulatedCrash):
+        crashing.run()
+    assert crashing.state_store.get_or_create("test_job").origin == "running"
+    monkeypatch.undo()
+
+    resumed = make_source(max_runs_per_batch=2)
+    summary = resumed.run()
+
+    assert resumed.owner == crashing.owner
+    committed = [e for e in resumed.manifest.entries() if e.status is RunStatus.COMMITTED]
+    assert len(committed) == RUNS
+    if point == "after_write":
+        assert summary.runs_resumed == 2
+    assert_df_equality(
+        sorted_events(read_output(spark, clean)), sorted_events(read_output(spark, resumed))
+    )
+    assert_df_equality(
+        read_output(spark, clean, "bad_rows").orderBy("line"),
+        read_output(spark, resumed, "bad_rows").orderBy("line"),
+    )
+    assert resumed.state_store.get_or_create("test_job").origin == "completed"
+
+
+def test_a_run_folder_without_files_fails_with_advice(make_source, tmp_path) -> None:
+    archive = tmp_path / "empty_archive"
+    (archive / "run=2020-01-01-00-00-00").mkdir(parents=True)
+    summary = make_source(archive=str(archive)).run()
+    assert summary.runs_failed == 1
+    assert "no data files" in next(iter(summary.failures.values()))
+
+
+def test_jobs_are_described_in_the_spark_ui(make_source, spark, monkeypatch) -> None:
+    descriptions: list[str | None] = []
+    original = source_module.set_job_description
+
+    def record(session, description):
+        descriptions.append(description)
+        original(session, description)
+
+    monkeypatch.setattr(source_module, "set_job_description", record)
+    make_source().run()
+    monkeypatch.undo()
+    labels = [name.split("=", 1)[1] for name in sorted(os.listdir(make_source().archive.key))]
+    assert descriptions[0] == f"test_job batch 1: {', '.join(labels)}"
+    assert spark.sparkContext.getLocalProperty("spark.job.description") is None
+
+
+def test_custom_reader_returning_a_dataframe(make_source, spark) -> None:
+    def reader(session: SparkSession, paths: list[str]) -> DataFrame:
+        return session.read.text(paths).withColumn(
+            "run", F.regexp_extract(F.input_file_name(), r"run=([0-9-]{19})", 1)
+        )
+
+    source = make_source(reader=reader)
+    summary = source.run()
+    assert summary.runs_committed == RUNS
+    assert summary.rows_out == RUNS * EVENTS_PER_RUN
+    assert read_output(spark, source).count() == RUNS * EVENTS_PER_RUN
