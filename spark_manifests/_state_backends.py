@@ -34,9 +34,6 @@ _logger = logging.getLogger(__name__)
 #: Held (flock) while a local writer compares versions and replaces a file.
 LOCK_NAME = ".state.lock"
 _TEMP_SUFFIX = ".tmp"
-# Codes S3 answers when a conditional request loses: the version differs (412), another
-# conditional write to the key is in flight (409), or the object expected is gone (404).
-_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 
 
 class Blob(NamedTuple):
@@ -48,6 +45,10 @@ class Blob(NamedTuple):
 
 class VersionConflict(Exception):
     """Internal: a conditional write or delete found another version than the expected one."""
+
+    @classmethod
+    def found(cls, version: str | None) -> VersionConflict:
+        return cls("now it does not exist" if version is None else f"now it has version {version}")
 
 
 class Backend(Protocol):
@@ -151,7 +152,7 @@ class LocalBackend:
         current = self.read(name)
         found = current.version if current is not None else None
         if found != expect:
-            raise VersionConflict(f"expected version {expect}, found {found}")
+            raise VersionConflict.found(found)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -303,10 +304,19 @@ class S3Backend:
 
 @contextlib.contextmanager
 def _conflicts() -> Iterator[None]:
-    """Turn the answers of a lost S3 condition into :class:`VersionConflict`."""
+    """Turn the answers of a lost S3 condition into :class:`VersionConflict`.
+
+    S3 answers 412 when the version differs, 409 while another conditional write to the key
+    is in flight, and 404 when the object an ``IfMatch`` names is gone.
+    """
     try:
         yield
     except ClientError as exc:
-        if error_code(exc) in _CONFLICT_CODES or http_status(exc) in (404, 409, 412):
-            raise VersionConflict(f"S3 answered {error_code(exc) or http_status(exc)}") from exc
+        code, status = error_code(exc), http_status(exc)
+        if code == "NoSuchKey" or status == 404:
+            raise VersionConflict.found(None) from exc
+        if code == "ConditionalRequestConflict" or status == 409:
+            raise VersionConflict("another conditional write to it was in flight") from exc
+        if code == "PreconditionFailed" or status == 412:
+            raise VersionConflict("now it has another version (S3: PreconditionFailed)") from exc
         raise

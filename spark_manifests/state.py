@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from typing import Any, Union
 
 from ._locations import PathLike, parse_location
-from ._state_backends import Backend, VersionConflict, file_version, open_backend
+from ._state_backends import Backend, Blob, VersionConflict, file_version, open_backend
 from ._version import __version__
 from .exceptions import (
     CorruptStateError,
@@ -591,7 +591,12 @@ class StateStore:
         job, versions = self._prepare(state)
         now = _now()
         body = state._document(COMPLETED, now, now)
-        self._keep_in_history(job, versions.completed)
+        # Both files are checked before anything is written, so a writer that lost the job
+        # leaves no trace; the writes themselves stay conditional for the remaining window.
+        self._check(job, RUNNING, versions.running)
+        previous = self._check(job, COMPLETED, versions.completed)
+        if previous is not None:
+            self._keep_in_history(job, previous)
         versions.completed = self._write(job, COMPLETED, body, expect=versions.completed)
         state.updated_at = state.completed_at = now
         if versions.running is not None:
@@ -683,29 +688,33 @@ class StateStore:
         seen = "did not exist" if expect is None else f"had version {expect}"
         return StateConflictError(
             f"State of job {job!r} at {self._backend.describe(name)} was changed by another "
-            f"writer: it {seen} when this process last read or wrote it ({exc}). Another run "
+            f"writer: it {seen} when this process last read or wrote it; {exc}. Another run "
             "of the job may be active; stop it, or load the state again with get_or_create()."
         )
 
-    def _keep_in_history(self, job: str, expect: str | None) -> None:
-        """Copy the completed snapshot about to be replaced into the job's history."""
-        if expect is None or self.history_limit == 0:
-            return
-        name = self._name(job, COMPLETED)
+    def _check(self, job: str, status: str, expect: str | None) -> Blob | None:
+        """The job's ``status`` file, if its version is ``expect`` (``None``: absent)."""
+        name = self._name(job, status)
         blob = self._backend.read(name)
         found = blob.version if blob is not None else None
         if found != expect:
-            # Checked before writing anything, so a losing writer leaves no trace.
-            raise self._conflict(job, name, expect, VersionConflict(f"found version {found}"))
-        previous = StateData.from_bytes(blob.body, source=self._backend.describe(name))
-        stamp = previous.completed_at or previous.updated_at or _now()
+            raise self._conflict(job, name, expect, VersionConflict.found(found))
+        return blob
+
+    def _keep_in_history(self, job: str, previous: Blob) -> None:
+        """Copy the completed snapshot about to be replaced into the job's history."""
+        if self.history_limit == 0:
+            return
+        where = self._backend.describe(self._name(job, COMPLETED))
+        old = StateData.from_bytes(previous.body, source=where)
+        stamp = old.completed_at or old.updated_at or _now()
         # Named by its time and content: a complete() retried after a failure finds its copy.
         entry = (
             f"{self._history_folder(job)}/"
-            f"{stamp.strftime(_HISTORY_TIME_FORMAT)}-{file_version(blob.body)[:12]}.json"
+            f"{stamp.strftime(_HISTORY_TIME_FORMAT)}-{file_version(previous.body)[:12]}.json"
         )
         try:
-            self._backend.write(entry, blob.body, expect=None)
+            self._backend.write(entry, previous.body, expect=None)
         except VersionConflict:
             _logger.debug("State of job %s: %s already in history", job, entry)
 
