@@ -258,7 +258,8 @@ class S3Backend:
             try:
                 response = self.client.get_object(Key=self._key(name), **self._common)
             except ClientError as exc:
-                if error_code(exc) in ("NoSuchKey", "404") or http_status(exc) == 404:
+                # Only a missing key: a missing bucket (also a 404) must not look like "no state".
+                if error_code(exc) == "NoSuchKey":
                     return None
                 raise
             return Blob(response["Body"].read(), response["ETag"])
@@ -312,11 +313,11 @@ def _conflicts() -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        code, status = error_code(exc), http_status(exc)
-        if code == "NoSuchKey" or status == 404:
+        code = error_code(exc)
+        if code == "NoSuchKey":
             raise VersionConflict.found(None) from exc
-        if code == "ConditionalRequestConflict" or status == 409:
+        if code == "ConditionalRequestConflict":
             raise VersionConflict("another conditional write to it was in flight") from exc
-        if code == "PreconditionFailed" or status == 412:
+        if code == "PreconditionFailed" or http_status(exc) == 412:
             raise VersionConflict("now it has another version (S3: PreconditionFailed)") from exc
         raise

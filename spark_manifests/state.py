@@ -38,7 +38,7 @@ import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Union
+from typing import Any
 
 from ._locations import PathLike, parse_location
 from ._state_backends import Backend, Blob, VersionConflict, file_version, open_backend
@@ -55,9 +55,6 @@ from .exceptions import (
 __all__ = ["StateData", "StateSnapshot", "StateStore"]
 
 _logger = logging.getLogger(__name__)
-
-#: A value a state may hold: what JSON can represent.
-JSONValue = Union[None, bool, int, float, str, list, dict]
 
 FORMAT = "spark_manifests/state"
 FORMAT_VERSION = 1
@@ -163,7 +160,7 @@ class _Versions:
     to another store counts as having seen no file there.
     """
 
-    where: tuple[str, str]
+    where: tuple[str, str, str]
     running: str | None = None
     completed: str | None = None
 
@@ -628,8 +625,9 @@ class StateStore:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _where(self, job: str) -> tuple[str, str]:
-        return (self.location.uri, job)
+    def _where(self, job: str) -> tuple[str, str, str]:
+        # Bucket and key, not the URI: s3:// and s3a:// name the same objects.
+        return (self.location.bucket or "", self.location.key.rstrip("/"), job)
 
     @staticmethod
     def _name(job: str, status: str) -> str:

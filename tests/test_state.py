@@ -20,6 +20,7 @@ import pytest
 
 import spark_manifests
 from spark_manifests import (
+    ArchiveNotFoundError,
     CorruptStateError,
     InvalidJobNameError,
     InvalidLocationError,
@@ -550,7 +551,19 @@ def test_s3a_and_s3n_locations_use_the_same_objects(aws, scheme: str) -> None:
     place.store().complete(state)
 
     store = StateStore(f"{scheme}://{BUCKET}/{place.prefix}", session=aws)
-    assert store.get_or_create("daily")["a"] == 1
+    again = store.get_or_create("daily")
+    assert again["a"] == 1
+    place.store().update(again)  # read through s3a/s3n, saved through s3: the same file
+    assert place.names() == {"daily_completed.json", "daily_running.json"}
+
+
+def test_a_missing_bucket_is_an_error_not_an_empty_state(aws) -> None:
+    store = StateStore("s3://no-such-bucket/state/", session=aws)
+
+    with pytest.raises(ArchiveNotFoundError, match="no-such-bucket"):
+        store.get_or_create("daily")
+    with pytest.raises(ArchiveNotFoundError):
+        store.update(StateData(job_name="daily"))
 
 
 def test_s3_options_are_refused_for_a_local_directory(tmp_path: Path) -> None:
