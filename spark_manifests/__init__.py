@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .samples import write_sample_archive
     from .sinks import ParquetSink, Sink
     from .source import ManifestedRunSource
-    from .state import StateData, StateStore
+    from .state import StateData, StateSnapshot, StateStore
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -58,6 +58,7 @@ _LAZY = {
     "SQLiteRunManifest": "manifest_sqlite",
     "StateData": "state",
     "StateStore": "state",
+    "StateSnapshot": "state",
     "EnrichedRead": "enriched",
     "enriched_schema": "enriched",
     "read_enriched": "enriched",
@@ -94,6 +95,7 @@ __all__ = [
     "SparkManifestsError",
     "StateConflictError",
     "StateData",
+    "StateSnapshot",
     "StateStore",
     "StateValueError",
     "__version__",

@@ -1,0 +1,314 @@
+"""Runs of an archive: parsing run folder names, listing S3 and local archives, cold storage.
+
+A run is one folder of an archive, named ``run=YYYY-mm-DD-hh-MM-SS`` (what Snowplow writes) or
+``run-YYYY-mm-DD-hh-MM-SS`` (what Snowplow's documentation prints). Its manifest key, ``Run.id``,
+is for S3 the bucket-relative key of the folder with a trailing slash — exactly what the
+Snowplow Analytics SDK stores — and for a local archive the folder's absolute path with a
+trailing slash.
+
+>>> parse_run_id("enriched/archive/run=2017-04-11-10-31-05/")
+datetime.datetime(2017, 4, 11, 10, 31, 5, tzinfo=datetime.timezone.utc)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ._aws import aws_errors, make_client
+from ._locations import Location, PathLike, parse_location
+from .exceptions import ArchiveNotFoundError, InvalidLocationError, InvalidRunIdError
+
+_logger = logging.getLogger(__name__)
+
+__all__ = [
+    "COLD_STORAGE_CLASSES",
+    "Run",
+    "RunFile",
+    "list_run_files",
+    "list_runids",
+    "list_runs",
+    "parse_run_id",
+    "without_cold_runs",
+]
+
+RUN_FOLDER_RE = re.compile(r"^run[=-](\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})$")
+LABEL_FORMAT = "%Y-%m-%d-%H-%M-%S"
+ACCEPTED_FORMS = "run=YYYY-mm-DD-hh-MM-SS or run-YYYY-mm-DD-hh-MM-SS, e.g. run=2017-04-11-10-31-05"
+#: Storage classes whose objects must be restored before they can be read.
+COLD_STORAGE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+
+
+@functools.total_ordering
+@dataclass(frozen=True)
+class Run:
+    """One run folder of an archive; runs sort by time, then by id.
+
+    Attributes
+    ----------
+    id
+        The manifest key (see the module docstring).
+    timestamp
+        When the run was made, UTC.
+    path
+        The folder's full location, ending in ``/``.
+    name
+        The folder name, ``run=...`` or ``run-...``.
+    """
+
+    id: str
+    timestamp: datetime
+    path: str
+    name: str
+
+    @property
+    def label(self) -> str:
+        """``YYYY-mm-DD-hh-MM-SS``: the value of the ``run`` column and output partition."""
+        return self.timestamp.strftime(LABEL_FORMAT)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Run):
+            return NotImplemented
+        return (self.timestamp, self.id) < (other.timestamp, other.id)
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A data file of a run; ``restored`` is known only for cold objects."""
+
+    path: str
+    size: int
+    storage_class: str | None = None
+    restored: bool | None = None
+
+    @property
+    def cold(self) -> bool:
+        return self.storage_class in COLD_STORAGE_CLASSES and not self.restored
+
+
+def parse_run_id(text: str) -> datetime:
+    """The UTC time of a run, from its folder name or a key or path ending in one.
+
+    Raises
+    ------
+    InvalidRunIdError
+        Not a run folder name, or an impossible date (``run=2017-02-30-...``).
+
+    >>> parse_run_id("run-2017-04-11-10-31-05")
+    datetime.datetime(2017, 4, 11, 10, 31, 5, tzinfo=datetime.timezone.utc)
+    """
+    name = str(text).rstrip("/").rsplit("/", 1)[-1]
+    match = RUN_FOLDER_RE.match(name)
+    if not match:
+        raise InvalidRunIdError(f"{text!r} is not a run folder: expected {ACCEPTED_FORMS}.")
+    try:
+        return datetime.strptime(match.group(1), LABEL_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise InvalidRunIdError(
+            f"{text!r} names an impossible date: expected {ACCEPTED_FORMS}."
+        ) from None
+
+
+def list_runs(
+    archive: PathLike | Location,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    client: Any | None = None,
+    session: Any | None = None,
+) -> list[Run]:
+    """The runs of an archive, oldest first.
+
+    Parameters
+    ----------
+    archive
+        ``s3://bucket/prefix/`` (``s3a://``, ``s3n://``) or a local directory / ``file://`` path.
+    since, until
+        Keep runs made in this window (both ends included; naive times are UTC).
+    limit
+        Keep at most this many (the oldest).
+    client, session
+        boto3 S3 client or session for S3 archives.
+
+    >>> [run.name for run in list_runs("s3://acme/enriched/archive/")]  # doctest: +SKIP
+    ['run=2017-04-11-10-31-05', 'run=2017-04-11-11-31-05']
+    """
+    location = parse_location(archive, what="archive")
+    if location.is_s3:
+        found = _runs_in_s3(location, make_client("s3", client=client, session=session))
+    else:
+        found = _runs_in_directory(location)
+    low, high = _utc(since), _utc(until)
+    runs = sorted(
+        run
+        for run in found
+        if (low is None or run.timestamp >= low) and (high is None or run.timestamp <= high)
+    )
+    return runs[:limit] if limit is not None else runs
+
+
+def list_runids(s3_client: Any, full_path: str) -> list[str]:
+    """Snowplow Analytics SDK ``list_runids``: the run ids (bucket-relative keys) under a path.
+
+    Same signature and return values as the SDK's, so existing code ports by changing one
+    import; unlike it, ``run-`` folders are found too and every page is followed. Runs whose
+    objects sit in cold storage are left out, as the SDK does (this needs one listing per run;
+    :class:`~spark_manifests.ManifestedRunSource` checks only the runs it is about to process).
+
+    >>> list_runids(boto3.client("s3"), "s3://acme/enriched/archive")  # doctest: +SKIP
+    ['enriched/archive/run=2017-04-11-10-31-05/']
+    """
+    location = parse_location(full_path, what="archive")
+    if not location.is_s3:
+        raise InvalidLocationError(
+            f"list_runids takes an S3 path (s3://bucket/prefix/), got {full_path!r}; "
+            "use list_runs for local archives."
+        )
+    runs = list_runs(location, client=s3_client)
+    return [run.id for run, _ in without_cold_runs(runs, client=s3_client)]
+
+
+def list_run_files(
+    run: Run, *, client: Any | None = None, session: Any | None = None
+) -> list[RunFile]:
+    """The data files of a run (markers such as ``_SUCCESS``, hidden files and folders skipped).
+
+    For S3, objects in cold storage are checked with one HeadObject each to learn whether
+    they have been restored; others cost nothing beyond the listing.
+    """
+    location = parse_location(run.path, what="run")
+    if not location.is_s3:
+        return sorted(_files_in_directory(location.key), key=lambda f: f.path)
+    s3 = make_client("s3", client=client, session=session)
+    return list(_files_in_s3(s3, location))
+
+
+def without_cold_runs(
+    runs: Iterable[Run], *, client: Any | None = None, session: Any | None = None
+) -> list[tuple[Run, list[RunFile]]]:
+    """The given runs with their files, less those whose objects are in cold storage.
+
+    Only the runs given are inspected, so a job checks just the runs it is about to process.
+    Each cold run is logged as a warning: restore its objects, or skip it in the manifest.
+    """
+    usable = []
+    for run in runs:
+        files = list_run_files(run, client=client, session=session)
+        cold = [file for file in files if file.cold]
+        if cold:
+            _logger.warning(
+                "Skipping run %s: %d of its %d objects are in cold storage (%s) and not "
+                "restored. Restore them, or mark the run skipped.",
+                run.path,
+                len(cold),
+                len(files),
+                cold[0].storage_class,
+            )
+            continue
+        usable.append((run, files))
+    return usable
+
+
+# -- local archives ----------------------------------------------------------------------------
+
+
+def _runs_in_directory(location: Location) -> Iterator[Run]:
+    root = location.key
+    if not os.path.isdir(root):
+        raise ArchiveNotFoundError(
+            f"The archive {root} does not exist or is not a directory: check the path."
+        )
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                run = _run_from_name(entry.name, os.path.join(root, entry.name) + "/", None)
+                if run is not None:
+                    yield run
+
+
+def _files_in_directory(folder: str) -> Iterator[RunFile]:
+    for current, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if _is_data_name(name)]
+        for name in names:
+            if _is_data_name(name):
+                path = os.path.join(current, name)
+                yield RunFile(path, os.path.getsize(path))
+
+
+# -- S3 archives -------------------------------------------------------------------------------
+
+
+def _runs_in_s3(location: Location, s3: Any) -> Iterator[Run]:
+    paginator = s3.get_paginator("list_objects_v2")
+    with aws_errors("list the archive", location.uri):
+        for page in paginator.paginate(
+            Bucket=location.bucket, Prefix=location.prefix, Delimiter="/"
+        ):
+            for prefix in page.get("CommonPrefixes", ()):
+                key = prefix["Prefix"]
+                name = key.rstrip("/").rsplit("/", 1)[-1]
+                run = _run_from_name(name, f"{location.scheme}://{location.bucket}/{key}", key)
+                if run is not None:
+                    yield run
+
+
+def _files_in_s3(s3: Any, location: Location) -> Iterator[RunFile]:
+    paginator = s3.get_paginator("list_objects_v2")
+    with aws_errors("list the run", location.uri):
+        for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
+            for item in page.get("Contents", ()):
+                key = item["Key"]
+                relative = key[len(location.prefix) :]
+                if not relative or not all(_is_data_name(part) for part in relative.split("/")):
+                    continue
+                storage_class = item.get("StorageClass")
+                restored = None
+                if storage_class in COLD_STORAGE_CLASSES:
+                    restored = _is_restored(s3, location.bucket, key)  # type: ignore[arg-type]
+                yield RunFile(
+                    f"{location.scheme}://{location.bucket}/{key}",
+                    int(item["Size"]),
+                    storage_class,
+                    restored,
+                )
+
+
+def _is_restored(s3: Any, bucket: str, key: str) -> bool:
+    """Whether a cold object has a finished restore (``Restore: ongoing-request="false"``)."""
+    with aws_errors("check the restore status", f"s3://{bucket}/{key}"):
+        restore = s3.head_object(Bucket=bucket, Key=key).get("Restore") or ""
+    return 'ongoing-request="false"' in restore
+
+
+# -- shared ------------------------------------------------------------------------------------
+
+
+def _run_from_name(name: str, path: str, s3_key: str | None) -> Run | None:
+    """A Run for a folder name, or None (logged) when the folder is not a run."""
+    if not RUN_FOLDER_RE.match(name):
+        _logger.debug("Ignoring %s: not a run folder", path)
+        return None
+    try:
+        timestamp = parse_run_id(name)
+    except InvalidRunIdError as exc:
+        _logger.warning("Ignoring %s: %s", path, exc)
+        return None
+    return Run(id=s3_key if s3_key is not None else path, timestamp=timestamp, path=path, name=name)
+
+
+def _is_data_name(name: str) -> bool:
+    """False for Hadoop/Spark markers (_SUCCESS, _temporary), hidden files and S3 folder markers."""
+    return bool(name) and name[0] not in "._" and not name.endswith("_$folder$")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)

@@ -1,0 +1,223 @@
+"""Run folder parsing and archive listing, on local disk and on S3 (moto)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from snowplow_analytics_sdk.run_manifests import list_runids as sdk_list_runids
+
+from spark_manifests import (
+    ArchiveNotFoundError,
+    InvalidLocationError,
+    InvalidRunIdError,
+    list_runids,
+    list_runs,
+    parse_run_id,
+)
+from spark_manifests.runs import list_run_files, without_cold_runs
+
+UTC = timezone.utc
+FOLDERS = [
+    "run=2017-04-11-10-31-05",
+    "run-2017-04-11-09-00-00",  # the form Snowplow's docs print
+    "run=2017-02-30-00-00-00",  # impossible date: not a run
+    "run=2017-04-11",  # truncated: not a run
+    "shredded",  # not a run
+    "run=2018-01-01-00-00-00",
+]
+EXPECTED = ["run-2017-04-11-09-00-00", "run=2017-04-11-10-31-05", "run=2018-01-01-00-00-00"]
+
+
+def make_local_archive(root: Path, folders=FOLDERS) -> Path:
+    for name in folders:
+        (root / name).mkdir(parents=True)
+        (root / name / "part-00000.gz").write_bytes(b"data")
+    return root
+
+
+def make_s3_archive(s3, bucket: str, prefix: str, folders=FOLDERS, storage_class="STANDARD"):
+    s3.create_bucket(Bucket=bucket)
+    for name in folders:
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"{prefix}{name}/part-00000.gz",
+            Body=b"data",
+            StorageClass=storage_class,
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("run=2017-04-11-10-31-05", datetime(2017, 4, 11, 10, 31, 5, tzinfo=UTC)),
+        ("run-2017-04-11-10-31-05", datetime(2017, 4, 11, 10, 31, 5, tzinfo=UTC)),
+        ("enriched/archive/run=2017-04-11-10-31-05/", datetime(2017, 4, 11, 10, 31, 5, tzinfo=UTC)),
+        (
+            "s3://acme/archive/run=2016-02-29-23-59-59",
+            datetime(2016, 2, 29, 23, 59, 59, tzinfo=UTC),
+        ),
+    ],
+)
+def test_parse_run_id_accepts_both_forms(text: str, expected: datetime) -> None:
+    assert parse_run_id(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "run=2017-02-29-00-00-00",
+        "run=2017-04-11-25-00-00",
+        "run=2017-04-11",
+        "run_2017-04-11-10-31-05",
+        "2017-04-11-10-31-05",
+        "",
+        "run=2017-04-11-10-31-05x",
+    ],
+)
+def test_parse_run_id_refuses_anything_else(text: str) -> None:
+    with pytest.raises(InvalidRunIdError, match=r"run=YYYY-mm-DD-hh-MM-SS or run-"):
+        parse_run_id(text)
+
+
+def test_local_listing_finds_both_forms_in_time_order(tmp_path: Path) -> None:
+    archive = make_local_archive(tmp_path / "archive")
+    runs = list_runs(str(archive))
+    assert [run.name for run in runs] == EXPECTED
+    first = runs[0]
+    assert first.id == first.path == f"{archive}/run-2017-04-11-09-00-00/"
+    assert first.label == "2017-04-11-09-00-00"
+    assert list_runs(f"file://{archive}") == runs
+
+
+def test_s3_listing_matches_local_listing(aws, tmp_path: Path) -> None:
+    s3 = aws.client("s3")
+    make_s3_archive(s3, "acme", "enriched/archive/")
+    local = list_runs(str(make_local_archive(tmp_path / "archive")))
+
+    runs = list_runs("s3://acme/enriched/archive/", client=s3)
+
+    assert [run.name for run in runs] == [run.name for run in local]
+    assert [run.timestamp for run in runs] == [run.timestamp for run in local]
+    assert runs[1].id == "enriched/archive/run=2017-04-11-10-31-05/"
+    assert runs[1].path == "s3://acme/enriched/archive/run=2017-04-11-10-31-05/"
+    assert [r.path for r in list_runs("s3a://acme/enriched/archive", session=aws)] == [
+        r.path.replace("s3://", "s3a://") for r in runs
+    ]
+
+
+def test_s3_listing_follows_every_page(aws) -> None:
+    s3 = aws.client("s3")
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    names = [
+        f"run={(start + timedelta(hours=i)).strftime('%Y-%m-%d-%H-%M-%S')}" for i in range(1203)
+    ]
+    s3.create_bucket(Bucket="big")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: s3.put_object(Bucket="big", Key=f"a/{n}/x", Body=b""), names))
+    calls = []
+    s3.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: calls.append(1))
+
+    runs = list_runs("s3://big/a/", client=s3)
+
+    assert [run.name for run in runs] == names
+    assert len(calls) == 2
+    assert list_runids(s3, "s3://big/a") == [f"a/{name}/" for name in names]
+
+
+def test_window_and_limit(tmp_path: Path) -> None:
+    archive = str(make_local_archive(tmp_path / "archive"))
+    since = datetime(2017, 4, 11, 10, 31, 5)  # naive means UTC; the bound is included
+    assert [r.name for r in list_runs(archive, since=since)] == EXPECTED[1:]
+    assert [r.name for r in list_runs(archive, until=since)] == EXPECTED[:2]
+    assert [r.name for r in list_runs(archive, limit=1)] == EXPECTED[:1]
+    assert [r.name for r in list_runs(archive, since=since, limit=1)] == EXPECTED[1:2]
+
+
+def test_list_runids_is_the_sdk_call_but_finds_run_dash_folders(aws) -> None:
+    s3 = aws.client("s3")
+    make_s3_archive(s3, "acme", "enriched/archive/")
+    ours = list_runids(s3, "s3://acme/enriched/archive")
+    sdk = sdk_list_runids(s3, "s3://acme/enriched/archive")
+    assert set(sdk) < set(ours)
+    assert "enriched/archive/run-2017-04-11-09-00-00/" in ours
+    assert ours == [
+        "enriched/archive/run-2017-04-11-09-00-00/",
+        "enriched/archive/run=2017-04-11-10-31-05/",
+        "enriched/archive/run=2018-01-01-00-00-00/",
+    ]
+
+
+def test_cold_runs_are_skipped_with_a_warning_and_only_cold_objects_cost_a_request(
+    aws, caplog: pytest.LogCaptureFixture
+) -> None:
+    s3 = aws.client("s3")
+    make_s3_archive(s3, "acme", "archive/", folders=["run=2017-01-01-00-00-00"])
+    make_s3_archive(
+        s3, "cold", "archive/", folders=["run=2017-01-02-00-00-00"], storage_class="GLACIER"
+    )
+    s3.put_object(
+        Bucket="acme",
+        Key="archive/run=2017-01-03-00-00-00/part-0",
+        Body=b"x",
+        StorageClass="DEEP_ARCHIVE",
+    )
+    s3.put_object(
+        Bucket="acme",
+        Key="archive/run=2017-01-04-00-00-00/part-0",
+        Body=b"x",
+        StorageClass="GLACIER",
+    )
+    s3.restore_object(
+        Bucket="acme", Key="archive/run=2017-01-04-00-00-00/part-0", RestoreRequest={"Days": 1}
+    )
+    heads = []
+    s3.meta.events.register("before-call.s3.HeadObject", lambda **kw: heads.append(1))
+
+    usable = without_cold_runs(list_runs("s3://acme/archive/", client=s3), client=s3)
+
+    assert [run.name for run, _ in usable] == ["run=2017-01-01-00-00-00", "run=2017-01-04-00-00-00"]
+    assert len(heads) == 2  # the two cold objects, nothing for the standard one
+    assert "run=2017-01-03-00-00-00" in caplog.text
+    assert "cold storage" in caplog.text
+    assert list_runids(s3, "s3://cold/archive/") == []
+
+
+def test_run_files_skip_markers_and_report_sizes(aws, tmp_path: Path) -> None:
+    archive = make_local_archive(tmp_path / "archive", ["run=2017-01-01-00-00-00"])
+    run_dir = archive / "run=2017-01-01-00-00-00"
+    (run_dir / "_SUCCESS").write_bytes(b"")
+    (run_dir / ".part-00000.gz.crc").write_bytes(b"")
+    (run_dir / "sub").mkdir()
+    (run_dir / "sub" / "part-00001").write_bytes(b"12345")
+    [run] = list_runs(str(archive))
+    files = list_run_files(run)
+    assert [(Path(f.path).name, f.size) for f in files] == [("part-00000.gz", 4), ("part-00001", 5)]
+
+    s3 = aws.client("s3")
+    make_s3_archive(s3, "acme", "a/", folders=["run=2017-01-01-00-00-00"])
+    for key in (
+        "a/run=2017-01-01-00-00-00/_SUCCESS",
+        "a/run=2017-01-01-00-00-00_$folder$",
+        "a/run=2017-01-01-00-00-00/",
+    ):
+        s3.put_object(Bucket="acme", Key=key, Body=b"")
+    [s3_run] = list_runs("s3://acme/a/", client=s3)
+    assert [f.path for f in list_run_files(s3_run, client=s3)] == [
+        "s3://acme/a/run=2017-01-01-00-00-00/part-00000.gz"
+    ]
+
+
+def test_errors_name_the_input(aws, tmp_path: Path) -> None:
+    with pytest.raises(ArchiveNotFoundError, match="missing"):
+        list_runs(str(tmp_path / "missing"))
+    with pytest.raises(ArchiveNotFoundError, match="nobucket"):
+        list_runs("s3://nobucket/archive/", session=aws)
+    with pytest.raises(InvalidLocationError, match=r"s3://bucket/prefix/"):
+        list_runs("s3://A_B/archive/", session=aws)
+    with pytest.raises(InvalidLocationError, match="unsupported scheme 'hdfs'"):
+        list_runs("hdfs://namenode/archive/")
+    with pytest.raises(InvalidLocationError, match="list_runs"):
+        list_runids(aws.client("s3"), str(tmp_path))
