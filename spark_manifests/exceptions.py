@@ -22,6 +22,7 @@ __all__ = [
     "ManifestTableNotFoundError",
     "OwnershipLostError",
     "RetryableError",
+    "RunInProgressError",
     "RunInputError",
     "SparkManifestsError",
     "StateConflictError",
@@ -75,6 +76,13 @@ class OwnershipLostError(SparkManifestsError):
 
     Raised by ``commit``, ``fail`` and ``release`` when another job took the run over (for
     example after this job's lease expired). Nothing was written.
+    """
+
+
+class RunInProgressError(SparkManifestsError):
+    """A run is held by a job under a live lease, so it cannot be skipped or unmarked now.
+
+    Wait for the job to finish, or for its lease to expire.
     """
 
 
