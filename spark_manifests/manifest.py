@@ -1,0 +1,353 @@
+"""The run manifest: which runs of an archive are done, and who is processing which.
+
+A manifest maps a run id (see :mod:`spark_manifests.runs`) to an entry with a status:
+
+- ``PROCESSING``: claimed by ``owner`` until ``lease_expires_at``;
+- ``COMMITTED``: processed; ``contains`` is true;
+- ``FAILED``: the last attempt failed (``error`` says why); claimable again while
+  ``attempts`` is below the caller's ``max_attempts``;
+- ``SKIPPED``: set aside by an operator (``error`` holds the reason); never pending;
+- ``LEGACY``: an item the Snowplow Analytics SDK wrote (only a run id): processed.
+
+A run the manifest has never seen is *pending*. Two backends implement one contract:
+:class:`~spark_manifests.RunManifests` on DynamoDB (the SDK's table layout) and
+:class:`~spark_manifests.SQLiteRunManifest`, the embedded default. :func:`open_manifest`
+opens either from a URI.
+
+>>> with open_manifest("manifest.sqlite") as manifest:  # doctest: +SKIP
+...     for run_id in manifest.pending(run.id for run in runs):
+...         if manifest.claim(run_id, owner="job-1"):
+...             process(run_id)
+...             manifest.commit(run_id, owner="job-1", rows_in=1000, rows_out=998)
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from types import TracebackType
+from typing import Any
+
+from ._locations import PathLike
+from .exceptions import InvalidLocationError, OwnershipLostError, RunInProgressError
+
+_logger = logging.getLogger(__name__)
+
+__all__ = ["ManifestEntry", "RunManifest", "RunStatus", "open_manifest"]
+
+#: Failure messages and skip reasons are cut to this many characters (DynamoDB items are
+#: limited to 400 KB, and a Spark stack trace can be longer).
+MAX_ERROR_CHARS = 8000
+DEFAULT_LEASE_SECONDS = 3600
+DEFAULT_MAX_ATTEMPTS = 3
+# DynamoDB table names: 3-255 characters of letters, digits, '_', '-' and '.'.
+_TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
+_EXPECTED_URIS = (
+    "dynamodb://TABLE, sqlite:///relative/path, sqlite:////absolute/path or a local file path"
+)
+
+
+class RunStatus(str, Enum):
+    """The status of a run in the manifest."""
+
+    PROCESSING = "PROCESSING"
+    COMMITTED = "COMMITTED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    #: Written by the Snowplow Analytics SDK (no status): processed. Never written here.
+    LEGACY = "LEGACY"
+
+
+#: Statuses for which ``contains`` is true.
+DONE = frozenset({RunStatus.COMMITTED, RunStatus.LEGACY})
+#: Statuses that take a run out of ``pending``.
+SETTLED = DONE | {RunStatus.SKIPPED}
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """What the manifest knows about one run; times are timezone-aware UTC or ``None``."""
+
+    run_id: str
+    status: RunStatus
+    owner: str | None = None
+    lease_expires_at: datetime | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    committed_at: datetime | None = None
+    updated_at: datetime | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    bad_rows: int | None = None
+    output_path: str | None = None
+    error: str | None = None
+
+    def lease_live(self, now: float) -> bool:
+        """Whether the run is held under a lease that has not expired at ``now`` (epoch s)."""
+        return (
+            self.status is RunStatus.PROCESSING
+            and self.lease_expires_at is not None
+            and self.lease_expires_at.timestamp() > now
+        )
+
+
+def can_claim(entry: ManifestEntry | None, owner: str, now: float, max_attempts: int) -> bool:
+    """The claim rule both backends follow (DynamoDB states it as a condition expression).
+
+    A run can be claimed when it is unknown; processing under an expired lease, or already
+    held by ``owner`` (its lease is renewed); or failed with attempts left.
+    """
+    if entry is None:
+        return True
+    if entry.status is RunStatus.PROCESSING:
+        return entry.owner == owner or not entry.lease_live(now)
+    if entry.status is RunStatus.FAILED:
+        return entry.attempts < max_attempts
+    return False
+
+
+def can_skip(entry: ManifestEntry | None, now: float) -> bool:
+    """Skipping overwrites failed, skipped, unknown and abandoned runs only."""
+    if entry is None:
+        return True
+    if entry.status is RunStatus.PROCESSING:
+        return not entry.lease_live(now)
+    return entry.status in (RunStatus.FAILED, RunStatus.SKIPPED)
+
+
+def utc_from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def clip_error(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[: MAX_ERROR_CHARS - 15] + " ...[truncated]"
+
+
+def describe_holder(entry: ManifestEntry | None) -> str:
+    """A phrase for error messages: who holds the run now, or what became of it."""
+    if entry is None:
+        return "it is not in the manifest (released or unmarked)"
+    if entry.status is RunStatus.PROCESSING:
+        expiry = entry.lease_expires_at.isoformat() if entry.lease_expires_at else "never"
+        return f"it is held by {entry.owner!r} (lease until {expiry})"
+    return f"its status is {entry.status.value}"
+
+
+def holds(entry: ManifestEntry | None, owner: str) -> bool:
+    """Whether ``owner`` holds the run: the condition of ``commit``, ``fail`` and ``release``."""
+    return entry is not None and entry.status is RunStatus.PROCESSING and entry.owner == owner
+
+
+def ownership_lost(
+    verb: str, run_id: str, owner: str, entry: ManifestEntry | None
+) -> OwnershipLostError:
+    return OwnershipLostError(
+        f"Could not {verb} run {run_id!r} as {owner!r}: {describe_holder(entry)}. "
+        "Nothing was written."
+    )
+
+
+def in_progress(verb: str, run_id: str, entry: ManifestEntry | None) -> RunInProgressError:
+    return RunInProgressError(
+        f"Cannot {verb} run {run_id!r}: {describe_holder(entry)}. Wait for that job to "
+        "finish or for its lease to expire."
+    )
+
+
+class RunManifest(abc.ABC):
+    """The manifest contract; :class:`RunManifests` (DynamoDB) and
+    :class:`SQLiteRunManifest` implement it with the same semantics.
+
+    Run ids are strings; any iterable of them is accepted where several are taken.
+    The ``clock`` a backend is built with (``time.time`` by default) decides lease expiry
+    and the times recorded, so tests can move time forward.
+    """
+
+    @abc.abstractmethod
+    def create(self) -> None:
+        """Create the manifest's table if it does not exist yet (idempotent)."""
+
+    @abc.abstractmethod
+    def add(self, run_id: str) -> None:
+        """Mark a run committed (the Snowplow SDK's ``add``); a committed run keeps its record."""
+
+    @abc.abstractmethod
+    def get(self, run_id: str) -> ManifestEntry | None:
+        """The entry of one run, or ``None`` if the manifest has never seen it."""
+
+    @abc.abstractmethod
+    def get_many(self, run_ids: Iterable[str]) -> dict[str, ManifestEntry]:
+        """The entries of the runs the manifest knows, by run id, read in batches."""
+
+    @abc.abstractmethod
+    def claim(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> bool:
+        """Take a run for ``owner`` for ``lease_seconds``; ``True`` if ``owner`` now holds it.
+
+        Succeeds for a run never seen; a run processing under an expired lease (taken over);
+        a run ``owner`` already holds (lease renewed); a failed run with fewer than
+        ``max_attempts`` attempts. Each successful claim counts one attempt. Returns
+        ``False`` for committed, legacy and skipped runs, runs another owner holds under a
+        live lease, and failed runs out of attempts. Atomic: of concurrent claims on one
+        run, exactly one wins.
+        """
+
+    @abc.abstractmethod
+    def commit(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        rows_in: int | None = None,
+        rows_out: int | None = None,
+        bad_rows: int | None = None,
+        output_path: str | None = None,
+    ) -> None:
+        """Mark a run ``owner`` holds committed, with its metrics.
+
+        Raises
+        ------
+        OwnershipLostError
+            The run is not processing under ``owner`` (taken over, released, unmarked).
+            Nothing was written.
+        """
+
+    @abc.abstractmethod
+    def fail(self, run_id: str, owner: str, error: str) -> None:
+        """Mark a run ``owner`` holds failed, with the ``error`` text.
+
+        Raises OwnershipLostError, writing nothing, if ``owner`` does not hold the run.
+        """
+
+    @abc.abstractmethod
+    def release(self, run_id: str, owner: str) -> None:
+        """Give back a run ``owner`` holds without a verdict: it is pending again at once.
+
+        The entry is removed (its attempt is not counted against it). Raises
+        OwnershipLostError if ``owner`` does not hold the run.
+        """
+
+    @abc.abstractmethod
+    def skip(self, run_id: str, reason: str | None = None) -> None:
+        """Set a run aside so no job processes it; ``unmark`` undoes it.
+
+        A committed run stays committed. Raises RunInProgressError for a run held under a
+        live lease: wait for it, or let the lease expire.
+        """
+
+    @abc.abstractmethod
+    def unmark(self, run_id: str) -> None:
+        """Forget a run, so the next job processes it again.
+
+        Raises RunInProgressError for a run held under a live lease (it would be processed
+        twice at once).
+        """
+
+    @abc.abstractmethod
+    def entries(self) -> Iterator[ManifestEntry]:
+        """Every entry of the manifest (in no particular order)."""
+
+    def close(self) -> None:  # noqa: B027 - a no-op unless the backend holds resources
+        """Release what the manifest holds open (connections)."""
+
+    def contains(self, run_id: str) -> bool:
+        """Whether a run is committed (or written by the Snowplow SDK): the SDK's ``contains``."""
+        entry = self.get(run_id)
+        return entry is not None and entry.status in DONE
+
+    def pending(self, run_ids: Iterable[str]) -> list[str]:
+        """The given runs still to process, in the order given (duplicates dropped).
+
+        Pending means never seen, processing, or failed: not committed, legacy or skipped.
+        Read in batches (DynamoDB: BatchGetItem, 100 keys a call), not one read per run.
+
+        >>> manifest.pending(["a/run=2017-04-11-10-31-05/"])  # doctest: +SKIP
+        ['a/run=2017-04-11-10-31-05/']
+        """
+        wanted = list(dict.fromkeys(run_ids))
+        known = self.get_many(wanted)
+        return [
+            run_id
+            for run_id in wanted
+            if run_id not in known or known[run_id].status not in SETTLED
+        ]
+
+    def __enter__(self) -> RunManifest:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_manifest(
+    uri: PathLike, *, client: Any | None = None, session: Any | None = None
+) -> RunManifest:
+    """Open a manifest from a URI.
+
+    ``dynamodb://TABLE`` opens :class:`~spark_manifests.RunManifests` (region and endpoint
+    from the usual AWS settings, such as ``AWS_REGION`` and ``AWS_ENDPOINT_URL``, or from
+    ``client``/``session``); a plain path, ``file:///path``, or ``sqlite:///relative/path``
+    and ``sqlite:////absolute/path`` (as SQLAlchemy writes them) open
+    :class:`~spark_manifests.SQLiteRunManifest`; ``:memory:`` is a private in-memory one.
+
+    >>> open_manifest("dynamodb://acme-runs")  # doctest: +SKIP
+    RunManifests('acme-runs')
+    """
+    text = os.fspath(uri).strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return _open_sqlite(text)
+    scheme = scheme.lower()
+    if scheme == "dynamodb":
+        return _open_dynamodb(rest.strip("/"), text, client=client, session=session)
+    if scheme == "sqlite":
+        # As SQLAlchemy reads them: sqlite:///relative/path, sqlite:////absolute/path.
+        return _open_sqlite(rest[1:] if rest.startswith("/") else rest)
+    if scheme == "file":
+        from ._locations import parse_location
+
+        return _open_sqlite(parse_location(text, what="manifest").key)
+    raise InvalidLocationError(
+        f"The manifest {text!r} has the unsupported scheme {scheme!r}. Expected {_EXPECTED_URIS}."
+    )
+
+
+def _open_dynamodb(table: str, uri: str, *, client: Any | None, session: Any | None) -> RunManifest:
+    from ._aws import make_client
+    from .manifest_dynamodb import RunManifests
+
+    if not _TABLE_NAME_RE.match(table):
+        raise InvalidLocationError(
+            f"The manifest {uri!r} does not name a valid DynamoDB table (3-255 letters, digits, "
+            f"'_', '-' or '.'). Expected {_EXPECTED_URIS}."
+        )
+    manifest = RunManifests(make_client("dynamodb", client=client, session=session), table)
+    manifest._owns_client = client is None
+    return manifest
+
+
+def _open_sqlite(path: str) -> RunManifest:
+    from .manifest_sqlite import SQLiteRunManifest
+
+    if not path:
+        raise InvalidLocationError(f"The manifest path is empty. Expected {_EXPECTED_URIS}.")
+    return SQLiteRunManifest(path)

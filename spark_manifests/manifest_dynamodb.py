@@ -1,0 +1,505 @@
+"""The run manifest on DynamoDB, on the Snowplow Analytics SDK's table layout.
+
+``RunManifests(dynamodb_client, table_name)`` takes the SDK's constructor arguments and
+offers its ``create``, ``add`` and ``contains``, so code written for the SDK ports by
+changing one import. A table the SDK created and filled works unchanged: its items hold
+only ``RunId`` and count as processed (status ``LEGACY``).
+
+Table layout
+------------
+Hash key ``RunId`` (type S), no sort key: the SDK's. For an S3 archive the run id is the
+bucket-relative key of the run folder with a trailing slash
+(``enriched/archive/run=2017-04-11-10-31-05/``). Every other attribute is optional:
+
+==================  ====  ==========================================================
+attribute           type  meaning
+==================  ====  ==========================================================
+``RunId``           S     the run id (hash key)
+``RunStatus``       S     ``PROCESSING``, ``COMMITTED``, ``FAILED`` or ``SKIPPED``;
+                          absent on items the Snowplow SDK wrote (read as ``LEGACY``)
+``Owner``           S     the job that claimed the run last
+``LeaseExpiresAt``  N     when the owner's claim lapses, epoch seconds; set while
+                          ``PROCESSING`` only
+``Attempts``        N     how many times the run was claimed
+``StartedAt``       S     when the last claim was made, ISO-8601 UTC
+``CommittedAt``     S     when the run was committed, ISO-8601 UTC
+``UpdatedAt``       S     when the item last changed, ISO-8601 UTC
+``RowsIn``          N     lines read from the run
+``RowsOut``         N     rows written for the run
+``BadRows``         N     lines that became bad rows
+``OutputPath``      S     where the run's output was written
+``Error``           S     the last failure (up to 8,000 characters), or why the run
+                          was skipped
+==================  ====  ==========================================================
+
+Every expression names attributes through ``ExpressionAttributeNames`` (``Owner`` and
+``Error`` are DynamoDB reserved words). Writes are conditional: a claim succeeds only on a
+missing item, an expired or own lease, or a failed run with attempts left; ``commit``,
+``fail`` and ``release`` only while the caller holds the run, else
+:class:`~spark_manifests.OwnershipLostError` and nothing is written.
+
+Caveat for tables shared with SDK-based readers: the SDK's ``contains`` is true for any
+item, so it also counts runs that are only claimed, failed or skipped as processed.
+
+IAM actions used: ``dynamodb:DescribeTable`` and ``CreateTable`` (``create`` only),
+``GetItem``, ``BatchGetItem``, ``UpdateItem``, ``DeleteItem``, ``Scan``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+
+from ._aws import aws_errors, error_code
+from .exceptions import RetryableError, SparkManifestsError
+from .manifest import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+    DONE,
+    ManifestEntry,
+    RunManifest,
+    RunStatus,
+    can_skip,
+    clip_error,
+    in_progress,
+    ownership_lost,
+    utc_from_epoch,
+)
+
+_logger = logging.getLogger(__name__)
+
+__all__ = ["RunManifests"]
+
+#: Expression placeholder -> attribute name. Expressions use only placeholders.
+ATTRIBUTES = {
+    "#id": "RunId",
+    "#status": "RunStatus",
+    "#owner": "Owner",
+    "#lease": "LeaseExpiresAt",
+    "#attempts": "Attempts",
+    "#started": "StartedAt",
+    "#committed": "CommittedAt",
+    "#updated": "UpdatedAt",
+    "#rows_in": "RowsIn",
+    "#rows_out": "RowsOut",
+    "#bad_rows": "BadRows",
+    "#output": "OutputPath",
+    "#error": "Error",
+}
+KEY = ATTRIBUTES["#id"]
+#: BatchGetItem takes at most 100 keys a call.
+BATCH_GET_KEYS = 100
+#: How often one BatchGetItem answer may hand keys back (UnprocessedKeys) before giving up.
+MAX_UNPROCESSED_RETRIES = 10
+
+_CLAIM_CONDITION = (
+    "attribute_not_exists(#id)"
+    " OR (#status = :processing AND (#owner = :owner OR attribute_not_exists(#lease)"
+    " OR #lease <= :now))"
+    " OR (#status = :failed AND (attribute_not_exists(#attempts) OR #attempts < :max))"
+)
+_HELD_CONDITION = "#status = :processing AND #owner = :owner"
+_SKIP_CONDITION = (
+    "attribute_not_exists(#id) OR #status IN (:failed, :skipped)"
+    " OR (#status = :processing AND (attribute_not_exists(#lease) OR #lease <= :now))"
+)
+_NOT_LEASED_CONDITION = (
+    "attribute_not_exists(#status) OR #status <> :processing"
+    " OR attribute_not_exists(#lease) OR #lease <= :now"
+)
+_PLACEHOLDER_RE = re.compile(r"[#:]\w+")
+
+
+class RunManifests(RunManifest):
+    """The run manifest in a DynamoDB table (the Snowplow Analytics SDK's layout).
+
+    Parameters
+    ----------
+    dynamodb_client
+        A boto3 DynamoDB client (as the SDK takes).
+    table_name
+        The table; :meth:`create` makes it.
+    clock
+        Returns the current time in epoch seconds; decides lease expiry.
+
+    >>> manifests = RunManifests(boto3.client("dynamodb"), "acme-runs")  # doctest: +SKIP
+    >>> manifests.create()  # doctest: +SKIP
+    >>> manifests.contains("enriched/archive/run=2017-04-11-10-31-05/")  # doctest: +SKIP
+    False
+    """
+
+    def __init__(
+        self, dynamodb_client: Any, table_name: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.dynamodb = dynamodb_client
+        self.table_name = table_name
+        self._clock = clock
+        self._sleep: Callable[[float], None] = time.sleep
+        self._owns_client = False
+
+    def __repr__(self) -> str:
+        return f"RunManifests({self.table_name!r})"
+
+    @property
+    def _resource(self) -> str:
+        return f"DynamoDB table {self.table_name}"
+
+    # -- table ---------------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        read_capacity: int | None = None,
+        write_capacity: int | None = None,
+        wait: bool = True,
+    ) -> None:
+        """Create the table unless it exists, and wait until it is ACTIVE.
+
+        On-demand billing (PAY_PER_REQUEST) unless both capacities are given. An existing
+        table is kept as it is (its billing mode too) if its key is ``RunId`` (S).
+
+        Raises
+        ------
+        SparkManifestsError
+            The table exists with another key schema.
+        """
+        if (read_capacity is None) != (write_capacity is None):
+            raise ValueError("Give both read_capacity and write_capacity, or neither.")
+        table = self._describe()
+        if table is None:
+            self._create_table(read_capacity, write_capacity)
+        else:
+            self._check_layout(table)
+        if wait and (table is None or table.get("TableStatus") != "ACTIVE"):
+            with aws_errors("wait for the run manifest table", self._resource):
+                self.dynamodb.get_waiter("table_exists").wait(
+                    TableName=self.table_name, WaiterConfig={"Delay": 2, "MaxAttempts": 150}
+                )
+
+    def _describe(self) -> dict[str, Any] | None:
+        with aws_errors("describe the run manifest table", self._resource):
+            try:
+                return self.dynamodb.describe_table(TableName=self.table_name)["Table"]  # type: ignore[no-any-return]
+            except ClientError as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+                return None
+
+    def _create_table(self, read_capacity: int | None, write_capacity: int | None) -> None:
+        billing: dict[str, Any] = {"BillingMode": "PAY_PER_REQUEST"}
+        if read_capacity is not None:
+            billing = {
+                "BillingMode": "PROVISIONED",
+                "ProvisionedThroughput": {
+                    "ReadCapacityUnits": read_capacity,
+                    "WriteCapacityUnits": write_capacity,
+                },
+            }
+        with aws_errors("create the run manifest table", self._resource):
+            try:
+                self.dynamodb.create_table(
+                    TableName=self.table_name,
+                    AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
+                    KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}],
+                    **billing,
+                )
+                _logger.info("Created the run manifest table %s", self.table_name)
+            except ClientError as exc:
+                # Another job created it between our DescribeTable and CreateTable.
+                if error_code(exc) != "ResourceInUseException":
+                    raise
+
+    def _check_layout(self, table: dict[str, Any]) -> None:
+        keys = [(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])]
+        types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+        if keys != [(KEY, "HASH")] or types.get(KEY) != "S":
+            raise SparkManifestsError(
+                f"The DynamoDB table {self.table_name} exists but its key is {keys} "
+                f"({types}); a run manifest needs the hash key {KEY} (type S) and no sort key. "
+                "Use another table name."
+            )
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> ManifestEntry | None:
+        with aws_errors("read the run manifest", self._resource):
+            item = self.dynamodb.get_item(
+                TableName=self.table_name, Key=_key(run_id), ConsistentRead=True
+            ).get("Item")
+        return None if item is None else _entry(item)
+
+    def get_many(self, run_ids: Iterable[str]) -> dict[str, ManifestEntry]:
+        """Entries by run id, read with BatchGetItem (100 keys a call).
+
+        Keys DynamoDB hands back unprocessed (throttling) go into the next call after an
+        exponential backoff with jitter.
+        """
+        queue = deque(_key(run_id) for run_id in dict.fromkeys(run_ids))
+        found: dict[str, ManifestEntry] = {}
+        retries = 0
+        while queue:
+            keys = [queue.popleft() for _ in range(min(BATCH_GET_KEYS, len(queue)))]
+            with aws_errors("read the run manifest", self._resource):
+                response = self.dynamodb.batch_get_item(
+                    RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
+                )
+            for item in response.get("Responses", {}).get(self.table_name, []):
+                entry = _entry(item)
+                found[entry.run_id] = entry
+            unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name, {})
+            if not unprocessed.get("Keys"):
+                retries = 0
+                continue
+            retries += 1
+            if retries > MAX_UNPROCESSED_RETRIES:
+                raise RetryableError(
+                    f"Could not read the run manifest ({self._resource}): DynamoDB kept "
+                    f"returning unprocessed keys after {MAX_UNPROCESSED_RETRIES} retries "
+                    "(throttled). Try again later, or raise the table's read capacity."
+                )
+            queue.extendleft(reversed(unprocessed["Keys"]))
+            self._sleep(_backoff(retries))
+        return found
+
+    def entries(self) -> Iterator[ManifestEntry]:
+        paginator = self.dynamodb.get_paginator("scan")
+        with aws_errors("scan the run manifest", self._resource):
+            for page in paginator.paginate(TableName=self.table_name, ConsistentRead=True):
+                for item in page.get("Items", []):
+                    yield _entry(item)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def add(self, run_id: str) -> None:
+        at = self._clock()
+        committed = self._update(
+            "mark a run committed",
+            run_id,
+            "SET #status = :committed, #committed = :at, #updated = :at REMOVE #lease, #error",
+            "attribute_not_exists(#id) OR (attribute_exists(#status) AND #status <> :committed)",
+            at=at,
+        )
+        if not committed:
+            _logger.debug("%s was committed already; kept its record", run_id)
+
+    def claim(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> bool:
+        now = self._clock()
+        return self._update(
+            "claim a run",
+            run_id,
+            "SET #status = :processing, #owner = :owner, #lease = :until,"
+            " #attempts = if_not_exists(#attempts, :zero) + :one,"
+            " #started = :at, #updated = :at",
+            _CLAIM_CONDITION,
+            at=now,
+            owner=owner,
+            until=now + lease_seconds,
+            max=max_attempts,
+        )
+
+    def commit(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        rows_in: int | None = None,
+        rows_out: int | None = None,
+        bad_rows: int | None = None,
+        output_path: str | None = None,
+    ) -> None:
+        metrics: dict[str, Any] = {
+            "rows_in": rows_in,
+            "rows_out": rows_out,
+            "bad_rows": bad_rows,
+            "output": output_path,
+        }
+        given = {name: value for name, value in metrics.items() if value is not None}
+        sets = "".join(f", #{name} = :{name}" for name in given)
+        update = f"SET #status = :committed, #committed = :at, #updated = :at{sets}"
+        self._update_held("commit", run_id, owner, update + " REMOVE #lease, #error", **given)
+
+    def fail(self, run_id: str, owner: str, error: str) -> None:
+        self._update_held(
+            "record the failure of",
+            run_id,
+            owner,
+            "SET #status = :failed, #error = :error, #updated = :at REMOVE #lease",
+            error=clip_error(str(error)),
+        )
+
+    def release(self, run_id: str, owner: str) -> None:
+        if not self._delete("release a run", run_id, _HELD_CONDITION, owner=owner):
+            raise ownership_lost("release", run_id, owner, self.get(run_id))
+
+    def skip(self, run_id: str, reason: str | None = None) -> None:
+        update = "SET #status = :skipped, #updated = :at"
+        update += ", #error = :error REMOVE #lease" if reason else " REMOVE #lease, #error"
+        values: dict[str, Any] = {"error": clip_error(reason)} if reason else {}
+        # Retried when the run changed between the write and the read that explains it.
+        for _ in range(3):
+            if self._update("skip a run", run_id, update, _SKIP_CONDITION, **values):
+                return
+            entry = self.get(run_id)
+            if entry is not None and entry.status in DONE:
+                _logger.info("Not skipping %s: it is committed already", run_id)
+                return
+            if not can_skip(entry, self._clock()):
+                raise in_progress("skip", run_id, entry)
+        raise RetryableError(f"Could not skip {run_id!r}: it kept changing; try again.")
+
+    def unmark(self, run_id: str) -> None:
+        if not self._delete("unmark a run", run_id, _NOT_LEASED_CONDITION):
+            raise in_progress("unmark", run_id, self.get(run_id))
+
+    def close(self) -> None:
+        if self._owns_client and hasattr(self.dynamodb, "close"):
+            self.dynamodb.close()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _update_held(self, verb: str, run_id: str, owner: str, update: str, **values: Any) -> None:
+        if not self._update(
+            f"{verb} a run", run_id, update, _HELD_CONDITION, owner=owner, **values
+        ):
+            raise ownership_lost(verb, run_id, owner, self.get(run_id))
+
+    def _update(self, action: str, run_id: str, update: str, condition: str, **values: Any) -> bool:
+        """A conditional UpdateItem; False when the condition failed."""
+        return self._write(
+            action,
+            self.dynamodb.update_item,
+            run_id,
+            condition,
+            {"UpdateExpression": update},
+            values,
+        )
+
+    def _delete(self, action: str, run_id: str, condition: str, **values: Any) -> bool:
+        """A conditional DeleteItem; False when the condition failed."""
+        return self._write(action, self.dynamodb.delete_item, run_id, condition, {}, values)
+
+    def _write(
+        self,
+        action: str,
+        call: Callable[..., Any],
+        run_id: str,
+        condition: str,
+        params: dict[str, Any],
+        values: dict[str, Any],
+    ) -> bool:
+        values.setdefault("at", self._clock())
+        text = " ".join([*params.values(), condition])
+        placeholders = set(_PLACEHOLDER_RE.findall(text))
+        names = {p: ATTRIBUTES[p] for p in placeholders if p.startswith("#")}
+        typed = {p: _value(p[1:], values) for p in placeholders if p.startswith(":")}
+        with aws_errors(action, self._resource):
+            try:
+                call(
+                    TableName=self.table_name,
+                    Key=_key(run_id),
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=typed,
+                    **params,
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                return False
+        return True
+
+
+def _value(name: str, values: dict[str, Any]) -> dict[str, str]:
+    """The DynamoDB-typed value of an expression placeholder (without its colon)."""
+    constants = {
+        "processing": RunStatus.PROCESSING,
+        "committed": RunStatus.COMMITTED,
+        "failed": RunStatus.FAILED,
+        "skipped": RunStatus.SKIPPED,
+    }
+    if name in constants:
+        return {"S": constants[name].value}
+    if name in ("zero", "one"):
+        return {"N": "0" if name == "zero" else "1"}
+    if name == "now":
+        return {"N": _number(values["at"])}
+    value = values[name]
+    if name == "at":
+        return {"S": _iso(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    return {"N": _number(value)}
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.6f}"
+
+
+def _iso(epoch: float) -> str:
+    return utc_from_epoch(epoch).isoformat()  # type: ignore[union-attr]
+
+
+def _key(run_id: str) -> dict[str, dict[str, str]]:
+    return {KEY: {"S": run_id}}
+
+
+def _entry(item: dict[str, Any]) -> ManifestEntry:
+    def text(placeholder: str) -> str | None:
+        return item.get(ATTRIBUTES[placeholder], {}).get("S")  # type: ignore[no-any-return]
+
+    def number(placeholder: str) -> float | None:
+        value = item.get(ATTRIBUTES[placeholder], {}).get("N")
+        return None if value is None else float(value)
+
+    def integer(placeholder: str) -> int | None:
+        value = number(placeholder)
+        return None if value is None else int(value)
+
+    def moment(placeholder: str) -> datetime | None:
+        value = text(placeholder)
+        return None if value is None else datetime.fromisoformat(value)
+
+    run_id = str(text("#id"))
+    status = text("#status")
+    try:
+        run_status = RunStatus.LEGACY if status is None else RunStatus(status)
+    except ValueError:
+        raise SparkManifestsError(
+            f"The manifest item {run_id!r} has the unknown status {status!r}; was it written "
+            "by a newer version of spark_manifests?"
+        ) from None
+    return ManifestEntry(
+        run_id=run_id,
+        status=run_status,
+        owner=text("#owner"),
+        lease_expires_at=utc_from_epoch(number("#lease")),
+        attempts=integer("#attempts") or 0,
+        started_at=moment("#started"),
+        committed_at=moment("#committed"),
+        updated_at=moment("#updated"),
+        rows_in=integer("#rows_in"),
+        rows_out=integer("#rows_out"),
+        bad_rows=integer("#bad_rows"),
+        output_path=text("#output"),
+        error=text("#error"),
+    )
+
+
+def _backoff(retry: int) -> float:
+    """Full-jitter exponential backoff, as AWS recommends for BatchGetItem."""
+    return random.uniform(0, min(5.0, 0.05 * 2**retry))

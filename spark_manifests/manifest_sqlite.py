@@ -1,0 +1,380 @@
+"""The run manifest in a SQLite file: the embedded default for local runs and notebooks.
+
+Same contract and semantics as :class:`~spark_manifests.RunManifests` on DynamoDB, with the
+standard library only. Safe with several threads and processes at once: the file is in WAL
+mode (readers never wait for the writer), waits up to ``timeout`` seconds for a lock, and
+every read-then-write (claim, commit, ...) runs in one ``BEGIN IMMEDIATE`` transaction, so
+two claims on one run cannot both succeed. Keep the file on a local disk: SQLite locking is
+not reliable on network file systems (NFS, SMB, EFS).
+
+The table, ``run_manifest``, is created on first use; its columns are the fields of
+:class:`~spark_manifests.ManifestEntry`, times as epoch seconds. A row with a NULL status
+counts as processed (``LEGACY``), as an item the Snowplow SDK wrote does on DynamoDB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable
+
+from ._locations import PathLike
+from .exceptions import InvalidLocationError, RetryableError, SparkManifestsError
+from .manifest import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+    DONE,
+    ManifestEntry,
+    RunManifest,
+    RunStatus,
+    can_claim,
+    can_skip,
+    clip_error,
+    holds,
+    in_progress,
+    ownership_lost,
+    utc_from_epoch,
+)
+
+_logger = logging.getLogger(__name__)
+
+__all__ = ["SQLiteRunManifest"]
+
+MEMORY = ":memory:"
+COLUMNS = (
+    "run_id",
+    "status",
+    "owner",
+    "lease_expires_at",
+    "attempts",
+    "started_at",
+    "committed_at",
+    "updated_at",
+    "rows_in",
+    "rows_out",
+    "bad_rows",
+    "output_path",
+    "error",
+)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run_manifest (
+    run_id TEXT PRIMARY KEY NOT NULL,
+    status TEXT,
+    owner TEXT,
+    lease_expires_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    committed_at REAL,
+    updated_at REAL,
+    rows_in INTEGER,
+    rows_out INTEGER,
+    bad_rows INTEGER,
+    output_path TEXT,
+    error TEXT
+) WITHOUT ROWID
+"""
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM run_manifest"
+# Well below SQLite's oldest limit on host parameters (999).
+_IN_CHUNK = 500
+
+
+class SQLiteRunManifest(RunManifest):
+    """The run manifest in a local SQLite file (``:memory:`` for a private, in-memory one).
+
+    Parameters
+    ----------
+    path
+        The database file; its folder is created if missing.
+    clock
+        Returns the current time in epoch seconds; decides lease expiry.
+    timeout
+        Seconds to wait for another process's lock before giving up (RetryableError).
+
+    >>> with SQLiteRunManifest(".spark-manifests/manifest.sqlite") as manifest:
+    ...     manifest.claim("archive/run=2017-04-11-10-31-05/", owner="job-1")  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 30.0,
+    ) -> None:
+        text = os.fspath(path)
+        self.path = text if text == MEMORY else os.path.abspath(os.path.expanduser(text))
+        self._clock = clock
+        # One connection per manifest, shared by its threads under this lock; processes and
+        # other manifests on the same file coordinate through SQLite's own locks.
+        self._lock = threading.RLock()
+        self._conn = self._connect(timeout)
+        self.create()
+
+    def __repr__(self) -> str:
+        return f"SQLiteRunManifest({self.path!r})"
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        if self.path != MEMORY:
+            if os.path.isdir(self.path):
+                raise InvalidLocationError(
+                    f"The manifest path {self.path} is a directory; give a file path such as "
+                    f"{os.path.join(self.path, 'manifest.sqlite')}."
+                )
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with self._errors("open the manifest"):
+            conn = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            if self.path != MEMORY:
+                conn.execute("PRAGMA journal_mode = WAL")
+        return conn
+
+    # -- table ---------------------------------------------------------------------------
+
+    def create(self) -> None:
+        with self._transaction("create the manifest table") as conn:
+            conn.execute(_SCHEMA)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> ManifestEntry | None:
+        with self._errors("read the manifest"), self._lock:
+            return _read(self._conn, run_id)
+
+    def get_many(self, run_ids: Iterable[str]) -> dict[str, ManifestEntry]:
+        wanted = list(dict.fromkeys(run_ids))
+        found: dict[str, ManifestEntry] = {}
+        with self._errors("read the manifest"), self._lock:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                for row in self._conn.execute(f"{_SELECT} WHERE run_id IN ({marks})", chunk):
+                    entry = _entry(row)
+                    found[entry.run_id] = entry
+        return found
+
+    def entries(self) -> Iterator[ManifestEntry]:
+        with self._errors("read the manifest"), self._lock:
+            rows = self._conn.execute(f"{_SELECT} ORDER BY run_id").fetchall()
+        return iter([_entry(row) for row in rows])
+
+    # -- writes --------------------------------------------------------------------------
+
+    def add(self, run_id: str) -> None:
+        with self._transaction("mark a run committed") as conn:
+            entry = _read(conn, run_id)
+            if entry is not None and entry.status in DONE:
+                _logger.debug("%s was committed already; kept its record", run_id)
+                return
+            now = self._clock()
+            _upsert(
+                conn,
+                run_id,
+                entry,
+                status=RunStatus.COMMITTED.value,
+                committed_at=now,
+                updated_at=now,
+                lease_expires_at=None,
+                error=None,
+            )
+
+    def claim(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> bool:
+        with self._transaction("claim a run") as conn:
+            now = self._clock()
+            entry = _read(conn, run_id)
+            if not can_claim(entry, owner, now, max_attempts):
+                return False
+            _upsert(
+                conn,
+                run_id,
+                entry,
+                status=RunStatus.PROCESSING.value,
+                owner=owner,
+                lease_expires_at=now + lease_seconds,
+                attempts=(entry.attempts if entry else 0) + 1,
+                started_at=now,
+                updated_at=now,
+            )
+            return True
+
+    def commit(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        rows_in: int | None = None,
+        rows_out: int | None = None,
+        bad_rows: int | None = None,
+        output_path: str | None = None,
+    ) -> None:
+        metrics = {
+            "rows_in": rows_in,
+            "rows_out": rows_out,
+            "bad_rows": bad_rows,
+            "output_path": output_path,
+        }
+        given = {name: value for name, value in metrics.items() if value is not None}
+        with self._held("commit", run_id, owner) as (conn, entry, now):
+            _upsert(
+                conn,
+                run_id,
+                entry,
+                status=RunStatus.COMMITTED.value,
+                committed_at=now,
+                updated_at=now,
+                lease_expires_at=None,
+                error=None,
+                **given,
+            )
+
+    def fail(self, run_id: str, owner: str, error: str) -> None:
+        with self._held("record the failure of", run_id, owner) as (conn, entry, now):
+            _upsert(
+                conn,
+                run_id,
+                entry,
+                status=RunStatus.FAILED.value,
+                error=clip_error(str(error)),
+                updated_at=now,
+                lease_expires_at=None,
+            )
+
+    def release(self, run_id: str, owner: str) -> None:
+        with self._held("release", run_id, owner) as (conn, _, _now):
+            conn.execute("DELETE FROM run_manifest WHERE run_id = ?", (run_id,))
+
+    def skip(self, run_id: str, reason: str | None = None) -> None:
+        with self._transaction("skip a run") as conn:
+            now = self._clock()
+            entry = _read(conn, run_id)
+            if entry is not None and entry.status in DONE:
+                _logger.info("Not skipping %s: it is committed already", run_id)
+                return
+            if not can_skip(entry, now):
+                raise in_progress("skip", run_id, entry)
+            _upsert(
+                conn,
+                run_id,
+                entry,
+                status=RunStatus.SKIPPED.value,
+                error=clip_error(reason),
+                updated_at=now,
+                lease_expires_at=None,
+            )
+
+    def unmark(self, run_id: str) -> None:
+        with self._transaction("unmark a run") as conn:
+            entry = _read(conn, run_id)
+            if entry is not None and entry.lease_live(self._clock()):
+                raise in_progress("unmark", run_id, entry)
+            conn.execute("DELETE FROM run_manifest WHERE run_id = ?", (run_id,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _held(
+        self, verb: str, run_id: str, owner: str
+    ) -> Iterator[tuple[sqlite3.Connection, ManifestEntry, float]]:
+        """A write transaction on a run ``owner`` holds; OwnershipLostError if not held."""
+        with self._transaction(f"{verb} a run") as conn:
+            entry = _read(conn, run_id)
+            if entry is None or not holds(entry, owner):
+                raise ownership_lost(verb, run_id, owner, entry)
+            yield conn, entry, self._clock()
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock before reading, so a
+        read-then-write cannot interleave with another process's."""
+        with self._errors(action), self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            message = str(exc)
+            if "locked" in message or "busy" in message:
+                raise RetryableError(
+                    f"Could not {action} ({self.path}): the database stayed locked by another "
+                    "process; try again."
+                ) from exc
+            raise SparkManifestsError(f"Could not {action} ({self.path}): {message}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise SparkManifestsError(
+                f"Could not {action} ({self.path}): {exc}. Is it a SQLite manifest file?"
+            ) from exc
+
+
+def _read(conn: sqlite3.Connection, run_id: str) -> ManifestEntry | None:
+    row = conn.execute(f"{_SELECT} WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else _entry(row)
+
+
+def _upsert(
+    conn: sqlite3.Connection, run_id: str, entry: ManifestEntry | None, **values: Any
+) -> None:
+    """Insert the run's row, or update the given columns of the existing one."""
+    if entry is None:
+        values["run_id"] = run_id
+        values.setdefault("attempts", 0)
+        names = ", ".join(values)
+        marks = ", ".join("?" * len(values))
+        conn.execute(f"INSERT INTO run_manifest ({names}) VALUES ({marks})", list(values.values()))
+        return
+    assignments = ", ".join(f"{name} = ?" for name in values)
+    conn.execute(
+        f"UPDATE run_manifest SET {assignments} WHERE run_id = ?", [*values.values(), run_id]
+    )
+
+
+def _entry(row: tuple[Any, ...]) -> ManifestEntry:
+    record = dict(zip(COLUMNS, row))
+    status = record["status"]
+    try:
+        run_status = RunStatus.LEGACY if status is None else RunStatus(status)
+    except ValueError:
+        raise SparkManifestsError(
+            f"The manifest row {record['run_id']!r} has the unknown status {status!r}; was it "
+            "written by a newer version of spark_manifests?"
+        ) from None
+    return ManifestEntry(
+        run_id=record["run_id"],
+        status=run_status,
+        owner=record["owner"],
+        lease_expires_at=utc_from_epoch(record["lease_expires_at"]),
+        attempts=int(record["attempts"] or 0),
+        started_at=utc_from_epoch(record["started_at"]),
+        committed_at=utc_from_epoch(record["committed_at"]),
+        updated_at=utc_from_epoch(record["updated_at"]),
+        rows_in=record["rows_in"],
+        rows_out=record["rows_out"],
+        bad_rows=record["bad_rows"],
+        output_path=record["output_path"],
+        error=record["error"],
+    )
