@@ -17,7 +17,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "without_cold_runs",
 ]
 
+RUN_PREFIX = "run"
 RUN_FOLDER_RE = re.compile(r"^run[=-](\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})$")
 LABEL_FORMAT = "%Y-%m-%d-%H-%M-%S"
 ACCEPTED_FORMS = "run=YYYY-mm-DD-hh-MM-SS or run-YYYY-mm-DD-hh-MM-SS, e.g. run=2017-04-11-10-31-05"
@@ -158,9 +159,13 @@ def list_runids(s3_client: Any, full_path: str) -> list[str]:
     """Snowplow Analytics SDK ``list_runids``: the run ids (bucket-relative keys) under a path.
 
     Same signature and return values as the SDK's, so existing code ports by changing one
-    import; unlike it, ``run-`` folders are found too and every page is followed. Runs whose
-    objects sit in cold storage are left out, as the SDK does (this needs one listing per run;
-    :class:`~spark_manifests.ManifestedRunSource` checks only the runs it is about to process).
+    import: bucket-relative keys of the run folders, ending in ``/``, oldest first, without
+    the runs whose objects sit in cold storage. Unlike the SDK, ``run-`` folders are found
+    too and DEEP_ARCHIVE counts as cold. The SDK asks S3 once per run for its storage class;
+    this reads every run's objects in one listing of the run folders (1,000 objects a
+    request). A cold object counts as restored only when that listing reports a finished
+    restore (S3's ``RestoreStatus``); stores that never report it, such as moto, show restored
+    objects as cold, which the SDK always does.
 
     >>> list_runids(boto3.client("s3"), "s3://acme/enriched/archive")  # doctest: +SKIP
     ['enriched/archive/run=2017-04-11-10-31-05/']
@@ -171,8 +176,8 @@ def list_runids(s3_client: Any, full_path: str) -> list[str]:
             f"list_runids takes an S3 path (s3://bucket/prefix/), got {full_path!r}; "
             "use list_runs for local archives."
         )
-    runs = list_runs(location, client=s3_client)
-    return [run.id for run, _ in without_cold_runs(runs, client=s3_client)]
+    with_files = _runs_with_files_in_s3(s3_client, location)
+    return [run.id for run, _ in _drop_cold_runs(with_files)]
 
 
 def list_run_files(
@@ -180,14 +185,19 @@ def list_run_files(
 ) -> list[RunFile]:
     """The data files of a run (markers such as ``_SUCCESS``, hidden files and folders skipped).
 
-    For S3, objects in cold storage are checked with one HeadObject each to learn whether
-    they have been restored; others cost nothing beyond the listing.
+    For S3, one listing per 1,000 objects, asking for each object's restore status; a cold
+    object whose restore status S3 did not report is checked with a HeadObject, stopping at
+    the first one not restored (one is enough to make the run cold).
+
+    >>> [f.path for f in list_run_files(run)]  # doctest: +SKIP
+    ['s3://acme/enriched/archive/run=2017-04-11-10-31-05/part-00000.gz']
     """
     location = parse_location(run.path, what="run")
     if not location.is_s3:
         return sorted(_files_in_directory(location.key), key=lambda f: f.path)
     s3 = make_client("s3", client=client, session=session)
-    return list(_files_in_s3(s3, location))
+    files = [file for relative, file in _objects_in_s3(s3, location) if _is_data_path(relative)]
+    return _settle_restore_status(s3, files)
 
 
 def without_cold_runs(
@@ -195,12 +205,24 @@ def without_cold_runs(
 ) -> list[tuple[Run, list[RunFile]]]:
     """The given runs with their files, less those whose objects are in cold storage.
 
-    Only the runs given are inspected, so a job checks just the runs it is about to process.
-    Each cold run is logged as a warning: restore its objects, or skip it in the manifest.
+    Only the runs given are inspected (one listing each), so a job checks just the runs it is
+    about to process, never the whole archive. Each cold run is logged as a warning: restore
+    its objects, or mark it skipped in the manifest.
+
+    >>> usable = without_cold_runs(list_runs("s3://acme/archive/")[:10])  # doctest: +SKIP
     """
+    runs = list(runs)
+    s3 = None
+    if any(parse_location(run.path, what="run").is_s3 for run in runs):
+        s3 = make_client("s3", client=client, session=session)
+    return _drop_cold_runs((run, list_run_files(run, client=s3)) for run in runs)
+
+
+def _drop_cold_runs(
+    runs_with_files: Iterable[tuple[Run, list[RunFile]]],
+) -> list[tuple[Run, list[RunFile]]]:
     usable = []
-    for run in runs:
-        files = list_run_files(run, client=client, session=session)
+    for run, files in runs_with_files:
         cold = [file for file in files if file.cold]
         if cold:
             _logger.warning(
@@ -248,8 +270,9 @@ def _files_in_directory(folder: str) -> Iterator[RunFile]:
 def _runs_in_s3(location: Location, s3: Any) -> Iterator[Run]:
     paginator = s3.get_paginator("list_objects_v2")
     with aws_errors("list the archive", location.uri):
+        # Both folder forms start with "run": other folders of the archive cost no page.
         for page in paginator.paginate(
-            Bucket=location.bucket, Prefix=location.prefix, Delimiter="/"
+            Bucket=location.bucket, Prefix=location.prefix + RUN_PREFIX, Delimiter="/"
         ):
             for prefix in page.get("CommonPrefixes", ()):
                 key = prefix["Prefix"]
@@ -259,25 +282,72 @@ def _runs_in_s3(location: Location, s3: Any) -> Iterator[Run]:
                     yield run
 
 
-def _files_in_s3(s3: Any, location: Location) -> Iterator[RunFile]:
+def _runs_with_files_in_s3(s3: Any, location: Location) -> list[tuple[Run, list[RunFile]]]:
+    """Every run of an archive with its data files, from one listing of the run folders."""
+    archive = Location(location.scheme, location.bucket, location.prefix)
+    found: dict[str, tuple[Run | None, list[RunFile]]] = {}
+    for relative, file in _objects_in_s3(s3, archive, RUN_PREFIX):
+        name, slash, inside = relative.partition("/")
+        if not slash:
+            continue  # an object beside the run folders, not in one
+        if name not in found:
+            key = archive.prefix + name + "/"
+            path = f"{archive.scheme}://{archive.bucket}/{key}"
+            found[name] = (_run_from_name(name, path, key), [])
+        run, files = found[name]
+        if run is not None and _is_data_path(inside):
+            files.append(file)
+    return sorted(
+        ((run, files) for run, files in found.values() if run is not None),
+        key=lambda pair: pair[0],
+    )
+
+
+def _objects_in_s3(
+    s3: Any, location: Location, name_start: str = ""
+) -> Iterator[tuple[str, RunFile]]:
+    """(key relative to the folder, file) for every object under ``location``'s folder."""
+    params: dict[str, Any] = {"Bucket": location.bucket, "Prefix": location.prefix + name_start}
+    if _lists_restore_status(s3):
+        params["OptionalObjectAttributes"] = ["RestoreStatus"]
     paginator = s3.get_paginator("list_objects_v2")
-    with aws_errors("list the run", location.uri):
-        for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
+    with aws_errors("list the run files", location.uri):
+        for page in paginator.paginate(**params):
             for item in page.get("Contents", ()):
                 key = item["Key"]
-                relative = key[len(location.prefix) :]
-                if not relative or not all(_is_data_name(part) for part in relative.split("/")):
-                    continue
-                storage_class = item.get("StorageClass")
-                restored = None
-                if storage_class in COLD_STORAGE_CLASSES:
-                    restored = _is_restored(s3, location.bucket, key)  # type: ignore[arg-type]
-                yield RunFile(
-                    f"{location.scheme}://{location.bucket}/{key}",
-                    int(item["Size"]),
-                    storage_class,
-                    restored,
-                )
+                yield key[len(location.prefix) :], _file_from_listing(location, item)
+
+
+def _file_from_listing(location: Location, item: dict[str, Any]) -> RunFile:
+    storage_class = item.get("StorageClass")
+    restored = None
+    if storage_class in COLD_STORAGE_CLASSES and "RestoreStatus" in item:
+        # S3 reports RestoreStatus only for objects with a restore requested.
+        restored = not item["RestoreStatus"].get("IsRestoreInProgress", False)
+    return RunFile(
+        f"{location.scheme}://{location.bucket}/{item['Key']}",
+        int(item["Size"]),
+        storage_class,
+        restored,
+    )
+
+
+def _settle_restore_status(s3: Any, files: list[RunFile]) -> list[RunFile]:
+    """Ask HeadObject about cold files whose restore status the listing did not give.
+
+    S3 leaves RestoreStatus out for cold objects never restored, and S3-compatible stores
+    (moto, MinIO) may leave it out always. One unrestored object makes a run cold, so the
+    checks stop there: a run costs at most one HeadObject more than its restored objects.
+    """
+    settled = []
+    for index, file in enumerate(files):
+        if file.storage_class in COLD_STORAGE_CLASSES and file.restored is None:
+            where = parse_location(file.path, what="run file")
+            file = replace(file, restored=_is_restored(s3, str(where.bucket), where.key))
+            if not file.restored:
+                return [*settled, file, *files[index + 1 :]]
+        settled.append(file)
+    return settled
 
 
 def _is_restored(s3: Any, bucket: str, key: str) -> bool:
@@ -285,6 +355,15 @@ def _is_restored(s3: Any, bucket: str, key: str) -> bool:
     with aws_errors("check the restore status", f"s3://{bucket}/{key}"):
         restore = s3.head_object(Bucket=bucket, Key=key).get("Restore") or ""
     return 'ongoing-request="false"' in restore
+
+
+def _lists_restore_status(s3: Any) -> bool:
+    """Whether this botocore knows ListObjectsV2's OptionalObjectAttributes (botocore >= 1.33)."""
+    try:
+        shape = s3.meta.service_model.operation_model("ListObjectsV2").input_shape
+    except Exception:  # a stub or foreign client: do without
+        return False
+    return "OptionalObjectAttributes" in shape.members
 
 
 # -- shared ------------------------------------------------------------------------------------
@@ -301,6 +380,11 @@ def _run_from_name(name: str, path: str, s3_key: str | None) -> Run | None:
         _logger.warning("Ignoring %s: %s", path, exc)
         return None
     return Run(id=s3_key if s3_key is not None else path, timestamp=timestamp, path=path, name=name)
+
+
+def _is_data_path(relative: str) -> bool:
+    """Whether a path inside a run folder names a data file (no marker or hidden part)."""
+    return bool(relative) and all(_is_data_name(part) for part in relative.split("/"))
 
 
 def _is_data_name(name: str) -> bool:
