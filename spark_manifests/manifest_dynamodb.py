@@ -97,7 +97,7 @@ ATTRIBUTES = {
 KEY = ATTRIBUTES["#id"]
 #: BatchGetItem takes at most 100 keys a call.
 BATCH_GET_KEYS = 100
-#: How often one BatchGetItem answer may hand keys back (UnprocessedKeys) before giving up.
+#: How many BatchGetItem answers in a row may hand every key back before giving up.
 MAX_UNPROCESSED_RETRIES = 10
 
 _CLAIM_CONDITION = (
@@ -244,7 +244,7 @@ class RunManifests(RunManifest):
         """
         queue = deque(_key(run_id) for run_id in dict.fromkeys(run_ids))
         found: dict[str, ManifestEntry] = {}
-        retries = 0
+        throttled = stalled = 0  # answers in a row with keys handed back / with nothing read
         while queue:
             keys = [queue.popleft() for _ in range(min(BATCH_GET_KEYS, len(queue)))]
             with aws_errors("read the run manifest", self._resource):
@@ -256,17 +256,18 @@ class RunManifests(RunManifest):
                 found[entry.run_id] = entry
             unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name, {})
             if not unprocessed.get("Keys"):
-                retries = 0
+                throttled = stalled = 0
                 continue
-            retries += 1
-            if retries > MAX_UNPROCESSED_RETRIES:
+            throttled += 1
+            stalled = stalled + 1 if len(unprocessed["Keys"]) == len(keys) else 0
+            if stalled > MAX_UNPROCESSED_RETRIES:
                 raise RetryableError(
-                    f"Could not read the run manifest ({self._resource}): DynamoDB kept "
-                    f"returning unprocessed keys after {MAX_UNPROCESSED_RETRIES} retries "
-                    "(throttled). Try again later, or raise the table's read capacity."
+                    f"Could not read the run manifest ({self._resource}): DynamoDB returned "
+                    f"every key unprocessed {stalled} times in a row (throttled). Try again "
+                    "later, or raise the table's read capacity."
                 )
             queue.extendleft(reversed(unprocessed["Keys"]))
-            self._sleep(_backoff(retries))
+            self._sleep(_backoff(throttled))
         return found
 
     def entries(self) -> Iterator[ManifestEntry]:

@@ -1,0 +1,653 @@
+"""The run manifest contract, run against both backends: DynamoDB (moto) and SQLite."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import sqlite3
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+from snowplow_analytics_sdk.run_manifests import RunManifests as SdkRunManifests
+
+from spark_manifests import (
+    AccessDeniedError,
+    InvalidLocationError,
+    ManifestTableNotFoundError,
+    OwnershipLostError,
+    RunManifest,
+    RunManifests,
+    RunStatus,
+    SQLiteRunManifest,
+    open_manifest,
+)
+from spark_manifests.exceptions import RetryableError, RunInProgressError, SparkManifestsError
+
+UTC = timezone.utc
+START = 1_491_906_665.0  # 2017-04-11 10:31:05 UTC
+RUN = "enriched/archive/run=2017-04-11-10-31-05/"
+OTHER = "enriched/archive/run=2017-04-11-11-31-05/"
+
+
+class Clock:
+    """A clock the test moves by hand, for lease expiry."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["dynamodb", "sqlite"])
+def manifest(request: pytest.FixtureRequest, clock: Clock, tmp_path: Path) -> Any:
+    if request.param == "dynamodb":
+        session = request.getfixturevalue("aws")
+        backend: RunManifest = RunManifests(session.client("dynamodb"), "runs", clock=clock)
+    else:
+        backend = SQLiteRunManifest(tmp_path / "state" / "manifest.sqlite", clock=clock)
+    backend.create()
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def atomic_moto_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's item writes atomic, as DynamoDB's are.
+
+    moto checks a condition and then writes without a lock, so two threads can both pass
+    the check; DynamoDB evaluates a condition and writes atomically per item. The lock
+    puts that guarantee into moto, so the concurrency test checks our conditions.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    for name in ("put_item", "update_item", "delete_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, atomic)
+
+
+def at(seconds_after_start: float) -> datetime:
+    return datetime.fromtimestamp(START + seconds_after_start, tz=UTC)
+
+
+# -- the contract --------------------------------------------------------------------------
+
+
+def test_create_is_idempotent_and_a_new_manifest_is_empty(manifest: RunManifest) -> None:
+    manifest.create()
+    manifest.create()
+    assert list(manifest.entries()) == []
+    assert manifest.get(RUN) is None
+    assert not manifest.contains(RUN)
+
+
+def test_add_and_contains_as_the_sdk(manifest: RunManifest, clock: Clock) -> None:
+    manifest.add(RUN)
+    assert manifest.contains(RUN)
+    assert not manifest.contains(OTHER)
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert (entry.status, entry.committed_at) == (RunStatus.COMMITTED, at(0))
+
+    clock.advance(60)
+    manifest.add(RUN)  # a committed run keeps its record
+    assert manifest.get(RUN) == entry
+
+
+def test_claim_commit_records_owner_times_and_metrics(manifest: RunManifest, clock: Clock) -> None:
+    assert manifest.claim(RUN, "job-a", lease_seconds=600)
+    held = manifest.get(RUN)
+    assert held is not None
+    assert (held.status, held.owner, held.attempts) == (RunStatus.PROCESSING, "job-a", 1)
+    assert (held.started_at, held.lease_expires_at) == (at(0), at(600))
+    assert held.lease_expires_at.tzinfo is not None
+    assert not manifest.contains(RUN)
+    assert manifest.pending([RUN]) == [RUN]
+
+    clock.advance(30)
+    manifest.commit(
+        RUN, "job-a", rows_in=1000, rows_out=990, bad_rows=10, output_path="s3://out/run=x/"
+    )
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert entry.status is RunStatus.COMMITTED
+    assert (entry.rows_in, entry.rows_out, entry.bad_rows) == (1000, 990, 10)
+    assert entry.output_path == "s3://out/run=x/"
+    assert (entry.started_at, entry.committed_at, entry.updated_at) == (at(0), at(30), at(30))
+    assert entry.lease_expires_at is None
+    assert entry.owner == "job-a"
+    assert manifest.contains(RUN)
+    assert not manifest.claim(RUN, "job-b")
+    assert not manifest.claim(RUN, "job-a")
+
+
+def test_claim_rules(manifest: RunManifest, clock: Clock) -> None:
+    assert manifest.claim(RUN, "job-a", lease_seconds=60)
+    assert not manifest.claim(RUN, "job-b", lease_seconds=60)  # live lease
+    clock.advance(10)
+    assert manifest.claim(RUN, "job-a", lease_seconds=60)  # own claim: renewed
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert (entry.attempts, entry.lease_expires_at) == (2, at(70))
+
+    manifest.skip(OTHER, "empty run")
+    assert not manifest.claim(OTHER, "job-a")
+
+
+def test_lease_takeover_after_expiry(manifest: RunManifest, clock: Clock) -> None:
+    assert manifest.claim(RUN, "job-a", lease_seconds=60)
+    clock.advance(59.5)
+    assert not manifest.claim(RUN, "job-b", lease_seconds=60)
+    clock.advance(0.5)  # the lease has run out: job-a crashed or stalled
+    assert manifest.claim(RUN, "job-b", lease_seconds=60)
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert (entry.owner, entry.attempts, entry.started_at) == ("job-b", 2, at(60))
+
+    # job-a wakes up: its commit must not overwrite job-b's claim.
+    with pytest.raises(OwnershipLostError, match=r"held by 'job-b'"):
+        manifest.commit(RUN, "job-a", rows_in=1)
+    assert manifest.get(RUN) == entry
+    with pytest.raises(OwnershipLostError):
+        manifest.fail(RUN, "job-a", "boom")
+    with pytest.raises(OwnershipLostError):
+        manifest.release(RUN, "job-a")
+    assert manifest.get(RUN) == entry
+    manifest.commit(RUN, "job-b", rows_in=5)
+    assert manifest.contains(RUN)
+
+
+def test_commit_of_a_run_never_claimed_or_done_raises(manifest: RunManifest) -> None:
+    with pytest.raises(OwnershipLostError, match="not in the manifest"):
+        manifest.commit(RUN, "job-a")
+    assert manifest.get(RUN) is None
+    manifest.add(RUN)
+    with pytest.raises(OwnershipLostError, match="COMMITTED"):
+        manifest.commit(RUN, "job-a", rows_in=3)
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert entry.rows_in is None
+
+
+def test_failed_runs_are_retried_until_attempts_run_out(
+    manifest: RunManifest, clock: Clock
+) -> None:
+    for attempt in (1, 2):
+        assert manifest.claim(RUN, f"job-{attempt}", max_attempts=2)
+        manifest.fail(RUN, f"job-{attempt}", f"boom {attempt}")
+        entry = manifest.get(RUN)
+        assert entry is not None
+        assert (entry.status, entry.attempts, entry.error) == (
+            RunStatus.FAILED,
+            attempt,
+            f"boom {attempt}",
+        )
+        assert entry.lease_expires_at is None
+    assert not manifest.claim(RUN, "job-3", max_attempts=2)
+    assert manifest.claim(RUN, "job-3", max_attempts=3)
+    assert manifest.pending([RUN]) == [RUN]
+
+
+def test_long_errors_are_cut(manifest: RunManifest) -> None:
+    manifest.claim(RUN, "job-a")
+    manifest.fail(RUN, "job-a", "x" * 100_000)
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert entry.error is not None
+    assert len(entry.error) == 8000
+    assert entry.error.endswith("[truncated]")
+
+
+def test_release_makes_the_run_claimable_at_once(manifest: RunManifest) -> None:
+    assert manifest.claim(RUN, "job-a", lease_seconds=3600)
+    with pytest.raises(OwnershipLostError):
+        manifest.release(RUN, "job-b")
+    manifest.release(RUN, "job-a")
+    assert manifest.get(RUN) is None
+    assert manifest.pending([RUN]) == [RUN]
+    assert manifest.claim(RUN, "job-b")
+    with pytest.raises(OwnershipLostError, match="not in the manifest"):
+        manifest.release(OTHER, "job-a")
+
+
+def test_skip(manifest: RunManifest, clock: Clock) -> None:
+    manifest.skip(RUN, "objects are in Glacier")
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert (entry.status, entry.error) == (RunStatus.SKIPPED, "objects are in Glacier")
+    assert manifest.pending([RUN]) == []
+    assert not manifest.contains(RUN)
+
+    manifest.add(OTHER)
+    manifest.skip(OTHER)  # committed stays committed
+    other = manifest.get(OTHER)
+    assert other is not None
+    assert other.status is RunStatus.COMMITTED
+
+    third = "enriched/archive/run=2017-04-11-12-31-05/"
+    manifest.claim(third, "job-a", lease_seconds=60)
+    with pytest.raises(RunInProgressError, match=r"held by 'job-a'"):
+        manifest.skip(third)
+    clock.advance(60)
+    manifest.skip(third)
+    skipped = manifest.get(third)
+    assert skipped is not None
+    assert (skipped.status, skipped.lease_expires_at) == (RunStatus.SKIPPED, None)
+
+
+def test_unmark_forgets_a_run_unless_it_is_leased(manifest: RunManifest, clock: Clock) -> None:
+    manifest.add(RUN)
+    manifest.unmark(RUN)
+    assert manifest.get(RUN) is None
+    assert manifest.pending([RUN]) == [RUN]
+    manifest.unmark(OTHER)  # never seen: nothing to do
+
+    manifest.claim(RUN, "job-a", lease_seconds=60)
+    with pytest.raises(RunInProgressError, match="Wait for that job"):
+        manifest.unmark(RUN)
+    assert manifest.get(RUN) is not None
+    clock.advance(61)
+    manifest.unmark(RUN)
+    assert manifest.get(RUN) is None
+
+
+def test_pending_keeps_order_and_skips_settled_runs(manifest: RunManifest) -> None:
+    run_ids = [f"archive/run=2017-04-11-10-{minute:02d}-00/" for minute in range(60)]
+    run_ids += [f"archive/run=2017-04-12-{hour:02d}-00-00/" for hour in range(24)] * 2
+    run_ids += [f"archive/run=2017-05-{day:02d}-00-00-00/" for day in range(1, 31)]
+    unique = list(dict.fromkeys(run_ids))
+    assert len(unique) == 114  # more than one BatchGetItem call
+    manifest.add(unique[0])
+    manifest.skip(unique[1])
+    manifest.claim(unique[2], "job-a")
+    manifest.claim(unique[3], "job-a")
+    manifest.fail(unique[3], "job-a", "boom")
+    manifest.add(unique[113])
+
+    pending = manifest.pending(reversed(run_ids))
+
+    settled = {unique[0], unique[1], unique[113]}
+    assert pending == [run_id for run_id in reversed(unique) if run_id not in settled]
+    assert manifest.pending([]) == []
+    assert set(manifest.get_many(unique)) == {
+        unique[0],
+        unique[1],
+        unique[2],
+        unique[3],
+        unique[113],
+    }
+
+
+def test_entries_list_every_run(manifest: RunManifest) -> None:
+    manifest.add(RUN)
+    manifest.claim(OTHER, "job-a")
+    statuses = {entry.run_id: entry.status for entry in manifest.entries()}
+    assert statuses == {RUN: RunStatus.COMMITTED, OTHER: RunStatus.PROCESSING}
+
+
+def test_context_manager_closes(manifest: RunManifest) -> None:
+    with manifest as opened:
+        assert opened is manifest
+        opened.add(RUN)
+
+
+# -- DynamoDB specifics ----------------------------------------------------------------------
+
+
+def test_items_written_by_the_snowplow_sdk_count_as_processed(aws: Any) -> None:
+    client = aws.client("dynamodb")
+    sdk = SdkRunManifests(client, "snowplow-runs")
+    sdk.create()  # the SDK's own table: provisioned 5/5, hash key RunId
+    sdk.add(RUN)
+
+    manifest = RunManifests(client, "snowplow-runs")
+    manifest.create()  # accepts the SDK's table as it is
+    assert manifest.contains(RUN)
+    assert manifest.pending([RUN, OTHER]) == [OTHER]
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert (entry.status, entry.attempts, entry.owner) == (RunStatus.LEGACY, 0, None)
+    assert not manifest.claim(RUN, "job-a")
+    manifest.add(RUN)
+    assert client.get_item(TableName="snowplow-runs", Key={"RunId": {"S": RUN}})["Item"] == {
+        "RunId": {"S": RUN}
+    }
+
+    # ... and the SDK reads what we commit.
+    manifest.claim(OTHER, "job-a")
+    manifest.commit(OTHER, "job-a", rows_in=1)
+    assert sdk.contains(OTHER)
+    billing = client.describe_table(TableName="snowplow-runs")["Table"]
+    assert billing["ProvisionedThroughput"]["ReadCapacityUnits"] == 5
+
+
+def test_table_layout_and_attribute_names(aws: Any) -> None:
+    client = aws.client("dynamodb")
+    manifest = RunManifests(client, "runs", clock=Clock())
+    manifest.create()
+    table = client.describe_table(TableName="runs")["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "RunId", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "RunId", "AttributeType": "S"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TableStatus"] == "ACTIVE"
+
+    manifest.claim(RUN, "job-a", lease_seconds=60)
+    manifest.commit(RUN, "job-a", rows_in=3, rows_out=2, bad_rows=1, output_path="out/")
+    item = client.get_item(TableName="runs", Key={"RunId": {"S": RUN}})["Item"]
+    assert item == {
+        "RunId": {"S": RUN},
+        "RunStatus": {"S": "COMMITTED"},
+        "Owner": {"S": "job-a"},
+        "Attempts": {"N": "1"},
+        "StartedAt": {"S": "2017-04-11T10:31:05+00:00"},
+        "CommittedAt": {"S": "2017-04-11T10:31:05+00:00"},
+        "UpdatedAt": {"S": "2017-04-11T10:31:05+00:00"},
+        "RowsIn": {"N": "3"},
+        "RowsOut": {"N": "2"},
+        "BadRows": {"N": "1"},
+        "OutputPath": {"S": "out/"},
+    }
+
+
+def test_create_with_provisioned_capacity(aws: Any) -> None:
+    client = aws.client("dynamodb")
+    RunManifests(client, "runs").create(read_capacity=20, write_capacity=10)
+    table = client.describe_table(TableName="runs")["Table"]
+    assert table["ProvisionedThroughput"]["ReadCapacityUnits"] == 20
+    assert table["ProvisionedThroughput"]["WriteCapacityUnits"] == 10
+    with pytest.raises(ValueError, match="both"):
+        RunManifests(client, "runs").create(read_capacity=20)
+
+
+def test_create_refuses_a_table_with_another_key(aws: Any) -> None:
+    client = aws.client("dynamodb")
+    client.create_table(
+        TableName="other",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    with pytest.raises(SparkManifestsError, match=r"hash key RunId \(type S\)"):
+        RunManifests(client, "other").create()
+
+
+def test_a_missing_table_says_how_to_create_it(aws: Any) -> None:
+    manifest = RunManifests(aws.client("dynamodb"), "acme-runs")
+    for call in (
+        lambda: manifest.contains(RUN),
+        lambda: manifest.pending([RUN]),
+        lambda: manifest.claim(RUN, "job-a"),
+        lambda: list(manifest.entries()),
+    ):
+        with pytest.raises(ManifestTableNotFoundError) as caught:
+            call()
+        assert "acme-runs" in str(caught.value)
+        assert "manifest create" in str(caught.value)
+        assert ".create()" in str(caught.value)
+
+
+def test_access_denied_names_the_table(aws: Any) -> None:
+    client = aws.client("dynamodb")
+    manifest = RunManifests(client, "acme-runs")
+    with Stubber(client) as stubber:
+        stubber.add_client_error(
+            "update_item", service_error_code="AccessDeniedException", http_status_code=400
+        )
+        with pytest.raises(AccessDeniedError, match="acme-runs"):
+            manifest.claim(RUN, "job-a")
+
+
+def test_pending_is_batched_100_keys_a_call(aws: Any) -> None:
+    client = aws.client("dynamodb")
+    manifest = RunManifests(client, "runs")
+    manifest.create()
+    run_ids = [f"archive/run=2017-04-11-{i // 60:02d}-{i % 60:02d}-00/" for i in range(250)]
+    for run_id in run_ids[::2]:
+        manifest.add(run_id)
+    calls: list[int] = []
+    client.meta.events.register(
+        "provide-client-params.dynamodb.BatchGetItem",
+        lambda params, **_: calls.append(len(params["RequestItems"]["runs"]["Keys"])),
+    )
+    assert manifest.pending(run_ids) == run_ids[1::2]
+    assert calls == [100, 100, 50]
+
+
+class UnprocessedKeysClient:
+    """A DynamoDB client whose BatchGetItem hands back half of its keys ``times`` times."""
+
+    def __init__(self, client: Any, times: float) -> None:
+        self._client = client
+        self.times = times
+        self.calls: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        [(table, request)] = RequestItems.items()
+        keys = request["Keys"]
+        self.calls.append(len(keys))
+        if self.times <= 0:
+            return self._client.batch_get_item(RequestItems=RequestItems)  # type: ignore[no-any-return]
+        self.times -= 1
+        half = len(keys) // 2
+        response: dict[str, Any] = {"Responses": {table: []}}
+        if half:
+            response = self._client.batch_get_item(
+                RequestItems={table: {**request, "Keys": keys[:half]}}
+            )
+        response["UnprocessedKeys"] = {table: {**request, "Keys": keys[half:]}}
+        return response
+
+
+def test_unprocessed_keys_are_retried_with_backoff(aws: Any) -> None:
+    client = aws.client("dynamodb")
+    RunManifests(client, "runs").create()
+    throttled = UnprocessedKeysClient(client, times=2)
+    manifest = RunManifests(throttled, "runs")
+    sleeps: list[float] = []
+    manifest._sleep = sleeps.append
+    run_ids = [f"archive/run=2017-04-11-10-{i // 60:02d}-{i % 60:02d}/" for i in range(150)]
+    for run_id in run_ids[:75]:
+        manifest.add(run_id)
+
+    assert manifest.pending(run_ids) == run_ids[75:]
+    # 100 keys -> 50 read, 50 back in the queue; they go out with the next keys.
+    assert throttled.calls == [100, 100, 50]
+    assert len(sleeps) == 2
+    assert all(0 <= pause <= 5 for pause in sleeps)
+
+    forever = RunManifests(UnprocessedKeysClient(client, times=float("inf")), "runs")
+    forever._sleep = sleeps.append
+    with pytest.raises(RetryableError, match="every key unprocessed"):
+        forever.pending(run_ids)
+
+
+def test_concurrent_claims_in_threads_have_one_winner(aws: Any, atomic_moto_dynamodb: None) -> None:
+    manifest = RunManifests(aws.client("dynamodb"), "runs")
+    manifest.create()
+    run_ids = [f"archive/run=2017-04-11-10-{i:02d}-00/" for i in range(40)]
+    workers = 6
+    barrier = threading.Barrier(workers)
+
+    def claim_all(owner: str) -> list[str]:
+        barrier.wait()
+        return [run_id for run_id in run_ids if manifest.claim(run_id, owner)]
+
+    with ThreadPoolExecutor(workers) as pool:
+        won = list(pool.map(claim_all, [f"job-{i}" for i in range(workers)]))
+
+    winners = Counter(run_id for runs in won for run_id in runs)
+    assert winners == Counter(run_ids)  # each run exactly once
+    owners = {entry.run_id: entry.owner for entry in manifest.entries()}
+    assert all(owners[run_id] == f"job-{i}" for i, runs in enumerate(won) for run_id in runs)
+
+
+# -- SQLite specifics ------------------------------------------------------------------------
+
+
+def _claim_in_process(path: str, owner: str, run_ids: list[str], barrier: Any, out: Any) -> None:
+    manifest = SQLiteRunManifest(path, timeout=60)
+    barrier.wait()
+    out.put((owner, [run_id for run_id in run_ids if manifest.claim(run_id, owner)]))
+    manifest.close()
+
+
+def test_concurrent_claims_in_processes_have_one_winner(tmp_path: Path) -> None:
+    path = str(tmp_path / "manifest.sqlite")
+    run_ids = [f"archive/run=2017-04-11-10-{i:02d}-00/" for i in range(60)]
+    context = multiprocessing.get_context("spawn")
+    workers = 4
+    barrier, out = context.Barrier(workers), context.Queue()
+    processes = [
+        context.Process(target=_claim_in_process, args=(path, f"p{i}", run_ids, barrier, out))
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    results = {}
+    while len(results) < workers:
+        try:
+            owner, runs = out.get(timeout=1)
+            results[owner] = runs
+        except queue.Empty:
+            # A worker that died cannot report: fail now instead of waiting forever.
+            assert all(p.exitcode in (None, 0) for p in processes), "a worker process failed"
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+
+    winners = Counter(run_id for runs in results.values() for run_id in runs)
+    assert winners == Counter(run_ids)
+    with SQLiteRunManifest(path) as manifest:
+        owners = {entry.run_id: entry.owner for entry in manifest.entries()}
+    assert all(owners[run_id] == owner for owner, runs in results.items() for run_id in runs)
+
+
+def test_sqlite_threads_sharing_one_manifest(tmp_path: Path) -> None:
+    manifest = SQLiteRunManifest(tmp_path / "manifest.sqlite")
+    run_ids = [f"archive/run=2017-04-11-10-{i:02d}-00/" for i in range(30)]
+    with ThreadPoolExecutor(4) as pool:
+        won = list(pool.map(lambda owner: [r for r in run_ids if manifest.claim(r, owner)], "abcd"))
+    assert sorted(run_id for runs in won for run_id in runs) == sorted(run_ids)
+
+
+def test_sqlite_file_is_in_wal_mode_and_rows_without_status_are_legacy(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "manifest.sqlite"
+    manifest = SQLiteRunManifest(path)
+    manifest.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        conn.execute("INSERT INTO run_manifest (run_id) VALUES (?)", (RUN,))
+    with SQLiteRunManifest(path) as reopened:
+        assert reopened.contains(RUN)
+        entry = reopened.get(RUN)
+        assert entry is not None
+        assert entry.status is RunStatus.LEGACY
+
+
+def test_sqlite_errors_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(InvalidLocationError, match="is a directory"):
+        SQLiteRunManifest(tmp_path)
+    not_sqlite = tmp_path / "notes.txt"
+    not_sqlite.write_text("hello, this is not a database file at all" * 100)
+    with pytest.raises(SparkManifestsError, match=r"notes\.txt"):
+        SQLiteRunManifest(not_sqlite)
+
+
+# -- open_manifest ---------------------------------------------------------------------------
+
+
+def test_open_manifest_forms(aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_manifest("dynamodb://acme-runs") as manifest:
+        assert isinstance(manifest, RunManifests)
+        assert manifest.table_name == "acme-runs"
+        manifest.create()
+        manifest.add(RUN)
+    assert open_manifest("dynamodb://acme-runs", session=aws).contains(RUN)
+
+    monkeypatch.chdir(tmp_path)
+    for uri, expected in [
+        (str(tmp_path / "a.sqlite"), tmp_path / "a.sqlite"),
+        (tmp_path / "b.sqlite", tmp_path / "b.sqlite"),
+        (f"file://{tmp_path}/c.sqlite", tmp_path / "c.sqlite"),
+        ("sqlite:///rel/d.sqlite", tmp_path / "rel" / "d.sqlite"),
+        (f"sqlite:///{tmp_path}/e.sqlite", tmp_path / "e.sqlite"),
+    ]:
+        with open_manifest(uri) as manifest:
+            assert isinstance(manifest, SQLiteRunManifest)
+            manifest.add(RUN)
+        assert expected.is_file(), uri
+    with open_manifest("sqlite:///:memory:") as manifest:
+        assert manifest.pending([RUN]) == [RUN]
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("s3://acme/manifest", "unsupported scheme 's3'"),
+        ("dynamodb://ab", "valid DynamoDB table"),
+        ("dynamodb://", "valid DynamoDB table"),
+        ("dynamodb://acme/runs", "valid DynamoDB table"),
+        ("", "empty"),
+    ],
+)
+def test_open_manifest_refuses_bad_uris(uri: str, message: str) -> None:
+    with pytest.raises(InvalidLocationError, match=message) as caught:
+        open_manifest(uri)
+    assert "dynamodb://TABLE" in str(caught.value)
+
+
+# -- the Snowplow documentation's loop -------------------------------------------------------
+
+
+def test_snowplow_documentation_loop(aws: Any) -> None:
+    from spark_manifests import RunManifests, list_runids  # the one import that changes
+
+    s3 = aws.client("s3")
+    dynamodb = aws.client("dynamodb")
+    s3.create_bucket(Bucket="acme-events")
+    folders = ["run=2017-04-11-10-31-05", "run-2017-04-11-11-31-05", "run=2017-04-11-12-31-05"]
+    for folder in folders:
+        s3.put_object(Bucket="acme-events", Key=f"enriched/archive/{folder}/part-0", Body=b"x")
+    archive = "s3://acme-events/enriched/archive"
+    manifests = RunManifests(dynamodb, "snowplow-run-manifests")
+    manifests.create()
+    manifests.add("enriched/archive/run=2017-04-11-10-31-05/")
+    processed = []
+
+    def process(run_id: str) -> None:
+        processed.append(run_id)
+
+    for _ in range(2):  # the second pass finds nothing new
+        for run_id in list_runids(s3, archive):
+            if not manifests.contains(run_id):
+                process(run_id)
+                manifests.add(run_id)
+
+    assert processed == [
+        "enriched/archive/run-2017-04-11-11-31-05/",
+        "enriched/archive/run=2017-04-11-12-31-05/",
+    ]
+    assert SdkRunManifests(dynamodb, "snowplow-run-manifests").contains(processed[0])
