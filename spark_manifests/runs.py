@@ -141,6 +141,8 @@ def list_runs(
     >>> [run.name for run in list_runs("s3://acme/enriched/archive/")]  # doctest: +SKIP
     ['run=2017-04-11-10-31-05', 'run=2017-04-11-11-31-05']
     """
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more, got {limit}")
     location = parse_location(archive, what="archive")
     if location.is_s3:
         found = _runs_in_s3(location, make_client("s3", client=client, session=session))

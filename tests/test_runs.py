@@ -17,7 +17,7 @@ from spark_manifests import (
     list_runs,
     parse_run_id,
 )
-from spark_manifests.runs import list_run_files, without_cold_runs
+from spark_manifests.runs import Run, list_run_files, without_cold_runs
 
 UTC = timezone.utc
 FOLDERS = [
@@ -221,3 +221,122 @@ def test_errors_name_the_input(aws, tmp_path: Path) -> None:
         list_runs("hdfs://namenode/archive/")
     with pytest.raises(InvalidLocationError, match="list_runs"):
         list_runids(aws.client("s3"), str(tmp_path))
+
+
+def test_local_and_s3_listings_agree_on_windows_and_limits(aws, tmp_path: Path) -> None:
+    folders = [
+        *FOLDERS,
+        "run=2017-04-11-09-00-00",  # same time as the run- folder: ordered by id
+        "run=2019-12-31-23-59-59",
+        "_temporary",
+    ]
+    local_archive = str(make_local_archive(tmp_path / "archive", folders))
+    s3 = aws.client("s3")
+    make_s3_archive(s3, "acme", "enriched/archive/", folders)
+    s3.put_object(Bucket="acme", Key="enriched/archive/run=2017-04-11-10-31-05.txt", Body=b"")
+    windows = [
+        {},
+        {"since": datetime(2017, 4, 11, 10, 31, 5, tzinfo=UTC)},
+        {"until": datetime(2017, 4, 11, 10, 31, 5)},
+        {"since": datetime(2017, 4, 11, 9, 0), "until": datetime(2018, 1, 1), "limit": 2},
+        {"limit": 0},
+        {"since": datetime(2030, 1, 1)},
+    ]
+    for window in windows:
+        local = list_runs(local_archive, **window)
+        remote = list_runs("s3://acme/enriched/archive/", client=s3, **window)
+        assert [(r.name, r.timestamp, r.label) for r in local] == [
+            (r.name, r.timestamp, r.label) for r in remote
+        ], window
+        assert [r.id for r in local] == [f"{local_archive}/{r.name}/" for r in local]
+        assert [r.id for r in remote] == [f"enriched/archive/{r.name}/" for r in remote]
+    names = [r.name for r in list_runs(local_archive)]
+    assert names[:2] == ["run-2017-04-11-09-00-00", "run=2017-04-11-09-00-00"]
+    with pytest.raises(ValueError, match="limit"):
+        list_runs(local_archive, limit=-1)
+
+
+def test_list_runids_lists_1000_objects_a_request_not_one_request_per_run(aws) -> None:
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="acme")
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    names = [
+        f"run={(start + timedelta(hours=i)).strftime('%Y-%m-%d-%H-%M-%S')}" for i in range(400)
+    ]
+    keys = [f"archive/{name}/part-{part}" for name in names for part in range(3)]
+    keys.append("archive/shredded/part-0")  # another folder: not listed, not a run
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: s3.put_object(Bucket="acme", Key=key, Body=b"x"), keys))
+    glacier = f"archive/{names[3]}/part-1"
+    s3.copy_object(
+        Bucket="acme",
+        Key=glacier,
+        CopySource={"Bucket": "acme", "Key": glacier},
+        StorageClass="GLACIER",
+    )
+    calls = []
+    s3.meta.events.register("before-call.s3", lambda event_name, **_: calls.append(event_name))
+
+    run_ids = list_runids(s3, "s3://acme/archive/")
+
+    assert run_ids == [f"archive/{name}/" for name in names if name != names[3]]
+    assert calls == ["before-call.s3.ListObjectsV2"] * 2  # 1,200 objects: two pages
+    calls.clear()
+    sdk = sdk_list_runids(s3, "s3://acme/archive/")
+    assert sdk == run_ids
+    assert len(calls) == 401  # the SDK: one page, then one listing per run
+
+
+def test_restore_status_from_the_listing_needs_no_head_requests(aws) -> None:
+    """Real S3 reports RestoreStatus in ListObjectsV2 when asked; moto does not, so the
+    test adds it to moto's answers as S3 would."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="acme")
+    objects = {
+        "a/run=2017-01-01-00-00-00/part-0": ("GLACIER", {"IsRestoreInProgress": False}),
+        "a/run=2017-01-02-00-00-00/part-0": ("GLACIER", {"IsRestoreInProgress": True}),
+        "a/run=2017-01-03-00-00-00/part-0": ("DEEP_ARCHIVE", None),
+        "a/run=2017-01-04-00-00-00/part-0": ("STANDARD", None),
+    }
+    for key, (storage_class, _) in objects.items():
+        s3.put_object(Bucket="acme", Key=key, Body=b"x", StorageClass=storage_class)
+    asked, heads = [], []
+
+    def ask(params, **_):
+        asked.append(params.get("OptionalObjectAttributes"))
+
+    def answer_like_s3(parsed, **_):
+        for item in parsed.get("Contents", []):
+            status = objects[item["Key"]][1]
+            if status is not None:
+                item["RestoreStatus"] = status
+
+    s3.meta.events.register("provide-client-params.s3.ListObjectsV2", ask)
+    s3.meta.events.register("after-call.s3.ListObjectsV2", answer_like_s3)
+    s3.meta.events.register("before-call.s3.HeadObject", lambda **_: heads.append(1))
+    runs = list_runs("s3://acme/a/", client=s3)
+
+    usable = without_cold_runs(runs, client=s3)
+    sdk_style = list_runids(s3, "s3://acme/a/")
+
+    expected = ["run=2017-01-01-00-00-00", "run=2017-01-04-00-00-00"]
+    assert [run.name for run, _ in usable] == expected
+    assert sdk_style == [f"a/{name}/" for name in expected]
+    assert heads == [1]  # only the DEEP_ARCHIVE object S3 said nothing about, to confirm
+    assert asked[-1] == ["RestoreStatus"]
+    [file] = usable[0][1]
+    assert (file.storage_class, file.restored, file.cold) == ("GLACIER", True, False)
+
+
+def test_a_missing_bucket_is_a_clear_error_everywhere(aws) -> None:
+    s3 = aws.client("s3")
+    with pytest.raises(ArchiveNotFoundError, match="nobucket"):
+        list_runids(s3, "s3://nobucket/archive/")
+    run = Run(
+        id="archive/run=2017-01-01-00-00-00/",
+        timestamp=parse_run_id("run=2017-01-01-00-00-00"),
+        path="s3://nobucket/archive/run=2017-01-01-00-00-00/",
+        name="run=2017-01-01-00-00-00",
+    )
+    with pytest.raises(ArchiveNotFoundError, match=r"s3://nobucket/archive/run=2017"):
+        without_cold_runs([run], client=s3)
