@@ -279,12 +279,12 @@ class RunManifest(abc.ABC):
         ['a/run=2017-04-11-10-31-05/']
         """
         wanted = list(dict.fromkeys(run_ids))
-        known = self.get_many(wanted)
-        return [
-            run_id
-            for run_id in wanted
-            if run_id not in known or known[run_id].status not in SETTLED
-        ]
+        known = self._statuses(wanted)
+        return [run_id for run_id in wanted if known.get(run_id) not in SETTLED]
+
+    def _statuses(self, run_ids: list[str]) -> dict[str, RunStatus]:
+        """The status of each run the manifest knows; backends may read less than entries."""
+        return {run_id: entry.status for run_id, entry in self.get_many(run_ids).items()}
 
     def __enter__(self) -> RunManifest:
         return self

@@ -237,23 +237,36 @@ class RunManifests(RunManifest):
         return None if item is None else _entry(item)
 
     def get_many(self, run_ids: Iterable[str]) -> dict[str, ManifestEntry]:
-        """Entries by run id, read with BatchGetItem (100 keys a call).
+        """Entries by run id, read with BatchGetItem (100 keys a call)."""
+        entries = (_entry(item) for item in self._batch_get(run_ids))
+        return {entry.run_id: entry for entry in entries}
+
+    def _statuses(self, run_ids: list[str]) -> dict[str, RunStatus]:
+        # pending() needs two attributes, not whole items with their metrics and errors.
+        items = self._batch_get(run_ids, projection="#id, #status")
+        return {entry.run_id: entry.status for entry in map(_entry, items)}
+
+    def _batch_get(
+        self, run_ids: Iterable[str], *, projection: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The items of the runs, by BatchGetItem calls of up to 100 keys.
 
         Keys DynamoDB hands back unprocessed (throttling) go into the next call after an
         exponential backoff with jitter.
         """
+        request: dict[str, Any] = {"ConsistentRead": True}
+        if projection:
+            request["ProjectionExpression"] = projection
+            request["ExpressionAttributeNames"] = _names(projection)
         queue = deque(_key(run_id) for run_id in dict.fromkeys(run_ids))
-        found: dict[str, ManifestEntry] = {}
         throttled = stalled = 0  # answers in a row with keys handed back / with nothing read
         while queue:
             keys = [queue.popleft() for _ in range(min(BATCH_GET_KEYS, len(queue)))]
             with aws_errors("read the run manifest", self._resource):
                 response = self.dynamodb.batch_get_item(
-                    RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
+                    RequestItems={self.table_name: {**request, "Keys": keys}}
                 )
-            for item in response.get("Responses", {}).get(self.table_name, []):
-                entry = _entry(item)
-                found[entry.run_id] = entry
+            yield from response.get("Responses", {}).get(self.table_name, [])
             unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name, {})
             if not unprocessed.get("Keys"):
                 throttled = stalled = 0
@@ -268,7 +281,6 @@ class RunManifests(RunManifest):
                 )
             queue.extendleft(reversed(unprocessed["Keys"]))
             self._sleep(_backoff(throttled))
-        return found
 
     def entries(self) -> Iterator[ManifestEntry]:
         paginator = self.dynamodb.get_paginator("scan")
@@ -405,9 +417,8 @@ class RunManifests(RunManifest):
     ) -> bool:
         values.setdefault("at", self._clock())
         text = " ".join([*params.values(), condition])
-        placeholders = set(_PLACEHOLDER_RE.findall(text))
-        names = {p: ATTRIBUTES[p] for p in placeholders if p.startswith("#")}
-        typed = {p: _value(p[1:], values) for p in placeholders if p.startswith(":")}
+        names = _names(text)
+        typed = {p: _value(p[1:], values) for p in _PLACEHOLDER_RE.findall(text) if p[0] == ":"}
         with aws_errors(action, self._resource):
             try:
                 call(
@@ -423,6 +434,12 @@ class RunManifests(RunManifest):
                     raise
                 return False
         return True
+
+
+def _names(expression: str) -> dict[str, str]:
+    """ExpressionAttributeNames for the placeholders an expression uses (and only those:
+    DynamoDB rejects unused ones)."""
+    return {p: ATTRIBUTES[p] for p in _PLACEHOLDER_RE.findall(expression) if p[0] == "#"}
 
 
 def _value(name: str, values: dict[str, Any]) -> dict[str, str]:

@@ -424,13 +424,19 @@ def test_pending_is_batched_100_keys_a_call(aws: Any) -> None:
     run_ids = [f"archive/run=2017-04-11-{i // 60:02d}-{i % 60:02d}-00/" for i in range(250)]
     for run_id in run_ids[::2]:
         manifest.add(run_id)
-    calls: list[int] = []
-    client.meta.events.register(
-        "provide-client-params.dynamodb.BatchGetItem",
-        lambda params, **_: calls.append(len(params["RequestItems"]["runs"]["Keys"])),
-    )
+    calls: list[tuple[int, str | None]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        request = params["RequestItems"]["runs"]
+        calls.append((len(request["Keys"]), request.get("ProjectionExpression")))
+
+    client.meta.events.register("provide-client-params.dynamodb.BatchGetItem", record)
     assert manifest.pending(run_ids) == run_ids[1::2]
-    assert calls == [100, 100, 50]
+    # Only the two attributes pending needs are read back.
+    assert calls == [(100, "#id, #status"), (100, "#id, #status"), (50, "#id, #status")]
+    calls.clear()
+    assert len(manifest.get_many(run_ids)) == 125
+    assert calls == [(100, None), (100, None), (50, None)]
 
 
 class UnprocessedKeysClient:
