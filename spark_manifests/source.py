@@ -24,6 +24,8 @@ from ._faults import fault_point
 from ._locations import Location, PathLike, parse_location
 from ._spark import get_or_create_spark, set_job_description
 from .exceptions import (
+    AccessDeniedError,
+    CredentialsMissingError,
     JobFailedError,
     OwnershipLostError,
     RunInputError,
@@ -302,7 +304,7 @@ class ManifestedRunSource:
         summary.seconds = round(time.monotonic() - started, 3)
         state["summary"] = summary.to_dict()
         state["in_flight"] = {}
-        self.state_store.complete(state)
+        self._save_state(state, "completing", complete=True)
         _logger.info(
             "Job %s done: %d runs committed, %d failed, %d skipped, %d rows in, %d out, "
             "%d bad, %.1fs",
@@ -330,7 +332,7 @@ class ManifestedRunSource:
             state["archive"] = self.archive.uri
             state["in_flight"] = {}
         state["owner"] = self.owner
-        self.state_store.update(state)
+        self._save_state(state, "starting")
         return state
 
     def _resume(self, state: StateData, summary: JobSummary) -> None:
@@ -359,7 +361,7 @@ class ManifestedRunSource:
                 )
             in_flight.pop(run_id)
         state["in_flight"] = in_flight
-        self.state_store.update(state)
+        self._save_state(state, "resuming")
 
     def _batches(self, pending: Sequence[Run]) -> Iterator[list[tuple[Run, list[RunFile]]]]:
         """Consecutive runs grouped by ``max_runs_per_batch`` and ``max_bytes_per_batch``.
@@ -431,8 +433,14 @@ class ManifestedRunSource:
             try:
                 metrics = self._load_and_write(number, batch, state)
                 break
+            except JobFailedError:
+                raise
             except Exception as exc:  # classified below: retried, split, or recorded
                 error = classify_error(exc, what=what)
+                if isinstance(error, (AccessDeniedError, CredentialsMissingError)):
+                    # A permission or credential problem is the job's, not the run's: stop
+                    # before it marks every run failed and burns their attempts.
+                    raise JobFailedError(f"Job {self.job_name} stopped: {error}") from exc
                 delay = next(delays, None) if error.retryable else None
                 if delay is not None:
                     _logger.warning("%s; retrying in %.1fs", error, delay)
@@ -609,7 +617,16 @@ class ManifestedRunSource:
             "stage": stage,
             "at": datetime.now(timezone.utc).isoformat(),
         }
-        self.state_store.update(state)
+        self._save_state(state, f"batch {batch} was {stage}")
+
+    def _save_state(self, state: StateData, moment: str, *, complete: bool = False) -> None:
+        try:
+            (self.state_store.complete if complete else self.state_store.update)(state)
+        except SparkManifestsError as exc:
+            # Without its snapshot a crash could not resume: never go on without it.
+            raise JobFailedError(
+                f"Job {self.job_name} stopped: could not save its state when {moment}: {exc}"
+            ) from exc
 
     def _report(self, done: int, total: int, message: str) -> None:
         self.progress = Progress(done, total, message)

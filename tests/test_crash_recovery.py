@@ -1,0 +1,89 @@
+"""The job process is killed with SIGKILL at each stage boundary, then started again.
+
+Invariants after the restart: the output equals a clean run's, every run is committed once,
+no event_id is written twice, and the job's state snapshot is completed.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+
+from spark_manifests import SQLiteRunManifest, StateStore, write_sample_archive
+from spark_manifests._faults import KILL_AFTER_ENV, KILL_AT_ENV, POINTS
+from spark_manifests.source import ManifestedRunSource
+
+from .reliability import (
+    assert_all_committed_once,
+    bad_rows_of,
+    duplicate_event_ids,
+    events_of,
+    run_job,
+)
+
+RUNS = 6
+BATCH = ["--max-runs-per-batch", "2"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("crash_archive")
+    write_sample_archive(
+        path,
+        runs=RUNS,
+        events_per_run=150,
+        files_per_run=2,
+        bad_line_ratio=0.04,
+        seed=11,
+        compress=True,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def clean_output(spark, archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("clean")
+    ManifestedRunSource(
+        str(archive),
+        spark=spark,
+        output=str(work / "out"),
+        manifest=SQLiteRunManifest(str(work / "m.sqlite")),
+        state=StateStore(str(work / "state")),
+        job_name="clean",
+    ).run()
+    return work / "out"
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_killed_job_resumes_to_the_clean_result(
+    spark, archive: Path, clean_output: Path, tmp_path: Path, point: str
+) -> None:
+    output, manifest, state = tmp_path / "out", str(tmp_path / "m.sqlite"), str(tmp_path / "st")
+    # Let the first batch pass the point, so the kill lands with work both done and in flight.
+    crashed = run_job(
+        archive,
+        output,
+        manifest,
+        state,
+        "crashy",
+        *BATCH,
+        env={KILL_AT_ENV: point, KILL_AFTER_ENV: "1"},
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    assert StateStore(state).get_or_create("crashy").origin == "running"
+
+    resumed = run_job(archive, output, manifest, state, "crashy", *BATCH)
+
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    with SQLiteRunManifest(manifest) as runs:
+        assert_all_committed_once(list(runs.entries()), RUNS)
+    events = events_of(spark, output)
+    assert duplicate_event_ids(events) == 0
+    assert_df_equality(events_of(spark, clean_output), events)
+    assert_df_equality(bad_rows_of(spark, clean_output), bad_rows_of(spark, output))
+    assert StateStore(state).get_or_create("crashy").origin == "completed"
