@@ -23,12 +23,14 @@ def run_job(
     job: str,
     *extra: str,
     env: dict[str, str] | None = None,
+    cli_flags: Sequence[str] = (),
 ) -> subprocess.CompletedProcess:
     """``spark-manifests process`` in its own interpreter, as spark-submit or a cron would."""
     command = [
         sys.executable,
         "-m",
         "spark_manifests.cli",
+        *cli_flags,
         "process",
         "--archive",
         str(archive),
