@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
+import sysconfig
+import venv
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+SPARK_SUBMIT = str(Path(sys.executable).with_name("spark-submit"))
 
 # Spark's workers must run this interpreter, and bind only to loopback.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -104,3 +110,35 @@ def moto_server(
     ).close()
     monkeypatch.setenv("AWS_ENDPOINT_URL", _moto_server_url)
     return _moto_server_url
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An interpreter that has pyspark and boto3 but not spark_manifests.
+
+    A venv whose only extra path is this environment's site-packages: a path added that way
+    has its .pth files ignored, so the editable install of spark_manifests stays invisible.
+    """
+    home = tmp_path_factory.mktemp("bare_venv")
+    venv.EnvBuilder(with_pip=False).create(home)
+    python = home / "bin" / "python"
+    site = subprocess.check_output(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        text=True,
+    ).strip()
+    Path(site, "outer_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    probe = subprocess.run(
+        [str(python), "-c", "import spark_manifests"], cwd=home, capture_output=True, text=True
+    )
+    assert probe.returncode != 0, "spark_manifests must not be importable in the bare interpreter"
+    return str(python)
+
+
+@pytest.fixture(scope="session")
+def py_files(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The package zipped for ``spark-submit --py-files``, by ``spark-manifests package``."""
+    from spark_manifests.cli import main
+
+    target = tmp_path_factory.mktemp("py_files") / "spark_manifests.zip"
+    assert main(["package", "--output", str(target)]) == 0
+    return str(target)
