@@ -14,9 +14,11 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import venv
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -87,15 +89,52 @@ def aws(aws_credentials: None) -> Iterator[object]:
         yield boto3.session.Session(region_name="us-east-1")
 
 
+def make_moto_dynamodb_atomic() -> Callable[[], None]:
+    """Make moto's DynamoDB item writes atomic, as DynamoDB's are; returns the undo.
+
+    moto checks a condition and then writes without a lock, so two threads (or two clients of
+    one moto server) can both pass the check; DynamoDB evaluates a condition and writes
+    atomically per item. Concurrency tests need that guarantee to test our conditions.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    originals = {
+        name: getattr(DynamoDBBackend, name) for name in ("put_item", "update_item", "delete_item")
+    }
+    for name, original in originals.items():
+
+        def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, atomic)
+
+    def undo() -> None:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
+
+    return undo
+
+
+@pytest.fixture
+def atomic_moto_dynamodb() -> Iterator[None]:
+    undo = make_moto_dynamodb_atomic()
+    yield
+    undo()
+
+
 @pytest.fixture(scope="session")
 def _moto_server_url() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    undo_atomic = make_moto_dynamodb_atomic()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+    undo_atomic()
 
 
 @pytest.fixture

@@ -107,6 +107,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 def _cmd_manifest(args: argparse.Namespace) -> int:
     with _manifest(args) as manifest:
         if args.action == "create":
+            if args.provisioned and not args.manifest.startswith("dynamodb://"):
+                raise ValueError("--provisioned applies to DynamoDB manifests (dynamodb://TABLE)")
             if args.provisioned:
                 manifest.create(
                     read_capacity=args.provisioned[0], write_capacity=args.provisioned[1]
