@@ -58,15 +58,14 @@ class FaultInjector:
     def __init__(
         self, client, answer: tuple[int, bytes], every: int = 3, operations: tuple[str, ...] = ()
     ) -> None:
-        self.answer, self.every, self.operations = answer, every, operations
+        self.answer, self.every = answer, every
         self.counter = itertools.count(1)
         self.injected = 0
-        client.meta.events.register("before-send", self.before_send)
+        service = client.meta.service_model.service_name
+        for event in [f"before-send.{service}.{op}" for op in operations] or ["before-send"]:
+            client.meta.events.register(event, self.before_send)
 
     def before_send(self, request, **_: object):
-        operation = request.context.get("operation_name", "") if request.context else ""
-        if self.operations and operation not in self.operations:
-            return None
         if next(self.counter) % self.every:
             return None
         self.injected += 1
