@@ -1,0 +1,391 @@
+"""The Spark SQL behind :func:`spark_manifests.enriched.read_enriched`.
+
+Everything here is SQL text for ``selectExpr``: Catalyst expressions only, no Python on the
+executors. A value that may be malformed goes through a guard and ``try_cast``, so it gives
+``NULL`` (and a bad row), never an error, with or without ANSI mode.
+
+The plan, bottom up::
+
+    text files    value
+    fields        _line, _n (number of fields), each field as a string (empty -> NULL)
+    typed         typed fields, raw strings of non-string fields, parsed JSON fields,
+                  _source_file = input_file_name()
+    filter        the line is good  /  it is not
+    output        events columns    /  bad-row columns
+
+Plans this wide (over 100 columns) run without whole-stage code generation, so each
+projection copies every row: the layers are as few as possible. ``from_json`` is evaluated
+outside the generated code, so its input must be a column of the layer below, or it would
+split the line again by itself: hence two layers under the filter. ``input_file_name()`` is
+non-deterministic, which keeps Spark from pushing the filter below the typed layer (and
+from parsing the JSON and casting the values a second time there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Optional
+
+from ._enriched_fields import (
+    BOOL,
+    CONTEXTS,
+    DOUBLE,
+    FIELD_COUNT,
+    FIELDS,
+    INDEX,
+    INT,
+    STRING,
+    TSTAMP,
+    UNSTRUCT,
+)
+from ._iglu import IGLU_URI_PATTERN
+
+LINE = "_line"
+SOURCE_FILE = "_source_file"
+FIELD_TOTAL = "_n"
+RUN = "run"
+GEO_LOCATION = "geo_location"
+
+# The run folder of a file: the last "run=" or "run-" folder on its path.
+RUN_LABEL_PATTERN = r"^.*/run[=-]([0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2})/"
+
+# Every "schema": "iglu:..." of a line, in order. It starts with a literal, so Java's regex
+# engine skips through the line (Boyer-Moore) instead of trying every position.
+SCHEMA_URI_PATTERN = r'"schema"\s*:\s*"(iglu:[^"\t]*)"'
+
+# A field name no JSON key is expected to use: from_json puts unparsable input there.
+_CORRUPT = "_sm_corrupt_json"
+CONTEXTS_JSON_SCHEMA = (
+    f"struct<data: array<struct<schema: string, data: string>>, {_CORRUPT}: string>"
+)
+UNSTRUCT_JSON_SCHEMA = f"struct<data: struct<schema: string, data: string>, {_CORRUPT}: string>"
+_JSON_OPTIONS = f"map('columnNameOfCorruptRecord', '{_CORRUPT}')"
+
+_TYPE_WORDS = {INT: "integer", DOUBLE: "double", BOOL: "boolean", TSTAMP: "datetime"}
+_SHOWN_CHARACTERS = 100
+
+#: Entity schema URIs accepted per JSON kind (contexts, unstruct); None: any valid Iglu URI.
+Accepted = Mapping[str, Optional[Sequence[str]]]
+
+
+def quote(name: str) -> str:
+    """A column name for SQL text."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def literal(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def alias(expression: str, name: str) -> str:
+    return f"{expression} AS {quote(name)}"
+
+
+def raw_name(name: str) -> str:
+    return f"_raw_{name}"
+
+
+def json_name(name: str) -> str:
+    return f"_json_{name}"
+
+
+# -- fields and types -------------------------------------------------------------------
+
+
+def field_text(position: int, line: str = "value") -> str:
+    """SQL: field ``position`` (0-based) of ``line``; ``NULL`` when empty or missing."""
+    # get() gives NULL past the end of a short line (element_at would fail under ANSI).
+    # The split is written once per field; Spark computes it once per row (common
+    # subexpression elimination). Not nullif() nor BETWEEN: Spark 4 rewrites those into
+    # extra projections, each one more copy of every row.
+    field = f"get(split({line}, '\\t', -1), {position})"
+    return f"if({field} = '', NULL, {field})"
+
+
+def typed_value(raw: str, kind: str) -> str:
+    """SQL: the typed value of a raw string; ``NULL`` when it does not parse."""
+    if kind == INT:
+        return f"try_cast({raw} AS int)"
+    if kind == DOUBLE:
+        return f"try_cast({raw} AS double)"
+    if kind == BOOL:
+        return f"CASE {raw} WHEN '1' THEN true WHEN '0' THEN false END"
+    if kind == TSTAMP:
+        # 'Z' makes the value UTC whatever the session time zone. The shape check keeps
+        # out values the cast would read as something else (a bare time of day means
+        # today) and years of five or more digits, which make even try_cast throw.
+        return (
+            f"CASE WHEN substr({raw}, 5, 1) = '-' AND substr({raw}, 11, 1) = ' ' "
+            f"AND octet_length({raw}) >= 19 AND octet_length({raw}) <= 29 "
+            f"THEN try_cast(concat({raw}, 'Z') AS timestamp) END"
+        )
+    raise ValueError(f"No typed value for kind {kind!r}")
+
+
+def field_columns() -> list[str]:
+    """The fields layer over ``value``: the line, its field count, one string per field."""
+    columns = [alias("value", LINE), alias("size(split(value, '\\t', -1))", FIELD_TOTAL)]
+    for position, (name, kind) in enumerate(FIELDS):
+        columns.append(alias(field_text(position), name if kind == STRING else raw_name(name)))
+    return columns
+
+
+def typed_columns() -> list[str]:
+    """The typed layer over the fields layer."""
+    columns = [LINE, alias("input_file_name()", SOURCE_FILE), FIELD_TOTAL]
+    for name, kind in FIELDS:
+        raw = quote(raw_name(name))
+        if kind == STRING:
+            columns.append(quote(name))
+        elif kind in (CONTEXTS, UNSTRUCT):
+            schema = CONTEXTS_JSON_SCHEMA if kind == CONTEXTS else UNSTRUCT_JSON_SCHEMA
+            columns.append(alias(raw, name))
+            columns.append(alias(f"from_json({raw}, '{schema}', {_JSON_OPTIONS})", json_name(name)))
+        else:
+            columns += [raw, alias(typed_value(raw, kind), name)]
+    return columns
+
+
+# -- validity -----------------------------------------------------------------------------
+
+
+def _schema_accepted(schema: str, uris: Sequence[str] | None) -> str:
+    """SQL: the entity schema is one of ``uris`` (``None``: any valid Iglu URI)."""
+    if uris is None:
+        return f"coalesce({schema} RLIKE {literal(IGLU_URI_PATTERN)}, false)"
+    if not uris:
+        return "false"
+    return f"coalesce({schema} IN ({', '.join(literal(u) for u in uris)}), false)"
+
+
+def _wellformed(name: str) -> str:
+    # from_json stops after the first JSON value: text after it must be caught here.
+    return f"{quote(json_name(name))}.{_CORRUPT} IS NULL AND {quote(name)} LIKE '%}}'"
+
+
+def field_ok(name: str, kind: str, accepted: Accepted) -> str:
+    """SQL: the field is empty, or parses as its kind."""
+    parsed = quote(json_name(name))
+    if kind == CONTEXTS:
+        valid = (
+            f"{_wellformed(name)} AND {parsed}.data IS NOT NULL "
+            f"AND forall({parsed}.data, e -> e.data IS NOT NULL "
+            f"AND {_schema_accepted('e.schema', accepted[CONTEXTS])})"
+        )
+    elif kind == UNSTRUCT:
+        valid = (
+            f"{_wellformed(name)} AND {parsed}.data.data IS NOT NULL "
+            f"AND {_schema_accepted(f'{parsed}.data.schema', accepted[UNSTRUCT])}"
+        )
+    else:
+        return f"({quote(raw_name(name))} IS NULL OR {quote(name)} IS NOT NULL)"
+    return f"({quote(name)} IS NULL OR ({valid}))"
+
+
+def line_ok(accepted: Accepted) -> str:
+    """SQL: the line is a good event. Never ``NULL``."""
+    checks = [f"{FIELD_TOTAL} = {FIELD_COUNT}"]
+    checks += [field_ok(name, kind, accepted) for name, kind in FIELDS if kind != STRING]
+    return f"coalesce({' AND '.join(checks)}, false)"
+
+
+# -- bad rows -------------------------------------------------------------------------------
+
+
+def _shown(value: str) -> str:
+    """SQL: ``value`` cut to a readable length for a message."""
+    return (
+        f"CASE WHEN char_length({value}) > {_SHOWN_CHARACTERS} "
+        f"THEN concat(substr({value}, 1, {_SHOWN_CHARACTERS}), '…') ELSE {value} END"
+    )
+
+
+def _invalid_value(name: str, value: str, into: str) -> str:
+    """SQL: an ``InvalidValue`` error, worded as Snowplow's loader_parsing_error."""
+    message = (
+        f"concat('Cannot parse key ''{name}'' with value ''', {_shown(value)}, ''' into ', {into})"
+    )
+    return (
+        f"named_struct('type', 'InvalidValue', 'key', '{name}', 'value', {value}, "
+        f"'message', {message})"
+    )
+
+
+def _schema_refused(schema: str, uris: Sequence[str] | None) -> str:
+    """SQL: why an entity schema was refused (evaluated on bad rows only)."""
+    invalid = (
+        f"concat('entity schema ''', coalesce({schema}, 'NULL'), ''' is not a valid Iglu URI')"
+    )
+    if uris is None:
+        return invalid
+    undiscovered = (
+        f"concat('entity schema ''', {schema}, ''' was not found by the schema discovery scan')"
+    )
+    return (
+        f"CASE WHEN coalesce({schema} RLIKE {literal(IGLU_URI_PATTERN)}, false) "
+        f"THEN {undiscovered} ELSE {invalid} END"
+    )
+
+
+def _json_problem(name: str, kind: str, accepted: Accepted) -> str:
+    """SQL: what is wrong with a refused JSON field (evaluated on bad rows only)."""
+    parsed = quote(json_name(name))
+    if kind == CONTEXTS:
+        uris = accepted[CONTEXTS]
+        refused = f"get(filter({parsed}.data, e -> NOT {_schema_accepted('e.schema', uris)}), 0)"
+        return (
+            f"CASE WHEN NOT ({_wellformed(name)}) THEN 'JSON: not valid JSON' "
+            f"WHEN {parsed}.data IS NULL THEN 'contexts: no array of entities under \"data\"' "
+            f"WHEN exists({parsed}.data, e -> e.data IS NULL) "
+            "THEN 'contexts: an entity has no \"data\"' "
+            f"ELSE concat('contexts: ', {_schema_refused(f'{refused}.schema', uris)}) END"
+        )
+    uris = accepted[UNSTRUCT]
+    return (
+        f"CASE WHEN NOT ({_wellformed(name)}) THEN 'JSON: not valid JSON' "
+        f"WHEN {parsed}.data.data IS NULL "
+        'THEN \'unstruct_event: no self-describing event with "data" under "data"\' '
+        f"ELSE concat('unstruct_event: ', {_schema_refused(f'{parsed}.data.schema', uris)}) END"
+    )
+
+
+def _field_error(name: str, kind: str, accepted: Accepted) -> str:
+    """SQL: the error of one field, ``NULL`` when the field is fine."""
+    if kind in (CONTEXTS, UNSTRUCT):
+        error = _invalid_value(name, quote(name), _json_problem(name, kind, accepted))
+    else:
+        error = _invalid_value(name, quote(raw_name(name)), literal(_TYPE_WORDS[kind]))
+    return f"CASE WHEN NOT {field_ok(name, kind, accepted)} THEN {error} END"
+
+
+def bad_row_columns(accepted: Accepted) -> list[str]:
+    """Bad-row columns over the typed layer: source file, line, failure type, errors."""
+    count_error = (
+        "array(named_struct('type', 'FieldNumberMismatch', 'key', CAST(NULL AS string), "
+        "'value', CAST(NULL AS string), 'message', "
+        f"concat('Expected {FIELD_COUNT} fields, received ', {FIELD_TOTAL}, ' fields')))"
+    )
+    field_errors = ", ".join(
+        _field_error(name, kind, accepted) for name, kind in FIELDS if kind != STRING
+    )
+    wrong_count = f"{FIELD_TOTAL} != {FIELD_COUNT}"
+    return [
+        alias(SOURCE_FILE, "source_file"),
+        alias(LINE, "line"),
+        alias(
+            f"CASE WHEN {wrong_count} THEN 'FieldNumberMismatch' ELSE 'RowDecodingError' END",
+            "failure_type",
+        ),
+        alias(
+            f"CASE WHEN {wrong_count} THEN {count_error} "
+            f"ELSE array_compact(array({field_errors})) END",
+            "errors",
+        ),
+        run_label(),
+    ]
+
+
+#: The last bad-row projection: adds the message, orders the columns.
+BAD_ROW_OUTPUT = [
+    "source_file",
+    "line",
+    "failure_type",
+    alias("concat(failure_type, ': ', array_join(errors.message, '; '))", "message"),
+    "errors",
+    RUN,
+]
+
+
+# -- events -----------------------------------------------------------------------------
+
+
+def run_label() -> str:
+    """SQL: the run label (``YYYY-mm-DD-hh-MM-SS``) of the file's run folder, else NULL."""
+    label = f"regexp_extract({SOURCE_FILE}, {literal(RUN_LABEL_PATTERN)}, 1)"
+    return alias(f"if({label} = '', NULL, {label})", RUN)
+
+
+def geo_location() -> str:
+    """SQL: ``"lat,lon"`` from the raw latitude and longitude, as the Snowplow SDK builds it."""
+    latitude, longitude = quote(raw_name("geo_latitude")), quote(raw_name("geo_longitude"))
+    return alias(
+        f"if({latitude} IS NULL OR {longitude} IS NULL, NULL, "
+        f"concat({latitude}, ',', {longitude}))",
+        GEO_LOCATION,
+    )
+
+
+# The entities of contexts then derived_contexts. Written out inline in the events
+# projection (Spark computes each once per row) rather than in a projection of their own,
+# which would copy every row again.
+_NO_ENTITIES = "CAST(array() AS array<struct<schema: string, data: string>>)"
+_ENTITIES = (
+    f"concat(coalesce({quote(json_name('contexts'))}.data, {_NO_ENTITIES}), "
+    f"coalesce({quote(json_name('derived_contexts'))}.data, {_NO_ENTITIES}))"
+)
+_SCHEMAS = f"{_ENTITIES}.schema"
+_REPEATED = f"size(array_distinct({_SCHEMAS})) < size({_SCHEMAS})"
+
+
+def contexts_column(name: str, uris: Sequence[str]) -> str:
+    """SQL: the data (JSON text) of the entities whose schema is one of ``uris``, in order;
+    ``NULL`` when there is none.
+
+    Most lines hold at most one entity of a schema: it is picked by position, which Spark
+    compiles to Java. Only lines with a repeated schema run the interpreted ``filter``.
+    """
+    matching = f"filter({_ENTITIES}, e -> e.schema IN ({', '.join(literal(u) for u in uris)})).data"
+    if len(uris) == 1:
+        position = f"array_position({_SCHEMAS}, {literal(uris[0])})"
+        single = f"array(get({_ENTITIES}.data, {position} - 1))"
+        shredded = (
+            f"CASE WHEN {position} = 0 THEN NULL WHEN NOT {_REPEATED} THEN {single} "
+            f"ELSE {matching} END"
+        )
+    else:
+        listed = f"array({', '.join(literal(u) for u in uris)})"
+        shredded = f"CASE WHEN arrays_overlap({_SCHEMAS}, {listed}) THEN {matching} END"
+    return alias(shredded, name)
+
+
+def unstruct_column(name: str, uris: Sequence[str]) -> str:
+    """SQL: the data (JSON text) of the unstructured event if its schema is one of ``uris``."""
+    event = f"{quote(json_name('unstruct_event'))}.data"
+    listed = ", ".join(literal(u) for u in uris)
+    return alias(f"CASE WHEN {event}.schema IN ({listed}) THEN {event}.data END", name)
+
+
+# -- discovery --------------------------------------------------------------------------
+
+
+def schema_sequence(line: str = "value") -> str:
+    """SQL: the schema URIs of ``line``, in order."""
+    return f"regexp_extract_all({line}, {literal(SCHEMA_URI_PATTERN)}, 1)"
+
+
+def exact_schema_pairs() -> str:
+    """SQL over ``value``: (kind, uri) of every entity, from parsed JSON.
+
+    Slower than :func:`schema_sequence`, but right for any JSON layout.
+    """
+    entities = "struct<data: array<struct<schema: string>>>"
+    event = "struct<data: struct<schema: string>>"
+
+    def parsed(name: str, schema: str) -> str:
+        return f"from_json({field_text(INDEX[name])}, '{schema}')"
+
+    def contexts_pairs(name: str) -> str:
+        return (
+            f"transform(coalesce({parsed(name, entities)}.data, array()), "
+            f"e -> named_struct('kind', '{CONTEXTS}', 'uri', e.schema))"
+        )
+
+    unstruct_pair = (
+        f"array(named_struct('kind', '{UNSTRUCT}', "
+        f"'uri', {parsed('unstruct_event', event)}.data.schema))"
+    )
+    return (
+        f"explode(concat({contexts_pairs('contexts')}, {contexts_pairs('derived_contexts')}, "
+        f"{unstruct_pair})) AS pair"
+    )

@@ -1,0 +1,348 @@
+"""Snowplow enriched events (tab-separated, 131 fields) as typed Spark DataFrames.
+
+:func:`read_enriched` reads one or several files or run folders, plain or gzip, and returns
+an :class:`EnrichedRead`: the good events and the bad rows. Every line read ends up in
+exactly one of them.
+
+Events
+------
+The 131 fields in the order of the Snowplow Analytics SDK 0.2.3 (``ENRICHED_EVENT_FIELD_TYPES``),
+typed: timestamps (``YYYY-MM-DD HH:MM:SS[.fff]``, read as UTC) as ``timestamp``, integers as
+``int``, doubles as ``double``, booleans (``1``/``0``) as ``boolean``, the rest as ``string``.
+An empty field is ``NULL``.
+
+Field 122 is named ``refr_device_tstamp``, as in the Snowplow SDK whose output this reader
+matches (Snowplow's canonical table names it ``refr_dvce_tstamp``). Wherever a function here
+takes a field name, both names are accepted; :func:`enriched_col` does the same for users.
+
+With ``shred=True`` (the default), ``contexts``, ``derived_contexts`` and ``unstruct_event``
+are replaced, as the SDK does, by:
+
+- ``contexts_<vendor>_<name>_<model>``: ``array<string>``, the ``data`` of every entity of
+  that schema, from ``contexts`` then ``derived_contexts``, as JSON text;
+- ``unstruct_event_<vendor>_<name>_<model>``: ``string``, the event's ``data`` as JSON text;
+- ``geo_location``: ``"lat,lon"``.
+
+Names follow the SDK: vendor dots become ``_``, a CamelCase name becomes snake_case, all
+lower-case; all revisions of one model share a column. The columns present are those of the
+schemas found in the data read. :func:`shredded_to_struct` turns one of them into structs.
+With ``shred=False`` the three JSON fields stay strings (still validated) and the layout is
+:func:`enriched_schema`. Both layouts end with ``run``: the run label
+(``YYYY-mm-DD-hh-MM-SS``) of the file's ``run=``/``run-`` folder, ``NULL`` outside one.
+
+Events layout (``shred=True``)::
+
+    app_id ... true_tstamp   the 131 fields minus contexts, unstruct_event, derived_contexts
+    geo_location             string
+    contexts_*               array<string>, sorted by name
+    unstruct_event_*         string, sorted by name
+    run                      string
+
+Bad rows
+--------
+A line with the wrong number of fields, a value that is not of its type, or a JSON field
+that is not a valid self-describing JSON becomes a bad row, modelled on Snowplow's
+``loader_parsing_error``::
+
+    source_file   string   the file the line came from
+    line          string   the line as read
+    failure_type  string   FieldNumberMismatch or RowDecodingError
+    message       string   "RowDecodingError: Cannot parse key 'txn_id' with value 'x' into
+                           integer; ..." (values cut to 100 characters)
+    errors        array<struct<type, key, value, message: string>>, one per failing field
+    run           string
+
+How it reads
+------------
+Only Spark expressions run on the executors (no Python UDFs, no RDD maps), and every value
+that may be malformed goes through ``try_cast`` or a guard: a bad value never fails the job,
+with or without ANSI mode (Spark 3.5 and 4). With shredding on, one scan before the read
+lists the Iglu schema URIs in the JSON fields (a regular expression over the raw lines, so
+the column set is known before the plan is built); reading the events is a second scan.
+
+``events`` and ``bad_rows`` are two plans over the same files: writing both parses the input
+twice (the bad rows skip the shredding and the schema scan).
+
+>>> run = "s3://acme/enriched/archive/run=2017-04-11-10-31-05/"
+>>> read = read_enriched(spark, run)  # doctest: +SKIP
+>>> read.events.select("event_id", "contexts_com_acme_product_1")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple, Union
+
+from . import _enriched_sql as sql
+from ._enriched_fields import BOOL, CONTEXTS, DOUBLE, FIELDS, INT, TSTAMP, UNSTRUCT
+from ._iglu import (
+    CONTEXTS_PREFIX,
+    UNSTRUCT_PREFIX,
+    Discovered,
+    classify_uri_sequences,
+    group_by_column,
+)
+from .exceptions import RunInputError
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import DataType, StructType
+
+__all__ = [
+    "ENRICHED_EVENT_FIELDS",
+    "FIELD_ALIASES",
+    "EnrichedRead",
+    "enriched_col",
+    "enriched_schema",
+    "read_enriched",
+    "shredded_to_struct",
+]
+
+_logger = logging.getLogger(__name__)
+
+#: ``(name, kind)`` of the 131 fields, in file order. Kinds: ``string``, ``int``, ``double``,
+#: ``bool``, ``tstamp``, ``contexts`` (a JSON list of entities), ``unstruct`` (a JSON event).
+ENRICHED_EVENT_FIELDS: tuple[tuple[str, str], ...] = FIELDS
+
+#: Other names users may know a field by -> the name used here.
+FIELD_ALIASES = {"refr_dvce_tstamp": "refr_device_tstamp"}
+
+PathOrPaths = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
+
+
+class EnrichedRead(NamedTuple):
+    """What :func:`read_enriched` returns: the good events and the bad rows.
+
+    Both DataFrames carry the string column ``run``.
+    """
+
+    events: DataFrame
+    bad_rows: DataFrame
+
+
+def _spark_type(kind: str) -> DataType:
+    from pyspark.sql import types as T
+
+    types = {
+        INT: T.IntegerType(),
+        DOUBLE: T.DoubleType(),
+        BOOL: T.BooleanType(),
+        TSTAMP: T.TimestampType(),
+    }
+    return types.get(kind, T.StringType())
+
+
+def enriched_schema() -> StructType:
+    """The 131 typed fields (JSON fields as strings): the events layout without shredding.
+
+    >>> enriched_schema()["dvce_ismobile"].dataType.simpleString()
+    'boolean'
+    >>> len(enriched_schema().fields)
+    131
+    """
+    from pyspark.sql import types as T
+
+    return T.StructType([T.StructField(name, _spark_type(kind)) for name, kind in FIELDS])
+
+
+def enriched_col(name: str) -> Column:
+    """The column of field ``name``, accepting the names in :data:`FIELD_ALIASES`.
+
+    >>> events.select(enriched_col("refr_dvce_tstamp"))  # doctest: +SKIP
+    """
+    from pyspark.sql import functions as F
+
+    return F.col(FIELD_ALIASES.get(name, name))
+
+
+def read_enriched(spark: SparkSession, paths: PathOrPaths, *, shred: bool = True) -> EnrichedRead:
+    """Read Snowplow enriched-event files into typed events and bad rows.
+
+    Parameters
+    ----------
+    spark
+        The session.
+    paths
+        A file or folder (a run folder holds the part files), or several; local paths,
+        ``file://``, ``s3://`` or anything Spark reads. ``.gz`` files are decompressed.
+    shred
+        Replace the JSON fields by one column per schema (see the module notes).
+
+    Returns
+    -------
+    EnrichedRead
+        ``events`` and ``bad_rows``; together they hold every line read, once.
+
+    Raises
+    ------
+    RunInputError
+        A path does not exist or cannot be listed.
+
+    >>> runs = ["archive/run=2017-04-11-10-31-05/", "archive/run=2017-04-11-11-31-05/"]
+    >>> events, bad_rows = read_enriched(spark, runs)  # doctest: +SKIP
+    >>> events.where("event = 'page_view'").count()  # doctest: +SKIP
+    """
+    locations = _locations(paths)
+    text = _read_text(spark, locations)
+    accepted: dict[str, list[str] | None] = {CONTEXTS: None, UNSTRUCT: None}
+    contexts_columns: dict[str, tuple[str, ...]] = {}
+    unstruct_columns: dict[str, tuple[str, ...]] = {}
+    if shred:
+        discovered = _discover(text)
+        contexts_columns = group_by_column(CONTEXTS_PREFIX, discovered.contexts)
+        unstruct_columns = group_by_column(UNSTRUCT_PREFIX, discovered.unstruct)
+        accepted = {
+            CONTEXTS: sorted(uri for uris in contexts_columns.values() for uri in uris),
+            UNSTRUCT: sorted(uri for uris in unstruct_columns.values() for uri in uris),
+        }
+        _logger.info(
+            "Found %d context and %d unstructured-event schemas in %s",
+            len(contexts_columns),
+            len(unstruct_columns),
+            ", ".join(locations),
+        )
+    typed = text.selectExpr(*sql.field_columns()).selectExpr(*sql.typed_columns())
+    ok = sql.line_ok(accepted)
+    good, bad = typed.where(ok), typed.where(f"NOT {ok}")
+    if shred:
+        events = good.selectExpr(*_shredded_columns(contexts_columns, unstruct_columns))
+    else:
+        events = good.selectExpr(*[sql.quote(name) for name, _ in FIELDS], sql.run_label())
+    bad_rows = bad.selectExpr(*sql.bad_row_columns(accepted)).selectExpr(*sql.BAD_ROW_OUTPUT)
+    return EnrichedRead(events, bad_rows)
+
+
+def _locations(paths: PathOrPaths) -> list[str]:
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    locations = [os.fspath(path) for path in paths]
+    if not locations:
+        raise RunInputError("No input paths given: pass a file, a run folder or a list of them.")
+    return locations
+
+
+def _read_text(spark: SparkSession, locations: list[str]) -> DataFrame:
+    from pyspark.errors import AnalysisException
+
+    try:
+        return spark.read.text(locations)
+    except AnalysisException as exc:
+        raise RunInputError(
+            f"Cannot read enriched events from {', '.join(locations)}: {exc}"
+        ) from exc
+
+
+def _discover(text: DataFrame) -> Discovered:
+    """The entity schema URIs in the JSON fields of ``text``, by kind.
+
+    One cheap scan: a regular expression lists the ``"schema":"iglu:..."`` values of each
+    line in order, and the distinct sequences are sorted on the driver. Lines whose layout
+    does not allow that (see :func:`spark_manifests._iglu.classify_uri_sequences`) are read
+    again, with their JSON parsed.
+    """
+    from pyspark.sql import functions as F
+
+    sequence = sql.schema_sequence()
+    sequences = [row[0] for row in text.selectExpr(sequence).distinct().collect()]
+    discovered = classify_uri_sequences(sequences)
+    if not discovered.unsorted:
+        return discovered
+    _logger.info(
+        "%d schema sequences are not in Snowplow's JSON layout; parsing those lines",
+        len(discovered.unsorted),
+    )
+    unsorted = [F.array(*[F.lit(uri) for uri in uris]) for uris in discovered.unsorted]
+    lines = text.where(F.expr(sequence).isin(*unsorted))
+    pairs = lines.selectExpr(sql.exact_schema_pairs()).selectExpr("pair.kind", "pair.uri")
+    contexts, unstruct = set(discovered.contexts), set(discovered.unstruct)
+    for kind, uri in pairs.where("uri IS NOT NULL").distinct().collect():
+        (contexts if kind == CONTEXTS else unstruct).add(uri)
+    return Discovered(frozenset(contexts), frozenset(unstruct), ())
+
+
+def _shredded_columns(
+    contexts_columns: dict[str, tuple[str, ...]], unstruct_columns: dict[str, tuple[str, ...]]
+) -> list[str]:
+    plain = [sql.quote(name) for name, kind in FIELDS if kind not in (CONTEXTS, UNSTRUCT)]
+    return [
+        *plain,
+        sql.geo_location(),
+        *[sql.contexts_column(name, uris) for name, uris in contexts_columns.items()],
+        *[sql.unstruct_column(name, uris) for name, uris in unstruct_columns.items()],
+        sql.run_label(),
+    ]
+
+
+def shredded_to_struct(
+    df: DataFrame, column: str, schema: StructType | str | None = None
+) -> DataFrame:
+    """``df`` with one shredded column (JSON text) parsed into structs.
+
+    A ``contexts_*`` column (``array<string>``) becomes ``array<struct>``, an
+    ``unstruct_event_*`` column (``string``) becomes ``struct``; the column keeps its name
+    and place. Text that does not fit ``schema`` gives ``NULL`` fields.
+
+    Parameters
+    ----------
+    df
+        Events from :func:`read_enriched`.
+    column
+        The shredded column.
+    schema
+        The struct of one data object (``StructType`` or a DDL string such as
+        ``"sku string, price double"``). ``None``: inferred from all the column's values
+        (one more scan).
+
+    >>> typed = shredded_to_struct(events, "contexts_com_acme_product_1",
+    ...                            "sku string, price double")  # doctest: +SKIP
+    >>> typed.select("contexts_com_acme_product_1.price")  # doctest: +SKIP
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    column = FIELD_ALIASES.get(column, column)
+    if column not in df.columns:
+        raise ValueError(f"No column {column!r}; shredded columns: {_shredded_names(df)}")
+    data_type = df.schema[column].dataType
+    is_list = isinstance(data_type, T.ArrayType)
+    if not (is_list or isinstance(data_type, T.StringType)):
+        raise ValueError(
+            f"Column {column!r} is {data_type.simpleString()}, not JSON text "
+            "(string or array<string>)"
+        )
+    if schema is None:
+        schema = _infer_schema(df, column, is_list)
+    if is_list:
+        parsed = F.transform(F.col(column), lambda text: F.from_json(text, schema))
+    else:
+        parsed = F.from_json(F.col(column), schema)
+    return df.withColumn(column, parsed)
+
+
+def _shredded_names(df: DataFrame) -> list[str]:
+    return [
+        name
+        for name in df.columns
+        if name.startswith((CONTEXTS_PREFIX + "_", UNSTRUCT_PREFIX + "_"))
+    ]
+
+
+def _infer_schema(df: DataFrame, column: str, is_list: bool) -> StructType:
+    """Spark's JSON schema inference over every value of the column, run in the JVM."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType, _parse_datatype_json_string
+
+    values = df.select((F.explode(column) if is_list else F.col(column)).alias("value"))
+    values = values.where(F.col("value").isNotNull())
+    spark = df.sparkSession
+    jvm = getattr(spark, "_jvm", None)
+    if jvm is None:  # Spark Connect: no JVM to call
+        raise ValueError(f"Pass schema= to parse {column!r}: inference needs a classic session")
+    # Dataset[String] -> DataFrameReader.json: Spark's own inference, no Python workers.
+    as_strings = getattr(values._jdf, "as")(jvm.org.apache.spark.sql.Encoders.STRING())
+    inferred = spark._jsparkSession.read().json(as_strings)
+    parsed = _parse_datatype_json_string(inferred.schema().json())
+    assert isinstance(parsed, StructType)
+    return parsed
