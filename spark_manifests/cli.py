@@ -272,9 +272,19 @@ def _entry_row(entry: Any) -> dict[str, Any]:
             "error",
         )
     }
-    row["run"] = entry.run_id
+    row["run"] = _label(entry.run_id)
     row["status"] = entry.status.value
     return row
+
+
+def _label(run_id: str) -> str:
+    """The run's time label, or the id itself for an id that names no run folder."""
+    from .runs import LABEL_FORMAT, parse_run_id
+
+    try:
+        return parse_run_id(run_id).strftime(LABEL_FORMAT)
+    except SparkManifestsError:
+        return run_id
 
 
 def _print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
