@@ -203,9 +203,9 @@ def _shown(value: str) -> str:
 
 def _invalid_value(name: str, value: str, into: str) -> str:
     """SQL: an ``InvalidValue`` error, worded as Snowplow's loader_parsing_error."""
-    message = (
-        f"concat('Cannot parse key ''{name}'' with value ''', {_shown(value)}, ''' into ', {into})"
-    )
+    # Quotes inside literals as \' : Spark 3.5 reads '' as two adjacent literals.
+    before, after = literal(f"Cannot parse key '{name}' with value '"), literal("' into ")
+    message = f"concat({before}, {_shown(value)}, {after}, {into})"
     return (
         f"named_struct('type', 'InvalidValue', 'key', '{name}', 'value', {value}, "
         f"'message', {message})"
@@ -214,14 +214,13 @@ def _invalid_value(name: str, value: str, into: str) -> str:
 
 def _schema_refused(schema: str, uris: Sequence[str] | None) -> str:
     """SQL: why an entity schema was refused (evaluated on bad rows only)."""
-    invalid = (
-        f"concat('entity schema ''', coalesce({schema}, 'NULL'), ''' is not a valid Iglu URI')"
-    )
+    opening = literal("entity schema '")
+    not_valid = literal("' is not a valid Iglu URI")
+    not_found = literal("' was not found by the schema discovery scan")
+    invalid = f"concat({opening}, coalesce({schema}, 'NULL'), {not_valid})"
     if uris is None:
         return invalid
-    undiscovered = (
-        f"concat('entity schema ''', {schema}, ''' was not found by the schema discovery scan')"
-    )
+    undiscovered = f"concat({opening}, {schema}, {not_found})"
     return (
         f"CASE WHEN coalesce({schema} RLIKE {literal(IGLU_URI_PATTERN)}, false) "
         f"THEN {undiscovered} ELSE {invalid} END"
