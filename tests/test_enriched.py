@@ -16,11 +16,13 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from snowplow_analytics_sdk.event_transformer import ENRICHED_EVENT_FIELD_TYPES, transform
+from snowplow_analytics_sdk.json_shredder import fix_schema
 from snowplow_analytics_sdk.snowplow_event_transformation_exception import (
     SnowplowEventTransformationException,
 )
 
 from spark_manifests import RunInputError
+from spark_manifests._iglu import classify_uri_sequences, group_by_column, shredded_column_name
 from spark_manifests.enriched import (
     ENRICHED_EVENT_FIELDS,
     EnrichedRead,
@@ -143,6 +145,57 @@ def test_enriched_schema_types() -> None:
     assert [(f.name, f.dataType) for f in schema.fields] == [
         (name, expected[kind]) for name, kind in ENRICHED_EVENT_FIELDS
     ]
+
+
+# -- Iglu names and discovery (no Spark) ------------------------------------------------
+
+SDK_NAMING_CASES = [
+    "iglu:com.acme/product/jsonschema/1-0-0",
+    "iglu:org.w3/PerformanceTiming/jsonschema/1-0-0",
+    "iglu:com.acme-corp.Shop/AddToBasket_v2/jsonschema/12-3-4",
+    "iglu:com.acme/ABTest/jsonschema/2-1-0",
+    "iglu:com.acme/already_snake/jsonschema/3-0-0",
+    "iglu:com.acme/HTTPRequest/jsonschema/1-0-0",
+]
+
+
+@pytest.mark.parametrize("uri", SDK_NAMING_CASES)
+def test_shredded_names_are_the_sdk_names(uri: str) -> None:
+    assert shredded_column_name("contexts", uri) == fix_schema("contexts", uri)
+    assert shredded_column_name("unstruct_event", uri) == fix_schema("unstruct_event", uri)
+
+
+def test_revisions_share_a_column_and_invalid_uris_have_none() -> None:
+    columns = group_by_column(
+        "contexts",
+        [
+            "iglu:com.acme/product/jsonschema/1-0-1",
+            "iglu:com.acme/product/jsonschema/1-0-0",
+            "iglu:com.acme/product/jsonschema/2-0-0",
+            "iglu:com.acme/product/jsonschema/1.0.0",
+        ],
+    )
+    assert columns == {
+        "contexts_com_acme_product_1": (
+            "iglu:com.acme/product/jsonschema/1-0-0",
+            "iglu:com.acme/product/jsonschema/1-0-1",
+        ),
+        "contexts_com_acme_product_2": ("iglu:com.acme/product/jsonschema/2-0-0",),
+    }
+
+
+def test_uri_sequences_are_sorted_by_their_wrapper() -> None:
+    contexts_wrapper = f"iglu:{SNOWPLOW}/contexts/jsonschema/1-0-1"
+    unstruct_wrapper = f"iglu:{SNOWPLOW}/unstruct_event/jsonschema/1-0-0"
+    a, b, c = (f"iglu:com.acme/{n}/jsonschema/1-0-0" for n in "abc")
+    canonical = (contexts_wrapper, a, a, unstruct_wrapper, b, contexts_wrapper, c)
+    entity_first = (a, contexts_wrapper)
+    two_events = (unstruct_wrapper, a, b)
+    no_event = (unstruct_wrapper, contexts_wrapper, c)
+    found = classify_uri_sequences([canonical, (), entity_first, two_events, no_event])
+    assert found.contexts == {a, c}
+    assert found.unstruct == {b}
+    assert found.unsorted == (entity_first, two_events, no_event)
 
 
 # -- types and nulls ----------------------------------------------------------------------
