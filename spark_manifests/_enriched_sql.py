@@ -7,7 +7,8 @@ executors. A value that may be malformed goes through a guard and ``try_cast``, 
 The plan, bottom up::
 
     text files    value
-    fields        _line, _n (number of fields), each field as a string (empty -> NULL)
+    fields        _n (number of fields), each field as a string (empty -> NULL),
+                  _line (the line, kept only when the number of fields is wrong)
     typed         typed fields, raw strings of non-string fields, parsed JSON fields,
                   _source_file = input_file_name()
     filter        the line is good  /  it is not
@@ -124,8 +125,14 @@ def typed_value(raw: str, kind: str) -> str:
 
 
 def field_columns() -> list[str]:
-    """The fields layer over ``value``: the line, its field count, one string per field."""
-    columns = [alias("value", LINE), alias("size(split(value, '\\t', -1))", FIELD_TOTAL)]
+    """The fields layer over ``value``: its field count, one string per field, and the line
+    itself only when the count is wrong (otherwise the fields give it back: see
+    :func:`line_text`), so good lines are not copied along twice."""
+    count = "size(split(value, '\\t', -1))"
+    columns = [
+        alias(f"if({count} = {FIELD_COUNT}, NULL, value)", LINE),
+        alias(count, FIELD_TOTAL),
+    ]
     for position, (name, kind) in enumerate(FIELDS):
         columns.append(alias(field_text(position), name if kind == STRING else raw_name(name)))
     return columns
@@ -258,6 +265,15 @@ def _field_error(name: str, kind: str, accepted: Accepted) -> str:
     return f"CASE WHEN NOT {field_ok(name, kind, accepted)} THEN {error} END"
 
 
+def line_text() -> str:
+    """SQL over the typed layer: the line as read."""
+    fields = ", ".join(
+        f"coalesce({quote(name if kind in (STRING, CONTEXTS, UNSTRUCT) else raw_name(name))}, '')"
+        for name, kind in FIELDS
+    )
+    return f"coalesce({LINE}, concat_ws('\\t', {fields}))"
+
+
 def bad_row_columns(accepted: Accepted) -> list[str]:
     """Bad-row columns over the typed layer: source file, line, failure type, errors."""
     count_error = (
@@ -271,7 +287,7 @@ def bad_row_columns(accepted: Accepted) -> list[str]:
     wrong_count = f"{FIELD_TOTAL} != {FIELD_COUNT}"
     return [
         alias(SOURCE_FILE, "source_file"),
-        alias(LINE, "line"),
+        alias(line_text(), "line"),
         alias(
             f"CASE WHEN {wrong_count} THEN 'FieldNumberMismatch' ELSE 'RowDecodingError' END",
             "failure_type",
