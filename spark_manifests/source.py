@@ -209,16 +209,19 @@ class ManifestedRunSource:
 
     def pending(self) -> list[Run]:
         """The runs in the archive (within since/until, at most ``limit``) not yet processed."""
-        runs = list_runs(
+        runs = self._archive_runs()
+        by_id = {run.id: run for run in runs}
+        pending = [by_id[run_id] for run_id in self.manifest.pending(list(by_id))]
+        return pending[: self.limit] if self.limit is not None else pending
+
+    def _archive_runs(self) -> list[Run]:
+        return list_runs(
             self.archive,
             since=self.since,
             until=self.until,
             client=self._s3_client,
             session=self._session,
         )
-        by_id = {run.id: run for run in runs}
-        pending = [by_id[run_id] for run_id in self.manifest.pending(list(by_id))]
-        return pending[: self.limit] if self.limit is not None else pending
 
     def read(self, n: int) -> DataFrame | None:
         """The transformed events of the next up-to-``n`` pending runs, or ``None`` at the end.
@@ -233,8 +236,9 @@ class ManifestedRunSource:
         self._read_cursor.update(run.id for run in runs)
         if not batch:
             return self.read(n)
-        events, _ = self._load([run for run, _ in batch], _paths(batch))
-        return events
+        loaded = [run for run, _ in batch]
+        events, _ = self._load(loaded, _paths(batch))
+        return self._apply_transform(events, loaded)
 
     def status(self, *, as_spark: bool = False) -> Any:
         """A table of the archive's runs with their manifest status, rows and times.
@@ -253,13 +257,7 @@ class ManifestedRunSource:
 
     def status_rows(self) -> list[dict[str, Any]]:
         """The rows of :meth:`status` as plain dictionaries."""
-        runs = list_runs(
-            self.archive,
-            since=self.since,
-            until=self.until,
-            client=self._s3_client,
-            session=self._session,
-        )
+        runs = self._archive_runs()
         entries = self.manifest.get_many([run.id for run in runs])
         return [_status_row(run, entries.get(run.id)) for run in runs]
 

@@ -121,10 +121,11 @@ def test_batches_group_runs_by_count_and_bytes(make_source) -> None:
 
 
 def test_read_returns_runs_without_touching_the_manifest(make_source) -> None:
-    source = make_source()
+    source = make_source(transform=lambda events: events.withColumn("seen", F.lit(1)))
     first, second = source.read(3), source.read(3)
 
     assert first is not None
+    assert "seen" in first.columns  # the transform applies, as in the job
     assert second is not None
     assert first.select("run").distinct().count() == 3
     assert second.select("run").distinct().count() == 1
