@@ -52,13 +52,25 @@ that is not a valid self-describing JSON becomes a bad row, modelled on Snowplow
     errors        array<struct<type, key, value, message: string>>, one per failing field
     run           string
 
+Differences from the Snowplow SDK 0.2.3
+---------------------------------------
+- Entities of one schema found in both ``contexts`` and ``derived_contexts`` are all kept,
+  ``contexts`` first; the SDK keeps only the ``derived_contexts`` ones.
+- Stricter: integers must fit 32 bits (Snowplow's ``INT`` columns); timestamps must read
+  ``YYYY-MM-DD HH:MM:SS`` with an optional fraction (the SDK passes any text through); an
+  entity needs a non-null ``data``.
+- Doubles are read as Spark casts them (``1e3``, ``NaN`` and ``Infinity`` are numbers).
+- An entity ``data`` that is a JSON string, not an object, is shredded as its bare text.
+
 How it reads
 ------------
 Only Spark expressions run on the executors (no Python UDFs, no RDD maps), and every value
 that may be malformed goes through ``try_cast`` or a guard: a bad value never fails the job,
 with or without ANSI mode (Spark 3.5 and 4). With shredding on, one scan before the read
-lists the Iglu schema URIs in the JSON fields (a regular expression over the raw lines, so
-the column set is known before the plan is built); reading the events is a second scan.
+lists the Iglu schema URIs in the JSON fields: a regular expression over the raw lines, so
+the column set is known before the plan is built. Lines whose JSON is not laid out as
+Snowplow writes it (``schema`` before ``data``) are parsed for that list instead. A
+self-describing JSON nested inside an entity's data may add a column of its own, empty.
 
 ``events`` and ``bad_rows`` are two plans over the same files: writing both parses the input
 twice (the bad rows skip the shredding and the schema scan).
@@ -108,6 +120,10 @@ ENRICHED_EVENT_FIELDS: tuple[tuple[str, str], ...] = FIELDS
 
 #: Other names users may know a field by -> the name used here.
 FIELD_ALIASES = {"refr_dvce_tstamp": "refr_device_tstamp"}
+
+# Above this many unsortable URI sequences, the exact scan reads every line rather than
+# picking those lines out with a long IN list.
+_MAX_UNSORTED_LISTED = 100
 
 PathOrPaths = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
@@ -186,16 +202,17 @@ def read_enriched(spark: SparkSession, paths: PathOrPaths, *, shred: bool = True
     """
     locations = _locations(paths)
     text = _read_text(spark, locations)
-    accepted: dict[str, list[str] | None] = {CONTEXTS: None, UNSTRUCT: None}
     contexts_columns: dict[str, tuple[str, ...]] = {}
     unstruct_columns: dict[str, tuple[str, ...]] = {}
+    accepted: dict[str, list[str] | None] = {CONTEXTS: None, UNSTRUCT: None}
     if shred:
         discovered = _discover(text)
         contexts_columns = group_by_column(CONTEXTS_PREFIX, discovered.contexts)
         unstruct_columns = group_by_column(UNSTRUCT_PREFIX, discovered.unstruct)
+        # Only URIs with a column: a valid URI the scan did not see makes a bad row.
         accepted = {
-            CONTEXTS: sorted(uri for uris in contexts_columns.values() for uri in uris),
-            UNSTRUCT: sorted(uri for uris in unstruct_columns.values() for uri in uris),
+            CONTEXTS: [uri for uris in contexts_columns.values() for uri in uris],
+            UNSTRUCT: [uri for uris in unstruct_columns.values() for uri in uris],
         }
         _logger.info(
             "Found %d context and %d unstructured-event schemas in %s",
@@ -253,8 +270,10 @@ def _discover(text: DataFrame) -> Discovered:
         "%d schema sequences are not in Snowplow's JSON layout; parsing those lines",
         len(discovered.unsorted),
     )
-    unsorted = [F.array(*[F.lit(uri) for uri in uris]) for uris in discovered.unsorted]
-    lines = text.where(F.expr(sequence).isin(*unsorted))
+    lines = text
+    if len(discovered.unsorted) <= _MAX_UNSORTED_LISTED:
+        unsorted = [F.array(*[F.lit(uri) for uri in uris]) for uris in discovered.unsorted]
+        lines = text.where(F.expr(sequence).isin(*unsorted))
     pairs = lines.selectExpr(sql.exact_schema_pairs()).selectExpr("pair.kind", "pair.uri")
     contexts, unstruct = set(discovered.contexts), set(discovered.unstruct)
     for kind, uri in pairs.where("uri IS NOT NULL").distinct().collect():
