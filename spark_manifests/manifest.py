@@ -35,7 +35,13 @@ from types import TracebackType
 from typing import Any
 
 from ._locations import PathLike
-from .exceptions import InvalidLocationError, OwnershipLostError, RunInProgressError
+from .exceptions import (
+    InvalidLocationError,
+    InvalidRunIdError,
+    OwnershipLostError,
+    RunInProgressError,
+    SparkManifestsError,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -95,6 +101,58 @@ class ManifestEntry:
             and self.lease_expires_at is not None
             and self.lease_expires_at.timestamp() > now
         )
+
+
+def check_run_id(run_id: object) -> str:
+    """The run id if it is a non-empty string; both backends key runs by it.
+
+    Any non-empty string is accepted (an S3 key, a local path): the manifest does not parse
+    run ids, it only stores them.
+    """
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidRunIdError(
+            f"A run id must be a non-empty string such as "
+            f"'enriched/archive/run=2017-04-11-10-31-05/', not {run_id!r}."
+        )
+    return run_id
+
+
+def unique_run_ids(run_ids: Iterable[str]) -> list[str]:
+    """The run ids checked, duplicates dropped, in the order given."""
+    if isinstance(run_ids, (str, bytes)):
+        # A bare string would be read as one-character run ids.
+        raise TypeError(f"Expected an iterable of run ids, not the single string {run_ids!r}.")
+    return list(dict.fromkeys(check_run_id(run_id) for run_id in run_ids))
+
+
+def check_owner(owner: object) -> str:
+    """The owner if it is a non-empty string: an empty one could not be told apart."""
+    if not isinstance(owner, str) or not owner:
+        raise ValueError(f"A claim owner must be a non-empty string, not {owner!r}.")
+    return owner
+
+
+def check_claim(run_id: str, owner: str, lease_seconds: float, max_attempts: int) -> None:
+    """The arguments of ``claim``: a lease that has run out when taken protects nothing."""
+    check_run_id(run_id)
+    check_owner(owner)
+    if not lease_seconds > 0:
+        raise ValueError(f"lease_seconds must be positive, not {lease_seconds!r}.")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, not {max_attempts!r}.")
+
+
+def parse_status(run_id: str, status: str | None) -> RunStatus:
+    """The status a backend stored; none at all means the Snowplow SDK wrote the run."""
+    if status is None:
+        return RunStatus.LEGACY
+    try:
+        return RunStatus(status)
+    except ValueError:
+        raise SparkManifestsError(
+            f"The manifest entry {run_id!r} has the unknown status {status!r}; was it written "
+            "by a newer version of spark_manifests?"
+        ) from None
 
 
 def can_claim(entry: ManifestEntry | None, owner: str, now: float, max_attempts: int) -> bool:
@@ -278,7 +336,7 @@ class RunManifest(abc.ABC):
         >>> manifest.pending(["a/run=2017-04-11-10-31-05/"])  # doctest: +SKIP
         ['a/run=2017-04-11-10-31-05/']
         """
-        wanted = list(dict.fromkeys(run_ids))
+        wanted = unique_run_ids(run_ids)
         known = self._statuses(wanted)
         return [run_id for run_id in wanted if known.get(run_id) not in SETTLED]
 

@@ -36,7 +36,9 @@ Every expression names attributes through ``ExpressionAttributeNames`` (``Owner`
 ``Error`` are DynamoDB reserved words). Writes are conditional: a claim succeeds only on a
 missing item, an expired or own lease, or a failed run with attempts left; ``commit``,
 ``fail`` and ``release`` only while the caller holds the run, else
-:class:`~spark_manifests.OwnershipLostError` and nothing is written.
+:class:`~spark_manifests.OwnershipLostError` and nothing is written. A failed condition
+returns the item as it was (``ReturnValuesOnConditionCheckFailure='ALL_OLD'``), so the error
+says who holds the run without a second read.
 
 Caveat for tables shared with SDK-based readers: the SDK's ``contains`` is true for any
 item, so it also counts runs that are only claimed, failed or skipped as processed.
@@ -68,9 +70,14 @@ from .manifest import (
     RunManifest,
     RunStatus,
     can_skip,
+    check_claim,
+    check_owner,
+    check_run_id,
     clip_error,
     in_progress,
     ownership_lost,
+    parse_status,
+    unique_run_ids,
     utc_from_epoch,
 )
 
@@ -230,6 +237,7 @@ class RunManifests(RunManifest):
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, run_id: str) -> ManifestEntry | None:
+        check_run_id(run_id)
         with aws_errors("read the run manifest", self._resource):
             item = self.dynamodb.get_item(
                 TableName=self.table_name, Key=_key(run_id), ConsistentRead=True
@@ -258,7 +266,7 @@ class RunManifests(RunManifest):
         if projection:
             request["ProjectionExpression"] = projection
             request["ExpressionAttributeNames"] = _names(projection)
-        queue = deque(_key(run_id) for run_id in dict.fromkeys(run_ids))
+        queue = deque(_key(run_id) for run_id in unique_run_ids(run_ids))
         throttled = stalled = 0  # answers in a row with keys handed back / with nothing read
         while queue:
             keys = [queue.popleft() for _ in range(min(BATCH_GET_KEYS, len(queue)))]
@@ -292,8 +300,9 @@ class RunManifests(RunManifest):
     # -- writes --------------------------------------------------------------------------
 
     def add(self, run_id: str) -> None:
+        check_run_id(run_id)
         at = self._clock()
-        committed = self._update(
+        committed, _ = self._update(
             "mark a run committed",
             run_id,
             "SET #status = :committed, #committed = :at, #updated = :at REMOVE #lease, #error",
@@ -311,8 +320,9 @@ class RunManifests(RunManifest):
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> bool:
+        check_claim(run_id, owner, lease_seconds, max_attempts)
         now = self._clock()
-        return self._update(
+        claimed, _ = self._update(
             "claim a run",
             run_id,
             "SET #status = :processing, #owner = :owner, #lease = :until,"
@@ -324,6 +334,7 @@ class RunManifests(RunManifest):
             until=now + lease_seconds,
             max=max_attempts,
         )
+        return claimed
 
     def commit(
         self,
@@ -356,18 +367,22 @@ class RunManifests(RunManifest):
         )
 
     def release(self, run_id: str, owner: str) -> None:
-        if not self._delete("release a run", run_id, _HELD_CONDITION, owner=owner):
-            raise ownership_lost("release", run_id, owner, self.get(run_id))
+        check_run_id(run_id)
+        check_owner(owner)
+        released, old = self._delete("release a run", run_id, _HELD_CONDITION, owner=owner)
+        if not released:
+            raise ownership_lost("release", run_id, owner, old)
 
     def skip(self, run_id: str, reason: str | None = None) -> None:
+        check_run_id(run_id)
         update = "SET #status = :skipped, #updated = :at"
         update += ", #error = :error REMOVE #lease" if reason else " REMOVE #lease, #error"
         values: dict[str, Any] = {"error": clip_error(reason)} if reason else {}
-        # Retried when the run changed between the write and the read that explains it.
+        # Retried when the lease ran out between the write and the check that explains it.
         for _ in range(3):
-            if self._update("skip a run", run_id, update, _SKIP_CONDITION, **values):
+            skipped, entry = self._update("skip a run", run_id, update, _SKIP_CONDITION, **values)
+            if skipped:
                 return
-            entry = self.get(run_id)
             if entry is not None and entry.status in DONE:
                 _logger.info("Not skipping %s: it is committed already", run_id)
                 return
@@ -376,8 +391,10 @@ class RunManifests(RunManifest):
         raise RetryableError(f"Could not skip {run_id!r}: it kept changing; try again.")
 
     def unmark(self, run_id: str) -> None:
-        if not self._delete("unmark a run", run_id, _NOT_LEASED_CONDITION):
-            raise in_progress("unmark", run_id, self.get(run_id))
+        check_run_id(run_id)
+        unmarked, old = self._delete("unmark a run", run_id, _NOT_LEASED_CONDITION)
+        if not unmarked:
+            raise in_progress("unmark", run_id, old)
 
     def close(self) -> None:
         if self._owns_client and hasattr(self.dynamodb, "close"):
@@ -386,13 +403,18 @@ class RunManifests(RunManifest):
     # -- helpers -------------------------------------------------------------------------
 
     def _update_held(self, verb: str, run_id: str, owner: str, update: str, **values: Any) -> None:
-        if not self._update(
+        check_run_id(run_id)
+        check_owner(owner)
+        written, old = self._update(
             f"{verb} a run", run_id, update, _HELD_CONDITION, owner=owner, **values
-        ):
-            raise ownership_lost(verb, run_id, owner, self.get(run_id))
+        )
+        if not written:
+            raise ownership_lost(verb, run_id, owner, old)
 
-    def _update(self, action: str, run_id: str, update: str, condition: str, **values: Any) -> bool:
-        """A conditional UpdateItem; False when the condition failed."""
+    def _update(
+        self, action: str, run_id: str, update: str, condition: str, **values: Any
+    ) -> tuple[bool, ManifestEntry | None]:
+        """A conditional UpdateItem; see :meth:`_write`."""
         return self._write(
             action,
             self.dynamodb.update_item,
@@ -402,8 +424,10 @@ class RunManifests(RunManifest):
             values,
         )
 
-    def _delete(self, action: str, run_id: str, condition: str, **values: Any) -> bool:
-        """A conditional DeleteItem; False when the condition failed."""
+    def _delete(
+        self, action: str, run_id: str, condition: str, **values: Any
+    ) -> tuple[bool, ManifestEntry | None]:
+        """A conditional DeleteItem; see :meth:`_write`."""
         return self._write(action, self.dynamodb.delete_item, run_id, condition, {}, values)
 
     def _write(
@@ -414,7 +438,9 @@ class RunManifests(RunManifest):
         condition: str,
         params: dict[str, Any],
         values: dict[str, Any],
-    ) -> bool:
+    ) -> tuple[bool, ManifestEntry | None]:
+        """A conditional write: ``(True, None)`` if written, else ``(False, entry)`` with the
+        entry as it was when the condition failed (``None`` if there was no item)."""
         values.setdefault("at", self._clock())
         text = " ".join([*params.values(), condition])
         names = _names(text)
@@ -427,13 +453,15 @@ class RunManifests(RunManifest):
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=typed,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     **params,
                 )
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
-                return False
-        return True
+                old = exc.response.get("Item")
+                return False, None if old is None else _entry(old)
+        return True, None
 
 
 def _names(expression: str) -> dict[str, str]:
@@ -493,17 +521,9 @@ def _entry(item: dict[str, Any]) -> ManifestEntry:
         return None if value is None else datetime.fromisoformat(value)
 
     run_id = str(text("#id"))
-    status = text("#status")
-    try:
-        run_status = RunStatus.LEGACY if status is None else RunStatus(status)
-    except ValueError:
-        raise SparkManifestsError(
-            f"The manifest item {run_id!r} has the unknown status {status!r}; was it written "
-            "by a newer version of spark_manifests?"
-        ) from None
     return ManifestEntry(
         run_id=run_id,
-        status=run_status,
+        status=parse_status(run_id, text("#status")),
         owner=text("#owner"),
         lease_expires_at=utc_from_epoch(number("#lease")),
         attempts=integer("#attempts") or 0,

@@ -34,10 +34,15 @@ from .manifest import (
     RunStatus,
     can_claim,
     can_skip,
+    check_claim,
+    check_owner,
+    check_run_id,
     clip_error,
     holds,
     in_progress,
     ownership_lost,
+    parse_status,
+    unique_run_ids,
     utc_from_epoch,
 )
 
@@ -145,11 +150,12 @@ class SQLiteRunManifest(RunManifest):
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, run_id: str) -> ManifestEntry | None:
+        check_run_id(run_id)
         with self._errors("read the manifest"), self._lock:
             return _read(self._conn, run_id)
 
     def get_many(self, run_ids: Iterable[str]) -> dict[str, ManifestEntry]:
-        wanted = list(dict.fromkeys(run_ids))
+        wanted = unique_run_ids(run_ids)
         found: dict[str, ManifestEntry] = {}
         with self._errors("read the manifest"), self._lock:
             for start in range(0, len(wanted), _IN_CHUNK):
@@ -168,6 +174,7 @@ class SQLiteRunManifest(RunManifest):
     # -- writes --------------------------------------------------------------------------
 
     def add(self, run_id: str) -> None:
+        check_run_id(run_id)
         with self._transaction("mark a run committed") as conn:
             entry = _read(conn, run_id)
             if entry is not None and entry.status in DONE:
@@ -193,6 +200,7 @@ class SQLiteRunManifest(RunManifest):
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> bool:
+        check_claim(run_id, owner, lease_seconds, max_attempts)
         with self._transaction("claim a run") as conn:
             now = self._clock()
             entry = _read(conn, run_id)
@@ -258,6 +266,7 @@ class SQLiteRunManifest(RunManifest):
             conn.execute("DELETE FROM run_manifest WHERE run_id = ?", (run_id,))
 
     def skip(self, run_id: str, reason: str | None = None) -> None:
+        check_run_id(run_id)
         with self._transaction("skip a run") as conn:
             now = self._clock()
             entry = _read(conn, run_id)
@@ -277,6 +286,7 @@ class SQLiteRunManifest(RunManifest):
             )
 
     def unmark(self, run_id: str) -> None:
+        check_run_id(run_id)
         with self._transaction("unmark a run") as conn:
             entry = _read(conn, run_id)
             if entry is not None and entry.lease_live(self._clock()):
@@ -294,6 +304,8 @@ class SQLiteRunManifest(RunManifest):
         self, verb: str, run_id: str, owner: str
     ) -> Iterator[tuple[sqlite3.Connection, ManifestEntry, float]]:
         """A write transaction on a run ``owner`` holds; OwnershipLostError if not held."""
+        check_run_id(run_id)
+        check_owner(owner)
         with self._transaction(f"{verb} a run") as conn:
             entry = _read(conn, run_id)
             if entry is None or not holds(entry, owner):
@@ -355,17 +367,9 @@ def _upsert(
 
 def _entry(row: tuple[Any, ...]) -> ManifestEntry:
     record = dict(zip(COLUMNS, row))
-    status = record["status"]
-    try:
-        run_status = RunStatus.LEGACY if status is None else RunStatus(status)
-    except ValueError:
-        raise SparkManifestsError(
-            f"The manifest row {record['run_id']!r} has the unknown status {status!r}; was it "
-            "written by a newer version of spark_manifests?"
-        ) from None
     return ManifestEntry(
         run_id=record["run_id"],
-        status=run_status,
+        status=parse_status(record["run_id"], record["status"]),
         owner=record["owner"],
         lease_expires_at=utc_from_epoch(record["lease_expires_at"]),
         attempts=int(record["attempts"] or 0),

@@ -27,7 +27,12 @@ from spark_manifests import (
     SQLiteRunManifest,
     open_manifest,
 )
-from spark_manifests.exceptions import RetryableError, RunInProgressError, SparkManifestsError
+from spark_manifests.exceptions import (
+    InvalidRunIdError,
+    RetryableError,
+    RunInProgressError,
+    SparkManifestsError,
+)
 
 UTC = timezone.utc
 START = 1_491_906_665.0  # 2017-04-11 10:31:05 UTC
@@ -63,27 +68,6 @@ def manifest(request: pytest.FixtureRequest, clock: Clock, tmp_path: Path) -> An
     backend.create()
     yield backend
     backend.close()
-
-
-@pytest.fixture
-def atomic_moto_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's item writes atomic, as DynamoDB's are.
-
-    moto checks a condition and then writes without a lock, so two threads can both pass
-    the check; DynamoDB evaluates a condition and writes atomically per item. The lock
-    puts that guarantee into moto, so the concurrency test checks our conditions.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    for name in ("put_item", "update_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, atomic)
 
 
 def at(seconds_after_start: float) -> datetime:
@@ -305,6 +289,51 @@ def test_entries_list_every_run(manifest: RunManifest) -> None:
     assert statuses == {RUN: RunStatus.COMMITTED, OTHER: RunStatus.PROCESSING}
 
 
+@pytest.mark.parametrize("run_id", ["", None, 42, b"run=2017-04-11-10-31-05/"])
+def test_run_ids_must_be_non_empty_strings(manifest: RunManifest, run_id: Any) -> None:
+    calls = [
+        lambda: manifest.add(run_id),
+        lambda: manifest.contains(run_id),
+        lambda: manifest.get(run_id),
+        lambda: manifest.get_many([RUN, run_id]),
+        lambda: manifest.pending([RUN, run_id]),
+        lambda: manifest.claim(run_id, "job-a"),
+        lambda: manifest.commit(run_id, "job-a"),
+        lambda: manifest.fail(run_id, "job-a", "boom"),
+        lambda: manifest.release(run_id, "job-a"),
+        lambda: manifest.skip(run_id),
+        lambda: manifest.unmark(run_id),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidRunIdError, match="non-empty string"):
+            call()
+    assert list(manifest.entries()) == []
+
+
+def test_claim_arguments_are_checked(manifest: RunManifest) -> None:
+    for kwargs, message in [
+        ({"owner": ""}, "owner must be a non-empty string"),
+        ({"owner": None}, "owner must be a non-empty string"),
+        ({"owner": "job-a", "lease_seconds": 0}, "lease_seconds must be positive"),
+        ({"owner": "job-a", "lease_seconds": -5}, "lease_seconds must be positive"),
+        ({"owner": "job-a", "max_attempts": 0}, "max_attempts must be at least 1"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            manifest.claim(RUN, **kwargs)
+    assert manifest.get(RUN) is None
+    assert manifest.claim(RUN, "job-a")
+    with pytest.raises(ValueError, match="owner"):
+        manifest.commit(RUN, "")
+
+
+def test_pending_refuses_a_bare_string(manifest: RunManifest) -> None:
+    # Iterating it would ask for one-character run ids.
+    with pytest.raises(TypeError, match="single string"):
+        manifest.pending(RUN)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="single string"):
+        manifest.get_many(RUN)  # type: ignore[arg-type]
+
+
 def test_context_manager_closes(manifest: RunManifest) -> None:
     with manifest as opened:
         assert opened is manifest
@@ -404,6 +433,24 @@ def test_a_missing_table_says_how_to_create_it(aws: Any) -> None:
         assert "acme-runs" in str(caught.value)
         assert "manifest create" in str(caught.value)
         assert ".create()" in str(caught.value)
+
+
+def test_a_lost_condition_is_explained_from_the_item_it_failed_on(aws: Any) -> None:
+    client = aws.client("dynamodb")
+    manifest = RunManifests(client, "runs")
+    manifest.create()
+    manifest.claim(RUN, "job-b", lease_seconds=60)
+    calls: list[str] = []
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+
+    with pytest.raises(OwnershipLostError, match=r"held by 'job-b' \(lease until"):
+        manifest.commit(RUN, "job-a")
+    with pytest.raises(RunInProgressError, match=r"held by 'job-b'"):
+        manifest.unmark(RUN)
+    with pytest.raises(OwnershipLostError, match="not in the manifest"):
+        manifest.release(OTHER, "job-a")
+    # ALL_OLD returns the item with the failed condition: no second read, no race.
+    assert calls == ["UpdateItem", "DeleteItem", "DeleteItem"]
 
 
 def test_access_denied_names_the_table(aws: Any) -> None:
@@ -571,6 +618,15 @@ def test_sqlite_file_is_in_wal_mode_and_rows_without_status_are_legacy(tmp_path:
         entry = reopened.get(RUN)
         assert entry is not None
         assert entry.status is RunStatus.LEGACY
+
+
+def test_sqlite_in_memory(clock: Clock) -> None:
+    with SQLiteRunManifest(":memory:", clock=clock) as manifest:
+        assert manifest.path == ":memory:"
+        assert manifest.claim(RUN, "job-a", lease_seconds=60)
+        assert not manifest.claim(RUN, "job-b", lease_seconds=60)
+        manifest.commit(RUN, "job-a", rows_in=2)
+        assert manifest.pending([RUN, OTHER]) == [OTHER]
 
 
 def test_sqlite_errors_name_the_path(tmp_path: Path) -> None:
