@@ -55,6 +55,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Callable
 
@@ -104,6 +105,8 @@ ATTRIBUTES = {
 KEY = ATTRIBUTES["#id"]
 #: BatchGetItem takes at most 100 keys a call.
 BATCH_GET_KEYS = 100
+#: BatchGetItem calls in flight at once (botocore pools 10 connections a client).
+DEFAULT_READ_CONCURRENCY = 8
 #: How many BatchGetItem answers in a row may hand every key back before giving up.
 MAX_UNPROCESSED_RETRIES = 10
 
@@ -136,6 +139,9 @@ class RunManifests(RunManifest):
         The table; :meth:`create` makes it.
     clock
         Returns the current time in epoch seconds; decides lease expiry.
+    read_concurrency
+        BatchGetItem calls in flight at once when reading many runs (boto3 clients are
+        thread-safe; keep it at or below the client's ``max_pool_connections``, 10 by default).
 
     >>> manifests = RunManifests(boto3.client("dynamodb"), "acme-runs")  # doctest: +SKIP
     >>> manifests.create()  # doctest: +SKIP
@@ -144,9 +150,17 @@ class RunManifests(RunManifest):
     """
 
     def __init__(
-        self, dynamodb_client: Any, table_name: str, *, clock: Callable[[], float] = time.time
+        self,
+        dynamodb_client: Any,
+        table_name: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        read_concurrency: int = DEFAULT_READ_CONCURRENCY,
     ) -> None:
+        if read_concurrency < 1:
+            raise ValueError(f"read_concurrency must be at least 1, not {read_concurrency!r}.")
         self.dynamodb = dynamodb_client
+        self.read_concurrency = read_concurrency
         self.table_name = table_name
         self._clock = clock
         self._sleep: Callable[[float], None] = time.sleep
@@ -259,28 +273,44 @@ class RunManifests(RunManifest):
     ) -> Iterator[dict[str, Any]]:
         """The items of the runs, by BatchGetItem calls of up to 100 keys.
 
-        Keys DynamoDB hands back unprocessed (throttling) go into the next call after an
-        exponential backoff with jitter.
+        Up to ``read_concurrency`` calls are in flight at once: a backlog of thousands of runs
+        costs a few round trips, not one per hundred runs.
         """
         request: dict[str, Any] = {"ConsistentRead": True}
         if projection:
             request["ProjectionExpression"] = projection
             request["ExpressionAttributeNames"] = _names(projection)
-        queue = deque(_key(run_id) for run_id in unique_run_ids(run_ids))
+        keys = [_key(run_id) for run_id in unique_run_ids(run_ids)]
+        chunks = [keys[i : i + BATCH_GET_KEYS] for i in range(0, len(keys), BATCH_GET_KEYS)]
+        if len(chunks) <= 1 or self.read_concurrency <= 1:
+            for chunk in chunks:
+                yield from self._batch_get_chunk(request, chunk)
+            return
+        with ThreadPoolExecutor(min(self.read_concurrency, len(chunks))) as pool:
+            for items in pool.map(lambda chunk: self._batch_get_chunk(request, chunk), chunks):
+                yield from items
+
+    def _batch_get_chunk(
+        self, request: dict[str, Any], keys: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The items of up to 100 keys; keys DynamoDB hands back unprocessed (throttling) go
+        into the next call after an exponential backoff with jitter."""
+        items: list[dict[str, Any]] = []
+        queue = deque(keys)
         throttled = stalled = 0  # answers in a row with keys handed back / with nothing read
         while queue:
-            keys = [queue.popleft() for _ in range(min(BATCH_GET_KEYS, len(queue)))]
+            asked = [queue.popleft() for _ in range(min(BATCH_GET_KEYS, len(queue)))]
             with aws_errors("read the run manifest", self._resource):
                 response = self.dynamodb.batch_get_item(
-                    RequestItems={self.table_name: {**request, "Keys": keys}}
+                    RequestItems={self.table_name: {**request, "Keys": asked}}
                 )
-            yield from response.get("Responses", {}).get(self.table_name, [])
+            items.extend(response.get("Responses", {}).get(self.table_name, []))
             unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name, {})
             if not unprocessed.get("Keys"):
                 throttled = stalled = 0
                 continue
             throttled += 1
-            stalled = stalled + 1 if len(unprocessed["Keys"]) == len(keys) else 0
+            stalled = stalled + 1 if len(unprocessed["Keys"]) == len(asked) else 0
             if stalled > MAX_UNPROCESSED_RETRIES:
                 raise RetryableError(
                     f"Could not read the run manifest ({self._resource}): DynamoDB returned "
@@ -289,6 +319,7 @@ class RunManifests(RunManifest):
                 )
             queue.extendleft(reversed(unprocessed["Keys"]))
             self._sleep(_backoff(throttled))
+        return items
 
     def entries(self) -> Iterator[ManifestEntry]:
         paginator = self.dynamodb.get_paginator("scan")

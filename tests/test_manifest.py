@@ -6,6 +6,7 @@ import multiprocessing
 import queue
 import sqlite3
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -518,7 +519,7 @@ def test_unprocessed_keys_are_retried_with_backoff(aws: Any) -> None:
     client = aws.client("dynamodb")
     RunManifests(client, "runs").create()
     throttled = UnprocessedKeysClient(client, times=2)
-    manifest = RunManifests(throttled, "runs")
+    manifest = RunManifests(throttled, "runs", read_concurrency=1)
     sleeps: list[float] = []
     manifest._sleep = sleeps.append
     run_ids = [f"archive/run=2017-04-11-10-{i // 60:02d}-{i % 60:02d}/" for i in range(150)]
@@ -526,8 +527,9 @@ def test_unprocessed_keys_are_retried_with_backoff(aws: Any) -> None:
         manifest.add(run_id)
 
     assert manifest.pending(run_ids) == run_ids[75:]
-    # 100 keys -> 50 read, 50 back in the queue; they go out with the next keys.
-    assert throttled.calls == [100, 100, 50]
+    # 100 keys -> 50 read, 50 handed back and asked again after a pause -> 25 read, 25
+    # handed back -> all read; then the other 50 keys.
+    assert throttled.calls == [100, 50, 25, 50]
     assert len(sleeps) == 2
     assert all(0 <= pause <= 5 for pause in sleeps)
 
@@ -535,6 +537,50 @@ def test_unprocessed_keys_are_retried_with_backoff(aws: Any) -> None:
     forever._sleep = sleeps.append
     with pytest.raises(RetryableError, match="every key unprocessed"):
         forever.pending(run_ids)
+
+
+class SlowBatchGetClient:
+    """A DynamoDB client whose BatchGetItem takes a while and records calls in flight."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.in_flight = self.peak = 0
+        self.keys_asked: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            self.keys_asked.extend(len(r["Keys"]) for r in RequestItems.values())
+        try:
+            time.sleep(0.05)
+            return self._client.batch_get_item(RequestItems=RequestItems)  # type: ignore[no-any-return]
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def test_pending_reads_batches_concurrently(aws: Any) -> None:
+    client = aws.client("dynamodb")
+    RunManifests(client, "runs").create()
+    run_ids = [
+        f"archive/run=2017-04-{11 + i // 600}-{i // 60 % 10:02d}-{i % 60:02d}-00/"
+        for i in range(950)
+    ]
+    RunManifests(client, "runs").add(run_ids[3])
+    slow = SlowBatchGetClient(client)
+
+    pending = RunManifests(slow, "runs", read_concurrency=4).pending(run_ids)
+
+    assert pending == run_ids[:3] + run_ids[4:]
+    assert sorted(slow.keys_asked) == [50] + [100] * 9
+    assert 1 < slow.peak <= 4
+    with pytest.raises(ValueError, match="read_concurrency"):
+        RunManifests(client, "runs", read_concurrency=0)
 
 
 def test_concurrent_claims_in_threads_have_one_winner(aws: Any, atomic_moto_dynamodb: None) -> None:
