@@ -218,7 +218,7 @@ def read_enriched(spark: SparkSession, paths: PathOrPaths, *, shred: bool = True
             "Found %d context and %d unstructured-event schemas in %s",
             len(contexts_columns),
             len(unstruct_columns),
-            ", ".join(locations),
+            _describe(locations),
         )
     typed = text.selectExpr(*sql.field_columns()).selectExpr(*sql.typed_columns())
     ok = sql.line_ok(accepted)
@@ -238,6 +238,13 @@ def _locations(paths: PathOrPaths) -> list[str]:
     if not locations:
         raise RunInputError("No input paths given: pass a file, a run folder or a list of them.")
     return locations
+
+
+def _describe(locations: list[str]) -> str:
+    """The paths for a log line: a batch may hold hundreds of part files."""
+    if len(locations) <= 3:
+        return ", ".join(locations)
+    return f"{locations[0]} and {len(locations) - 1} more paths"
 
 
 def _read_text(spark: SparkSession, locations: list[str]) -> DataFrame:

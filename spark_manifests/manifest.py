@@ -158,16 +158,18 @@ def parse_status(run_id: str, status: str | None) -> RunStatus:
 def can_claim(entry: ManifestEntry | None, owner: str, now: float, max_attempts: int) -> bool:
     """The claim rule both backends follow (DynamoDB states it as a condition expression).
 
-    A run can be claimed when it is unknown; processing under an expired lease, or already
-    held by ``owner`` (its lease is renewed); or failed with attempts left.
+    A run can be claimed when it is unknown; or processing under an expired lease, or already
+    held by ``owner`` (its lease is renewed), or failed — each with attempts left. Takeovers
+    count: a run whose jobs keep dying while processing it stops after ``max_attempts``
+    instead of killing every job that picks it up.
     """
     if entry is None:
         return True
+    if entry.attempts >= max_attempts:
+        return False
     if entry.status is RunStatus.PROCESSING:
         return entry.owner == owner or not entry.lease_live(now)
-    if entry.status is RunStatus.FAILED:
-        return entry.attempts < max_attempts
-    return False
+    return entry.status is RunStatus.FAILED
 
 
 def can_skip(entry: ManifestEntry | None, now: float) -> bool:

@@ -112,9 +112,9 @@ MAX_UNPROCESSED_RETRIES = 10
 
 _CLAIM_CONDITION = (
     "attribute_not_exists(#id)"
-    " OR (#status = :processing AND (#owner = :owner OR attribute_not_exists(#lease)"
-    " OR #lease <= :now))"
-    " OR (#status = :failed AND (attribute_not_exists(#attempts) OR #attempts < :max))"
+    " OR ((attribute_not_exists(#attempts) OR #attempts < :max) AND ("
+    "(#status = :processing AND (#owner = :owner OR attribute_not_exists(#lease)"
+    " OR #lease <= :now)) OR #status = :failed))"
 )
 _HELD_CONDITION = "#status = :processing AND #owner = :owner"
 _SKIP_CONDITION = (

@@ -539,7 +539,7 @@ class ManifestedRunSource:
             max_attempts=self.retry.max_retries + 1,
         ):
             _logger.info(
-                "Skipping %s: committed, skipped, failed for good, or held by another job", run.id
+                "Skipping %s: committed, skipped, out of attempts, or held by another job", run.id
             )
             return False
         self._held.add(run.id)

@@ -121,6 +121,8 @@ def test_throttling_and_slow_down_do_not_change_the_output(
 
     summary = source_for(spark, archive, tmp_path / "out", manifest, s3).run()
 
+    # -s shows what was injected (the figures the reliability report quotes).
+    print(f"injected {throttled.injected} DynamoDB throttles, {slowed.injected} S3 SlowDowns")
     assert summary.runs_committed == RUNS
     assert throttled.injected >= RUNS
     assert slowed.injected >= RUNS

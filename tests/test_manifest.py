@@ -162,6 +162,22 @@ def test_lease_takeover_after_expiry(manifest: RunManifest, clock: Clock) -> Non
     assert manifest.contains(RUN)
 
 
+def test_takeovers_count_against_max_attempts(manifest: RunManifest, clock: Clock) -> None:
+    # A run whose jobs keep dying while they process it (a poison run) stops being claimed.
+    for attempt in (1, 2, 3):
+        assert manifest.claim(RUN, f"job-{attempt}", lease_seconds=60, max_attempts=3)
+        clock.advance(61)
+    assert not manifest.claim(RUN, "job-4", lease_seconds=60, max_attempts=3)
+    assert not manifest.claim(RUN, "job-3", lease_seconds=60, max_attempts=3)
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert (entry.status, entry.owner, entry.attempts) == (RunStatus.PROCESSING, "job-3", 3)
+    # It stays pending and visible; an operator unmarks it to try again, or skips it.
+    assert manifest.pending([RUN]) == [RUN]
+    manifest.unmark(RUN)
+    assert manifest.claim(RUN, "job-4", lease_seconds=60, max_attempts=3)
+
+
 def test_commit_of_a_run_never_claimed_or_done_raises(manifest: RunManifest) -> None:
     with pytest.raises(OwnershipLostError, match="not in the manifest"):
         manifest.commit(RUN, "job-a")
