@@ -23,6 +23,7 @@ from typing import Any, Callable
 import pytest
 
 SPARK_SUBMIT = str(Path(sys.executable).with_name("spark-submit"))
+ENRICHED_TO_PARQUET = str(Path(__file__).resolve().parent / "jobs" / "enriched_to_parquet.py")
 
 # Spark's workers must run this interpreter, and bind only to loopback.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -181,3 +182,30 @@ def py_files(tmp_path_factory: pytest.TempPathFactory) -> str:
     target = tmp_path_factory.mktemp("py_files") / "spark_manifests.zip"
     assert main(["package", "--output", str(target)]) == 0
     return str(target)
+
+
+def submit_enriched_to_parquet(
+    master: str,
+    python: str,
+    py_files: str,
+    job_args: list[str],
+    *,
+    cwd: Path,
+    conf: tuple[str, ...] = (),
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """``jobs/enriched_to_parquet.py`` through spark-submit, as a user runs it: the package
+    shipped by ``--py-files`` to ``python`` (an interpreter where it is not installed)."""
+    env = dict(
+        os.environ, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python, SPARK_LOCAL_IP="127.0.0.1"
+    )
+    confs = [arg for item in ("spark.ui.enabled=false", *conf) for arg in ("--conf", item)]
+    command = [SPARK_SUBMIT, "--master", master, *confs, "--py-files", py_files]
+    return subprocess.run(
+        [*command, ENRICHED_TO_PARQUET, *job_args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

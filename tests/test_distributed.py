@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SPARK_SUBMIT, free_port
+from conftest import SPARK_SUBMIT, free_port, submit_enriched_to_parquet
 from spark_manifests import RunStatus, SQLiteRunManifest, write_sample_archive
 
-REPO = Path(__file__).resolve().parents[1]
 SPARK_CLASS = str(Path(SPARK_SUBMIT).with_name("spark-class"))
 
 pytestmark = pytest.mark.slow
@@ -124,25 +123,11 @@ def test_job_runs_on_a_standalone_cluster(
         compress=True,
     )
     manifest = str(tmp_path / "manifest.sqlite")
-    env = dict(
-        os.environ,
-        PYSPARK_PYTHON=bare_python,
-        PYSPARK_DRIVER_PYTHON=bare_python,
-        SPARK_LOCAL_IP="127.0.0.1",
-    )
-
-    result = subprocess.run(
+    result = submit_enriched_to_parquet(
+        standalone_cluster,
+        bare_python,
+        py_files,
         [
-            SPARK_SUBMIT,
-            "--master",
-            standalone_cluster,
-            "--conf",
-            "spark.ui.enabled=false",
-            "--conf",
-            "spark.executor.memory=1g",
-            "--py-files",
-            py_files,
-            str(REPO / "jobs" / "enriched_to_parquet.py"),
             "--archive",
             str(archive),
             "--output",
@@ -155,9 +140,7 @@ def test_job_runs_on_a_standalone_cluster(
             "distributed",
         ],
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        conf=("spark.executor.memory=1g",),
         timeout=900,
     )
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import boto3
 import pytest
 
-from conftest import SPARK_SUBMIT
+from conftest import submit_enriched_to_parquet
 from spark_manifests import RunStatus, open_manifest, write_sample_archive
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
@@ -28,22 +25,11 @@ def test_enriched_to_parquet_through_spark_submit(
     with open_manifest("dynamodb://e2e-runs") as manifest:
         manifest.create()
 
-    env = dict(
-        os.environ,
-        PYSPARK_PYTHON=bare_python,
-        PYSPARK_DRIVER_PYTHON=bare_python,
-        SPARK_LOCAL_IP="127.0.0.1",
-    )
-    result = subprocess.run(
+    result = submit_enriched_to_parquet(
+        "local[2]",
+        bare_python,
+        py_files,
         [
-            str(SPARK_SUBMIT),
-            "--master",
-            "local[2]",
-            "--conf",
-            "spark.ui.enabled=false",
-            "--py-files",
-            py_files,
-            str(REPO / "jobs" / "enriched_to_parquet.py"),
             "--archive",
             str(archive),
             "--output",
@@ -58,10 +44,6 @@ def test_enriched_to_parquet_through_spark_submit(
             "2",
         ],
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
