@@ -7,17 +7,19 @@ executors. A value that may be malformed goes through a guard and ``try_cast``, 
 The plan, bottom up::
 
     text files    value
-    fields        _n (number of fields), each field as a string (empty -> NULL),
-                  _line (the line, kept only when the number of fields is wrong)
-    typed         typed fields, raw strings of non-string fields, parsed JSON fields,
-                  _source_file = input_file_name()
+    fields        _fields: the line split at tabs, once
+    typed         _fields, typed fields (empty -> NULL), the JSON fields as text and parsed,
+                  the entities of both contexts fields, _source_file = input_file_name()
     filter        the line is good  /  it is not
     output        events columns    /  bad-row columns
 
 Plans this wide (over 100 columns) run without whole-stage code generation, so each
 projection copies every row: the layers are as few as possible. ``from_json`` is evaluated
 outside the generated code, so its input must be a column of the layer below, or it would
-split the line again by itself: hence two layers under the filter. ``input_file_name()`` is
+split the line again by itself: hence the array of fields under the typed layer (it also
+gives back the raw values and the line for the bad rows). Within a layer, Spark computes a
+repeated expression once per row (common subexpression elimination), so the parsed JSON
+is written out where it is needed rather than referenced by name. ``input_file_name()`` is
 non-deterministic, which keeps Spark from pushing the filter below the typed layer (and
 from parsing the JSON and casting the values a second time there).
 """
@@ -41,9 +43,11 @@ from ._enriched_fields import (
 )
 from ._iglu import IGLU_URI_PATTERN
 
-LINE = "_line"
+FIELDS_ARRAY = "_fields"
 SOURCE_FILE = "_source_file"
-FIELD_TOTAL = "_n"
+ENTITIES = "_entities"
+ENTITY_SCHEMAS = "_entity_schemas"
+REPEATED_SCHEMA = "_repeated_schema"
 RUN = "run"
 GEO_LOCATION = "geo_location"
 
@@ -83,10 +87,6 @@ def alias(expression: str, name: str) -> str:
     return f"{expression} AS {quote(name)}"
 
 
-def raw_name(name: str) -> str:
-    return f"_raw_{name}"
-
-
 def json_name(name: str) -> str:
     return f"_json_{name}"
 
@@ -94,14 +94,28 @@ def json_name(name: str) -> str:
 # -- fields and types -------------------------------------------------------------------
 
 
-def field_text(position: int, line: str = "value") -> str:
-    """SQL: field ``position`` (0-based) of ``line``; ``NULL`` when empty or missing."""
+def split_fields(line: str = "value") -> str:
+    """SQL: the fields of ``line``, every one kept (a trailing empty field too)."""
+    return f"split({line}, '\\t', -1)"
+
+
+def field_raw(position: int, fields: str = FIELDS_ARRAY) -> str:
+    """SQL: field ``position`` (0-based) of an array of fields, as read; ``NULL`` if missing."""
     # get() gives NULL past the end of a short line (element_at would fail under ANSI).
-    # The split is written once per field; Spark computes it once per row (common
-    # subexpression elimination). Not nullif() nor BETWEEN: Spark 4 rewrites those into
-    # extra projections, each one more copy of every row.
-    field = f"get(split({line}, '\\t', -1), {position})"
+    return f"get({fields}, {position})"
+
+
+def field_text(position: int, fields: str = FIELDS_ARRAY) -> str:
+    """SQL: field ``position`` (0-based) of an array of fields; ``NULL`` when empty or missing."""
+    # Not nullif() nor BETWEEN: Spark 4 rewrites those into extra projections, each one
+    # more copy of every row.
+    field = field_raw(position, fields)
     return f"if({field} = '', NULL, {field})"
+
+
+def field_count() -> str:
+    """SQL over the typed layer: the number of fields of the line."""
+    return f"size({FIELDS_ARRAY})"
 
 
 def typed_value(raw: str, kind: str) -> str:
@@ -125,33 +139,44 @@ def typed_value(raw: str, kind: str) -> str:
 
 
 def field_columns() -> list[str]:
-    """The fields layer over ``value``: its field count, one string per field, and the line
-    itself only when the count is wrong (otherwise the fields give it back: see
-    :func:`line_text`), so good lines are not copied along twice."""
-    count = "size(split(value, '\\t', -1))"
-    columns = [
-        alias(f"if({count} = {FIELD_COUNT}, NULL, value)", LINE),
-        alias(count, FIELD_TOTAL),
-    ]
-    for position, (name, kind) in enumerate(FIELDS):
-        columns.append(alias(field_text(position), name if kind == STRING else raw_name(name)))
-    return columns
+    """The fields layer over ``value``: the line split once, as an array."""
+    return [alias(split_fields(), FIELDS_ARRAY)]
+
+
+def _parsed_json(name: str, kind: str) -> str:
+    schema = CONTEXTS_JSON_SCHEMA if kind == CONTEXTS else UNSTRUCT_JSON_SCHEMA
+    return f"from_json({field_text(INDEX[name])}, '{schema}', {_JSON_OPTIONS})"
+
+
+_NO_ENTITIES = "CAST(array() AS array<struct<schema: string, data: string>>)"
+
+
+def _entities() -> str:
+    """SQL over the fields layer: the entities of contexts, then of derived_contexts."""
+    return (
+        f"concat(coalesce({_parsed_json('contexts', CONTEXTS)}.data, {_NO_ENTITIES}), "
+        f"coalesce({_parsed_json('derived_contexts', CONTEXTS)}.data, {_NO_ENTITIES}))"
+    )
 
 
 def typed_columns() -> list[str]:
-    """The typed layer over the fields layer."""
-    columns = [LINE, alias("input_file_name()", SOURCE_FILE), FIELD_TOTAL]
-    for name, kind in FIELDS:
-        raw = quote(raw_name(name))
-        if kind == STRING:
-            columns.append(quote(name))
-        elif kind in (CONTEXTS, UNSTRUCT):
-            schema = CONTEXTS_JSON_SCHEMA if kind == CONTEXTS else UNSTRUCT_JSON_SCHEMA
-            columns.append(alias(raw, name))
-            columns.append(alias(f"from_json({raw}, '{schema}', {_JSON_OPTIONS})", json_name(name)))
+    """The typed layer over the fields layer. Spark drops the columns a plan does not use."""
+    columns = [FIELDS_ARRAY, alias("input_file_name()", SOURCE_FILE)]
+    for position, (name, kind) in enumerate(FIELDS):
+        text = field_text(position)
+        if kind in (STRING, CONTEXTS, UNSTRUCT):
+            columns.append(alias(text, name))
         else:
-            columns += [raw, alias(typed_value(raw, kind), name)]
-    return columns
+            columns.append(alias(typed_value(text, kind), name))
+        if kind in (CONTEXTS, UNSTRUCT):
+            columns.append(alias(_parsed_json(name, kind), json_name(name)))
+    schemas = f"{_entities()}.schema"
+    return [
+        *columns,
+        alias(_entities(), ENTITIES),
+        alias(schemas, ENTITY_SCHEMAS),
+        alias(f"size(array_distinct({schemas})) < size({schemas})", REPEATED_SCHEMA),
+    ]
 
 
 # -- validity -----------------------------------------------------------------------------
@@ -186,13 +211,13 @@ def field_ok(name: str, kind: str, accepted: Accepted) -> str:
             f"AND {_schema_accepted(f'{parsed}.data.schema', accepted[UNSTRUCT])}"
         )
     else:
-        return f"({quote(raw_name(name))} IS NULL OR {quote(name)} IS NOT NULL)"
+        return f"({field_raw(INDEX[name])} = '' OR {quote(name)} IS NOT NULL)"
     return f"({quote(name)} IS NULL OR ({valid}))"
 
 
 def line_ok(accepted: Accepted) -> str:
     """SQL: the line is a good event. Never ``NULL``."""
-    checks = [f"{FIELD_TOTAL} = {FIELD_COUNT}"]
+    checks = [f"{field_count()} = {FIELD_COUNT}"]
     checks += [field_ok(name, kind, accepted) for name, kind in FIELDS if kind != STRING]
     return f"coalesce({' AND '.join(checks)}, false)"
 
@@ -261,17 +286,13 @@ def _field_error(name: str, kind: str, accepted: Accepted) -> str:
     if kind in (CONTEXTS, UNSTRUCT):
         error = _invalid_value(name, quote(name), _json_problem(name, kind, accepted))
     else:
-        error = _invalid_value(name, quote(raw_name(name)), literal(_TYPE_WORDS[kind]))
+        error = _invalid_value(name, field_raw(INDEX[name]), literal(_TYPE_WORDS[kind]))
     return f"CASE WHEN NOT {field_ok(name, kind, accepted)} THEN {error} END"
 
 
 def line_text() -> str:
     """SQL over the typed layer: the line as read."""
-    fields = ", ".join(
-        f"coalesce({quote(name if kind in (STRING, CONTEXTS, UNSTRUCT) else raw_name(name))}, '')"
-        for name, kind in FIELDS
-    )
-    return f"coalesce({LINE}, concat_ws('\\t', {fields}))"
+    return f"array_join({FIELDS_ARRAY}, '\\t')"
 
 
 def bad_row_columns(accepted: Accepted) -> list[str]:
@@ -279,12 +300,12 @@ def bad_row_columns(accepted: Accepted) -> list[str]:
     count_error = (
         "array(named_struct('type', 'FieldNumberMismatch', 'key', CAST(NULL AS string), "
         "'value', CAST(NULL AS string), 'message', "
-        f"concat('Expected {FIELD_COUNT} fields, received ', {FIELD_TOTAL}, ' fields')))"
+        f"concat('Expected {FIELD_COUNT} fields, received ', {field_count()}, ' fields')))"
     )
     field_errors = ", ".join(
         _field_error(name, kind, accepted) for name, kind in FIELDS if kind != STRING
     )
-    wrong_count = f"{FIELD_TOTAL} != {FIELD_COUNT}"
+    wrong_count = f"{field_count()} != {FIELD_COUNT}"
     return [
         alias(SOURCE_FILE, "source_file"),
         alias(line_text(), "line"),
@@ -323,24 +344,13 @@ def run_label() -> str:
 
 def geo_location() -> str:
     """SQL: ``"lat,lon"`` from the raw latitude and longitude, as the Snowplow SDK builds it."""
-    latitude, longitude = quote(raw_name("geo_latitude")), quote(raw_name("geo_longitude"))
+    latitude = field_text(INDEX["geo_latitude"])
+    longitude = field_text(INDEX["geo_longitude"])
     return alias(
         f"if({latitude} IS NULL OR {longitude} IS NULL, NULL, "
         f"concat({latitude}, ',', {longitude}))",
         GEO_LOCATION,
     )
-
-
-# The entities of contexts then derived_contexts. Written out inline in the events
-# projection (Spark computes each once per row) rather than in a projection of their own,
-# which would copy every row again.
-_NO_ENTITIES = "CAST(array() AS array<struct<schema: string, data: string>>)"
-_ENTITIES = (
-    f"concat(coalesce({quote(json_name('contexts'))}.data, {_NO_ENTITIES}), "
-    f"coalesce({quote(json_name('derived_contexts'))}.data, {_NO_ENTITIES}))"
-)
-_SCHEMAS = f"{_ENTITIES}.schema"
-_REPEATED = f"size(array_distinct({_SCHEMAS})) < size({_SCHEMAS})"
 
 
 def contexts_column(name: str, uris: Sequence[str]) -> str:
@@ -350,17 +360,17 @@ def contexts_column(name: str, uris: Sequence[str]) -> str:
     Most lines hold at most one entity of a schema: it is picked by position, which Spark
     compiles to Java. Only lines with a repeated schema run the interpreted ``filter``.
     """
-    matching = f"filter({_ENTITIES}, e -> e.schema IN ({', '.join(literal(u) for u in uris)})).data"
+    matching = f"filter({ENTITIES}, e -> e.schema IN ({', '.join(literal(u) for u in uris)})).data"
     if len(uris) == 1:
-        position = f"array_position({_SCHEMAS}, {literal(uris[0])})"
-        single = f"array(get({_ENTITIES}.data, {position} - 1))"
+        position = f"array_position({ENTITY_SCHEMAS}, {literal(uris[0])})"
+        single = f"array(get({ENTITIES}, {position} - 1).data)"
         shredded = (
-            f"CASE WHEN {position} = 0 THEN NULL WHEN NOT {_REPEATED} THEN {single} "
+            f"CASE WHEN {position} = 0 THEN NULL WHEN NOT {REPEATED_SCHEMA} THEN {single} "
             f"ELSE {matching} END"
         )
     else:
         listed = f"array({', '.join(literal(u) for u in uris)})"
-        shredded = f"CASE WHEN arrays_overlap({_SCHEMAS}, {listed}) THEN {matching} END"
+        shredded = f"CASE WHEN arrays_overlap({ENTITY_SCHEMAS}, {listed}) THEN {matching} END"
     return alias(shredded, name)
 
 
@@ -388,7 +398,7 @@ def exact_schema_pairs() -> str:
     event = "struct<data: struct<schema: string>>"
 
     def parsed(name: str, schema: str) -> str:
-        return f"from_json({field_text(INDEX[name])}, '{schema}')"
+        return f"from_json({field_text(INDEX[name], split_fields())}, '{schema}')"
 
     def contexts_pairs(name: str) -> str:
         return (
