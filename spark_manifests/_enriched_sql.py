@@ -233,17 +233,6 @@ def _shown(value: str) -> str:
     )
 
 
-def _invalid_value(name: str, value: str, into: str) -> str:
-    """SQL: an ``InvalidValue`` error, worded as Snowplow's loader_parsing_error."""
-    # Quotes inside literals as \' : Spark 3.5 reads '' as two adjacent literals.
-    before, after = literal(f"Cannot parse key '{name}' with value '"), literal("' into ")
-    message = f"concat({before}, {_shown(value)}, {after}, {into})"
-    return (
-        f"named_struct('type', 'InvalidValue', 'key', '{name}', 'value', {value}, "
-        f"'message', {message})"
-    )
-
-
 def _schema_refused(schema: str, uris: Sequence[str] | None) -> str:
     """SQL: why an entity schema was refused (evaluated on bad rows only)."""
     opening = literal("entity schema '")
@@ -281,13 +270,47 @@ def _json_problem(name: str, kind: str, accepted: Accepted) -> str:
     )
 
 
-def _field_error(name: str, kind: str, accepted: Accepted) -> str:
-    """SQL: the error of one field, ``NULL`` when the field is fine."""
-    if kind in (CONTEXTS, UNSTRUCT):
-        error = _invalid_value(name, quote(name), _json_problem(name, kind, accepted))
-    else:
-        error = _invalid_value(name, field_raw(INDEX[name]), literal(_TYPE_WORDS[kind]))
-    return f"CASE WHEN NOT {field_ok(name, kind, accepted)} THEN {error} END"
+def _field_checks(accepted: Accepted) -> str:
+    """SQL: for each typed field, in order, whether it is fine and what it should parse into."""
+    checks = []
+    for name, kind in FIELDS:
+        if kind == STRING:
+            continue
+        if kind in (CONTEXTS, UNSTRUCT):
+            into = _json_problem(name, kind, accepted)
+        else:
+            into = literal(_TYPE_WORDS[kind])
+        checks.append(f"named_struct('ok', {field_ok(name, kind, accepted)}, 'into', {into})")
+    return f"array({', '.join(checks)})"
+
+
+def _field_errors(accepted: Accepted) -> str:
+    """SQL: an ``InvalidValue`` error per field that does not parse, worded as Snowplow's
+    loader_parsing_error.
+
+    One lambda builds every message: written out per field, the bad-row plan (narrow
+    enough for whole-stage code generation) outgrows the JVM's 64 KB method limit.
+    """
+    checked = [(name, INDEX[name]) for name, kind in FIELDS if kind != STRING]
+    names = f"array({', '.join(literal(name) for name, _ in checked)})"
+    positions = f"array({', '.join(str(position) for _, position in checked)})"
+    value = f"get({FIELDS_ARRAY}, get({positions}, i))"
+    key = f"get({names}, i)"
+    # Quotes inside literals as \' : Spark 3.5 reads '' as two adjacent literals.
+    before, middle, after = (
+        literal("Cannot parse key '"),
+        literal("' with value '"),
+        literal("' into "),
+    )
+    message = f"concat({before}, {key}, {middle}, {_shown(value)}, {after}, check.into)"
+    error = (
+        f"named_struct('type', 'InvalidValue', 'key', {key}, 'value', {value}, "
+        f"'message', {message})"
+    )
+    return (
+        f"array_compact(transform({_field_checks(accepted)}, "
+        f"(check, i) -> CASE WHEN NOT check.ok THEN {error} END))"
+    )
 
 
 def line_text() -> str:
@@ -302,9 +325,6 @@ def bad_row_columns(accepted: Accepted) -> list[str]:
         "'value', CAST(NULL AS string), 'message', "
         f"concat('Expected {FIELD_COUNT} fields, received ', {field_count()}, ' fields')))"
     )
-    field_errors = ", ".join(
-        _field_error(name, kind, accepted) for name, kind in FIELDS if kind != STRING
-    )
     wrong_count = f"{field_count()} != {FIELD_COUNT}"
     return [
         alias(SOURCE_FILE, "source_file"),
@@ -314,8 +334,7 @@ def bad_row_columns(accepted: Accepted) -> list[str]:
             "failure_type",
         ),
         alias(
-            f"CASE WHEN {wrong_count} THEN {count_error} "
-            f"ELSE array_compact(array({field_errors})) END",
+            f"CASE WHEN {wrong_count} THEN {count_error} ELSE {_field_errors(accepted)} END",
             "errors",
         ),
         run_label(),
