@@ -73,7 +73,9 @@ Snowplow writes it (``schema`` before ``data``) are parsed for that list instead
 self-describing JSON nested inside an entity's data may add a column of its own, empty.
 
 ``events`` and ``bad_rows`` are two plans over the same files: writing both parses the input
-twice (the bad rows skip the shredding and the schema scan).
+twice (the bad rows skip the shredding and the schema scan). The schema scan also counts the
+lines of each run (``EnrichedRead.lines_per_run``): when the events written are as many, there
+are no bad rows, and :class:`~spark_manifests.ManifestedRunSource` does not compute them.
 
 >>> run = "s3://acme/enriched/archive/run=2017-04-11-10-31-05/"
 >>> read = read_enriched(spark, run)  # doctest: +SKIP
@@ -84,8 +86,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple, Union
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 
 from . import _enriched_sql as sql
 from ._enriched_fields import BOOL, CONTEXTS, DOUBLE, FIELDS, INT, TSTAMP, UNSTRUCT
@@ -128,14 +132,23 @@ _MAX_UNSORTED_LISTED = 100
 PathOrPaths = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
 
-class EnrichedRead(NamedTuple):
+@dataclass(frozen=True)
+class EnrichedRead:
     """What :func:`read_enriched` returns: the good events and the bad rows.
 
-    Both DataFrames carry the string column ``run``.
+    Both DataFrames carry the string column ``run``. Unpacks as ``events, bad_rows``.
+    ``lines_per_run`` maps each run label to the number of lines read from its files
+    (``None`` key: files outside a run folder), counted by the schema discovery scan;
+    ``None`` when there was no scan (``shred=False``). A source that sees as many good
+    events as lines read knows there are no bad rows without computing them.
     """
 
     events: DataFrame
     bad_rows: DataFrame
+    lines_per_run: Mapping[str | None, int] | None = None
+
+    def __iter__(self) -> Iterator[DataFrame]:
+        return iter((self.events, self.bad_rows))
 
 
 def _spark_type(kind: str) -> DataType:
@@ -205,8 +218,9 @@ def read_enriched(spark: SparkSession, paths: PathOrPaths, *, shred: bool = True
     contexts_columns: dict[str, tuple[str, ...]] = {}
     unstruct_columns: dict[str, tuple[str, ...]] = {}
     accepted: dict[str, list[str] | None] = {CONTEXTS: None, UNSTRUCT: None}
+    lines_per_run = None
     if shred:
-        discovered = _discover(text)
+        discovered, lines_per_run = _discover(text)
         contexts_columns = group_by_column(CONTEXTS_PREFIX, discovered.contexts)
         unstruct_columns = group_by_column(UNSTRUCT_PREFIX, discovered.unstruct)
         # Only URIs with a column: a valid URI the scan did not see makes a bad row.
@@ -228,7 +242,7 @@ def read_enriched(spark: SparkSession, paths: PathOrPaths, *, shred: bool = True
     else:
         events = good.selectExpr(*[sql.quote(name) for name, _ in FIELDS], sql.run_label())
     bad_rows = bad.selectExpr(*sql.bad_row_columns(accepted)).selectExpr(*sql.BAD_ROW_OUTPUT)
-    return EnrichedRead(events, bad_rows)
+    return EnrichedRead(events, bad_rows, lines_per_run)
 
 
 def _locations(paths: PathOrPaths) -> list[str]:
@@ -258,18 +272,36 @@ def _read_text(spark: SparkSession, locations: list[str]) -> DataFrame:
         ) from exc
 
 
-def _discover(text: DataFrame) -> Discovered:
-    """The entity schema URIs in the JSON fields of ``text``, by kind.
+def _discover(text: DataFrame) -> tuple[Discovered, dict[str | None, int]]:
+    """The entity schema URIs in the JSON fields of ``text``, by kind, and its lines per run.
 
     One cheap scan: a regular expression lists the ``"schema":"iglu:..."`` values of each
     line in order, and the distinct sequences are sorted on the driver. Lines whose layout
     does not allow that (see :func:`spark_manifests._iglu.classify_uri_sequences`) are read
-    again, with their JSON parsed.
+    again, with their JSON parsed. The scan counts the lines of each file on the way.
     """
+    sequence = sql.schema_sequence()
+    scanned = text.selectExpr("input_file_name() AS file", f"{sequence} AS uris")
+    counted = scanned.groupBy("file", "uris").count().collect()
+    sequences = {tuple(row.uris) for row in counted}
+    lines_per_run: dict[str | None, int] = {}
+    for row in counted:
+        label = _run_label(row.file)
+        lines_per_run[label] = lines_per_run.get(label, 0) + row["count"]
+    return _classify(text, sequences), lines_per_run
+
+
+def _run_label(path: str) -> str | None:
+    """The run label of a file's run folder, as :func:`spark_manifests._enriched_sql.run_label`."""
+    found = re.match(sql.RUN_LABEL_PATTERN, path)
+    return found.group(1) if found else None
+
+
+def _classify(text: DataFrame, sequences: set[tuple[str, ...]]) -> Discovered:
+    """The URIs of ``sequences`` by kind; the lines of unsortable ones are parsed for theirs."""
     from pyspark.sql import functions as F
 
     sequence = sql.schema_sequence()
-    sequences = [row[0] for row in text.selectExpr(sequence).distinct().collect()]
     discovered = classify_uri_sequences(sequences)
     if not discovered.unsorted:
         return discovered

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._aws import aws_errors, make_client
-from ._faults import fault_point
 from ._locations import Location, PathLike, parse_location
 
 if TYPE_CHECKING:
@@ -37,13 +36,21 @@ class Sink(abc.ABC):
     Implementations must be idempotent per run: writing the same run twice leaves one copy.
     """
 
-    #: Whether :meth:`write` writes the bad rows it is given; the source counts them only then
-    #: (its per-run counts are taken while the frames are written).
+    #: Whether the sink keeps bad rows (:meth:`write_bad_rows`); the source computes and counts
+    #: them only then.
     writes_bad_rows: bool = False
 
     @abc.abstractmethod
-    def write(self, events: DataFrame, bad_rows: DataFrame | None, runs: Sequence[Run]) -> None:
-        """Write ``events`` (and ``bad_rows``) of ``runs``, replacing what those runs had."""
+    def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
+        """Write ``events`` of ``runs``, replacing what those runs had."""
+
+    def write_bad_rows(self, bad_rows: DataFrame, runs: Sequence[Run]) -> None:
+        """Write the bad rows of ``runs``, replacing what those runs had.
+
+        Called after :meth:`write`, and only when ``writes_bad_rows`` is set and the batch
+        may have bad rows.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not write bad rows")
 
     @abc.abstractmethod
     def has_output(self, run: Run) -> bool:
@@ -98,11 +105,11 @@ class ParquetSink(Sink):
     def bad_rows_location(self) -> Location:
         return self.location.join(self.bad_rows_folder)
 
-    def write(self, events: DataFrame, bad_rows: DataFrame | None, runs: Sequence[Run]) -> None:
+    def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
         self._write_partitioned(events, self.events_location)
-        fault_point("mid_write")
-        if bad_rows is not None:
-            self._write_partitioned(bad_rows, self.bad_rows_location)
+
+    def write_bad_rows(self, bad_rows: DataFrame, runs: Sequence[Run]) -> None:
+        self._write_partitioned(bad_rows, self.bad_rows_location)
 
     def _write_partitioned(self, frame: DataFrame, location: Location) -> None:
         _logger.debug("Writing %s", location)

@@ -39,7 +39,7 @@ from .state import StateData, StateStore
 
 if TYPE_CHECKING:
     import boto3
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 _logger = logging.getLogger(__name__)
 
@@ -84,6 +84,15 @@ class _RunMetrics:
     rows_in: int = 0
     rows_out: int = 0
     bad_rows: int = 0
+
+
+@dataclass
+class _Loaded:
+    """What the reader gave for a batch."""
+
+    events: DataFrame
+    bad_rows: DataFrame | None
+    lines_per_run: Mapping[str | None, int] | None = None
 
 
 class ManifestedRunSource:
@@ -237,7 +246,7 @@ class ManifestedRunSource:
         if not batch:
             return self.read(n)
         loaded = [run for run, _ in batch]
-        events, _ = self._load(loaded, _paths(batch))
+        events = self._load(loaded, _paths(batch)).events
         return self._apply_transform(events, loaded)
 
     def status(self, *, as_spark: bool = False) -> Any:
@@ -463,28 +472,21 @@ class ManifestedRunSource:
         runs = [run for run, _ in batch]
         set_job_description(self.spark, f"{self.job_name} batch {number}: {_describe_runs(runs)}")
         try:
-            events, bad_rows = self._load(runs, _paths(batch))
-            events, events_in = _observe_per_run(events, runs, "in")
-            events = self._apply_transform(events, runs)
-            events, events_out = _observe_per_run(events, runs, "out")
-            count_bad = bad_rows is not None and self.sink.writes_bad_rows
-            if count_bad:
-                bad_rows, bad_counts = _observe_per_run(bad_rows, runs, "bad")
+            loaded = self._load(runs, _paths(batch))
+            counting = _RowCounting(loaded, runs, keeps_bad_rows=self.sink.writes_bad_rows)
+            events = counting.observe_events(loaded.events)
+            if self.transform is not None:
+                events = counting.observe_output(self._apply_transform(events, runs))
             self._stage(state, runs, "loaded", number)
             fault_point("after_load")
-            self.sink.write(events, bad_rows, runs)
+            self.sink.write(events, runs)
+            fault_point("mid_write")
+            if counting.may_have_bad_rows():
+                assert loaded.bad_rows is not None
+                self.sink.write_bad_rows(counting.observe_bad_rows(loaded.bad_rows), runs)
         finally:
             set_job_description(self.spark, None)
-        counts_in, counts_out = events_in(), events_out()
-        counts_bad = bad_counts() if count_bad else {}
-        metrics = {
-            run.id: _RunMetrics(
-                rows_in=counts_in.get(run.label, 0) + counts_bad.get(run.label, 0),
-                rows_out=counts_out.get(run.label, 0),
-                bad_rows=counts_bad.get(run.label, 0),
-            )
-            for run in runs
-        }
+        metrics = counting.metrics()
         self._stage(state, runs, "written", number, metrics)
         fault_point("after_write")
         self._handlers.fire(
@@ -498,13 +500,13 @@ class ManifestedRunSource:
         )
         return metrics
 
-    def _load(self, runs: Sequence[Run], paths: list[str]) -> tuple[DataFrame, DataFrame | None]:
+    def _load(self, runs: Sequence[Run], paths: list[str]) -> _Loaded:
         if self.reader is None:
             from .enriched import read_enriched
 
             self.reader = read_enriched
         loaded = self.reader(self.spark, paths)
-        events, bad_rows = (loaded, None) if _is_dataframe(loaded) else (loaded[0], loaded[1])
+        events, bad_rows = (loaded, None) if _is_dataframe(loaded) else tuple(loaded)
         for name, frame in (("reader's events", events), ("reader's bad rows", bad_rows)):
             if frame is not None and RUN_COLUMN not in frame.columns:
                 raise RunInputError(
@@ -512,7 +514,7 @@ class ManifestedRunSource:
                     "label (YYYY-mm-DD-hh-MM-SS) of each row so each run is written to its own "
                     "partition."
                 )
-        return events, bad_rows
+        return _Loaded(events, bad_rows, getattr(loaded, "lines_per_run", None))
 
     def _apply_transform(self, events: DataFrame, runs: Sequence[Run]) -> DataFrame:
         if self.transform is None:
@@ -696,22 +698,110 @@ def _observe_per_run(
 
     Returns the observed frame and a function that reads the counts once an action ran.
     """
-    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     labels = sorted({run.label for run in runs})
-    observation = Observation(f"{name}_{uuid.uuid4().hex[:8]}")
     column = F.col(RUN_COLUMN)
-    observed = frame.observe(
-        observation,
+    observed, values = _observe(
+        frame,
+        name,
         *[F.count(F.when(column == label, 1)).alias(f"n{i}") for i, label in enumerate(labels)],
     )
 
     def counts() -> dict[str, int]:
-        values = observation.get
-        return {label: int(values.get(f"n{i}") or 0) for i, label in enumerate(labels)}
+        found = values()
+        return {label: int(found.get(f"n{i}") or 0) for i, label in enumerate(labels)}
 
     return observed, counts
+
+
+def _observe_total(frame: DataFrame, name: str) -> tuple[DataFrame, Callable[[], int]]:
+    """Count all rows while the write runs; see :func:`_observe_per_run`."""
+    from pyspark.sql import functions as F
+
+    observed, values = _observe(frame, name, F.count(F.lit(1)).alias("n"))
+    return observed, lambda: int(values().get("n") or 0)
+
+
+def _observe(
+    frame: DataFrame, name: str, *aggregates: Column
+) -> tuple[DataFrame, Callable[[], dict[str, Any]]]:
+    from pyspark.sql import Observation
+
+    observation = Observation(f"{name}_{uuid.uuid4().hex[:8]}")
+    return frame.observe(observation, *aggregates), lambda: observation.get
+
+
+class _RowCounting:
+    """The rows of a batch per run (in, out, bad), counted while the batch is written.
+
+    Counting per run costs one aggregate per run on every row, which with hundreds of runs
+    in a batch is a good part of the job. When the reader counted the lines of each run
+    (``lines_per_run``), one total is enough: if the events reaching the transform are as
+    many as the lines read, no line was bad, the bad rows are not computed at all, and each
+    run's events are its lines. Otherwise the bad rows are written and counted per run
+    (they are few), and each run's events are its lines minus its bad rows; a transform that
+    reads only part of its input (a limit) ends up there too, so it costs time, never counts.
+    """
+
+    def __init__(self, loaded: _Loaded, runs: Sequence[Run], *, keeps_bad_rows: bool) -> None:
+        self._runs = runs
+        self._keeps_bad_rows = keeps_bad_rows and loaded.bad_rows is not None
+        self._lines = loaded.lines_per_run if self._keeps_bad_rows else None
+        self._events_total: Callable[[], int] | None = None
+        self._events: Callable[[], dict[str, int]] | None = None
+        self._output: Callable[[], dict[str, int]] | None = None
+        self._bad: Callable[[], dict[str, int]] | None = None
+
+    def observe_events(self, events: DataFrame) -> DataFrame:
+        """``events`` as the reader gave them, counted."""
+        if self._lines is None:
+            events, self._events = _observe_per_run(events, self._runs, "in")
+        else:
+            events, self._events_total = _observe_total(events, "in")
+        return events
+
+    def observe_output(self, events: DataFrame) -> DataFrame:
+        """``events`` after the transform, counted (without a transform, output is input)."""
+        events, self._output = _observe_per_run(events, self._runs, "out")
+        return events
+
+    def may_have_bad_rows(self) -> bool:
+        """Whether the bad rows must be written; call after the events were written."""
+        if not self._keeps_bad_rows:
+            return False
+        if self._lines is None or self._events_total is None:
+            return True
+        lines, events = sum(self._lines.values()), self._events_total()
+        if events == lines:
+            _logger.debug("%d lines, %d events: no bad rows to write", lines, events)
+            return False
+        return True
+
+    def observe_bad_rows(self, bad_rows: DataFrame) -> DataFrame:
+        """``bad_rows`` counted."""
+        bad_rows, self._bad = _observe_per_run(bad_rows, self._runs, "bad")
+        return bad_rows
+
+    def metrics(self) -> dict[str, _RunMetrics]:
+        """Rows per run id; call once everything was written."""
+        bad = self._bad() if self._bad is not None else {}
+        if self._events is not None:
+            events = self._events()
+        else:
+            lines = self._lines or {}
+            events = {
+                run.label: lines.get(run.label, 0) - bad.get(run.label, 0) for run in self._runs
+            }
+        output = self._output() if self._output is not None else events
+        return {
+            run.id: _RunMetrics(
+                rows_in=events.get(run.label, 0) + bad.get(run.label, 0),
+                rows_out=output.get(run.label, 0),
+                bad_rows=bad.get(run.label, 0),
+            )
+            for run in self._runs
+        }
 
 
 def status_rows(runs: Sequence[Run], manifest: RunManifest) -> list[dict[str, Any]]:

@@ -637,6 +637,12 @@ def test_several_runs_in_one_read_keep_their_run(spark: SparkSession, tmp_path: 
     }
     bad_runs = sorted((row.run or "") for row in read.bad_rows.select("run").collect())
     assert bad_runs == ["", "2017-04-11-11-31-05"]
+    assert read.lines_per_run == {
+        RUN: 3,
+        "2017-04-11-11-31-05": 3,
+        "2017-04-12-00-00-00": 1,
+        None: 2,
+    }
 
 
 def test_sample_archive_runs_and_counts(
@@ -660,6 +666,7 @@ def test_shred_false_keeps_the_json_fields_as_text(
 ) -> None:
     plain = read_enriched(spark, archive, shred=False)
     assert plain.events.columns == [*enriched_schema().fieldNames(), "run"]
+    assert plain.lines_per_run is None  # no schema scan, nothing counted
     assert plain.events.schema["contexts"].dataType == T.StringType()
     assert plain.events.count() == archive_read.events.count()
     assert_df_equality(

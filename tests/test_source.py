@@ -78,9 +78,16 @@ def test_processes_every_run_once_and_a_second_run_finds_nothing(make_source, sp
     entries = list(source.manifest.entries())
     assert {e.status for e in entries} == {RunStatus.COMMITTED}
     assert sum(e.rows_in for e in entries) == RUNS * EVENTS_PER_RUN
+    events_per_run = Counter(row.run for row in events.select("run").collect())
+    bad_per_run = Counter(row.run for row in bad_rows.select("run").collect())
     for entry in entries:
         label = entry.run_id.rstrip("/").rsplit("=", 1)[1]
         assert entry.output_path.rstrip("/").endswith(f"events/run={label}")
+        assert (entry.rows_in, entry.rows_out, entry.bad_rows) == (
+            EVENTS_PER_RUN,
+            events_per_run[label],
+            bad_per_run[label],
+        )
 
     again = make_source(manifest=source.manifest, state=source.state_store).run()
     assert (again.runs_committed, again.batches, again.rows_in) == (0, 0, 0)
@@ -305,3 +312,57 @@ def test_custom_reader_returning_a_dataframe(make_source, spark) -> None:
     assert summary.runs_committed == RUNS
     assert summary.rows_out == RUNS * EVENTS_PER_RUN
     assert read_output(spark, source).count() == RUNS * EVENTS_PER_RUN
+
+
+@pytest.fixture(scope="module")
+def clean_archive(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("clean_archive")
+    write_sample_archive(path, runs=RUNS, events_per_run=EVENTS_PER_RUN, files_per_run=2, seed=8)
+    return str(path)
+
+
+def test_a_batch_without_bad_lines_skips_the_bad_rows_pass(
+    make_source, clean_archive, monkeypatch
+) -> None:
+    source = make_source(archive=clean_archive)
+    written: list[int] = []
+    write_bad_rows = source.sink.write_bad_rows
+
+    def recorded(frame: DataFrame, runs: list) -> None:
+        written.append(len(runs))
+        write_bad_rows(frame, runs)
+
+    monkeypatch.setattr(source.sink, "write_bad_rows", recorded)
+
+    summary = source.run()
+
+    assert written == []
+    lines = RUNS * EVENTS_PER_RUN
+    assert (summary.rows_in, summary.rows_out, summary.bad_rows) == (lines, lines, 0)
+    assert {(e.rows_in, e.rows_out, e.bad_rows) for e in source.manifest.entries()} == {
+        (EVENTS_PER_RUN, EVENTS_PER_RUN, 0)
+    }
+
+
+@pytest.mark.parametrize("which", ["clean", "with bad lines"])
+def test_a_transform_that_reads_part_of_its_input_keeps_exact_counts(
+    make_source, spark, archive, clean_archive, which
+) -> None:
+    # A limit stops reading early: the events counted are fewer than the lines read, so the
+    # bad rows must be computed, and each run's lines still come out right.
+    source = make_source(
+        archive=clean_archive if which == "clean" else archive,
+        transform=lambda events: events.limit(5),
+        max_runs_per_batch=1,
+    )
+    summary = source.run()
+
+    bad_rows = read_output(spark, source, "bad_rows").count() if which != "clean" else 0
+    assert (summary.rows_in, summary.rows_out, summary.bad_rows) == (
+        RUNS * EVENTS_PER_RUN,
+        RUNS * 5,
+        bad_rows,
+    )
+    for entry in source.manifest.entries():
+        assert entry.rows_in == EVENTS_PER_RUN
+        assert entry.rows_out == 5
