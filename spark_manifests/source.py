@@ -114,8 +114,10 @@ class ManifestedRunSource:
     job_name
         Names the state snapshots (``<job>_running.json``) and the owner of the claims.
     reader
-        ``reader(spark, paths)`` returning an ``EnrichedRead`` (events, bad rows) or a
-        DataFrame; both must carry a ``run`` column. Default: :func:`read_enriched`.
+        ``reader(spark, paths)`` returning an ``EnrichedRead`` (events, bad rows), a pair
+        of DataFrames, or a DataFrame; each must carry a ``run`` column. An
+        ``EnrichedRead`` with ``lines_per_run`` lets the source skip the bad rows of a batch
+        that has none. Default: :func:`read_enriched`.
     transform
         ``transform(df)`` or ``transform(df, runs)``; keeps the ``run`` column. Identity by default.
     max_runs_per_batch, max_bytes_per_batch
