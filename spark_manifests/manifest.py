@@ -4,8 +4,8 @@ A manifest maps a run id (see :mod:`spark_manifests.runs`) to an entry with a st
 
 - ``PROCESSING``: claimed by ``owner`` until ``lease_expires_at``;
 - ``COMMITTED``: processed; ``contains`` is true;
-- ``FAILED``: the last attempt failed (``error`` says why); claimable again while
-  ``attempts`` is below the caller's ``max_attempts``;
+- ``FAILED``: the last attempt failed, or its jobs abandoned it (``error`` says why);
+  claimable again while ``attempts`` is below the caller's ``max_attempts``;
 - ``SKIPPED``: set aside by an operator (``error`` holds the reason); never pending;
 - ``LEGACY``: an item the Snowplow Analytics SDK wrote (only a run id): processed.
 
@@ -172,6 +172,17 @@ def can_claim(entry: ManifestEntry | None, owner: str, now: float, max_attempts:
     return entry.status is RunStatus.FAILED
 
 
+def is_abandoned(entry: ManifestEntry | None, now: float, max_attempts: int) -> bool:
+    """Whether every attempt a run was allowed ended with its job dying while holding it:
+    processing under an expired lease, out of attempts. No claim will take it again."""
+    return (
+        entry is not None
+        and entry.status is RunStatus.PROCESSING
+        and not entry.lease_live(now)
+        and entry.attempts >= max_attempts
+    )
+
+
 def can_skip(entry: ManifestEntry | None, now: float) -> bool:
     """Skipping overwrites failed, skipped, unknown and abandoned runs only."""
     if entry is None:
@@ -291,6 +302,16 @@ class RunManifest(abc.ABC):
         """Mark a run ``owner`` holds failed, with the ``error`` text.
 
         Raises OwnershipLostError, writing nothing, if ``owner`` does not hold the run.
+        """
+
+    @abc.abstractmethod
+    def fail_abandoned(self, run_id: str, error: str, *, max_attempts: int) -> bool:
+        """Mark failed, with the ``error`` text, a run its jobs abandoned ``max_attempts``
+        times (see :func:`is_abandoned`); ``True`` if this call marked it.
+
+        A claim refuses such a run, but it would stay ``PROCESSING`` under a dead owner: this
+        makes it a visible failure, which ``unmark`` or ``skip`` then settle. Atomic: of
+        concurrent calls, one marks it.
         """
 
     @abc.abstractmethod

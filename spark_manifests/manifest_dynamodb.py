@@ -117,6 +117,10 @@ _CLAIM_CONDITION = (
     " OR #lease <= :now)) OR #status = :failed))"
 )
 _HELD_CONDITION = "#status = :processing AND #owner = :owner"
+_ABANDONED_CONDITION = (
+    "#status = :processing AND #attempts >= :max"
+    " AND (attribute_not_exists(#lease) OR #lease <= :now)"
+)
 _SKIP_CONDITION = (
     "attribute_not_exists(#id) OR #status IN (:failed, :skipped)"
     " OR (#status = :processing AND (attribute_not_exists(#lease) OR #lease <= :now))"
@@ -396,6 +400,18 @@ class RunManifests(RunManifest):
             "SET #status = :failed, #error = :error, #updated = :at REMOVE #lease",
             error=clip_error(str(error)),
         )
+
+    def fail_abandoned(self, run_id: str, error: str, *, max_attempts: int) -> bool:
+        check_run_id(run_id)
+        failed, _ = self._update(
+            "record the failure of an abandoned run",
+            run_id,
+            "SET #status = :failed, #error = :error, #updated = :at REMOVE #lease",
+            _ABANDONED_CONDITION,
+            error=clip_error(str(error)),
+            max=max_attempts,
+        )
+        return failed
 
     def release(self, run_id: str, owner: str) -> None:
         check_run_id(run_id)

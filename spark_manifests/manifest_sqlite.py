@@ -40,6 +40,7 @@ from .manifest import (
     clip_error,
     holds,
     in_progress,
+    is_abandoned,
     ownership_lost,
     parse_status,
     unique_run_ids,
@@ -251,15 +252,17 @@ class SQLiteRunManifest(RunManifest):
 
     def fail(self, run_id: str, owner: str, error: str) -> None:
         with self._held("record the failure of", run_id, owner) as (conn, entry, now):
-            _upsert(
-                conn,
-                run_id,
-                entry,
-                status=RunStatus.FAILED.value,
-                error=clip_error(str(error)),
-                updated_at=now,
-                lease_expires_at=None,
-            )
+            _mark_failed(conn, run_id, entry, error, now)
+
+    def fail_abandoned(self, run_id: str, error: str, *, max_attempts: int) -> bool:
+        check_run_id(run_id)
+        with self._transaction("record the failure of an abandoned run") as conn:
+            now = self._clock()
+            entry = _read(conn, run_id)
+            if not is_abandoned(entry, now, max_attempts):
+                return False
+            _mark_failed(conn, run_id, entry, error, now)
+            return True
 
     def release(self, run_id: str, owner: str) -> None:
         with self._held("release", run_id, owner) as (conn, _, _now):
@@ -362,6 +365,20 @@ def _upsert(
     assignments = ", ".join(f"{name} = ?" for name in values)
     conn.execute(
         f"UPDATE run_manifest SET {assignments} WHERE run_id = ?", [*values.values(), run_id]
+    )
+
+
+def _mark_failed(
+    conn: sqlite3.Connection, run_id: str, entry: ManifestEntry, error: str, now: float
+) -> None:
+    _upsert(
+        conn,
+        run_id,
+        entry,
+        status=RunStatus.FAILED.value,
+        error=clip_error(str(error)),
+        updated_at=now,
+        lease_expires_at=None,
     )
 
 

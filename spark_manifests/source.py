@@ -405,10 +405,8 @@ class ManifestedRunSource:
         summary: JobSummary,
     ) -> None:
         claimed = [(run, files) for run, files in batch if self._claim(run, batch=number)]
-        for run, _ in batch:
-            if not any(run is other for other, _ in claimed):
-                summary.runs_skipped += 1
-                self._handlers.fire("run_skipped", RunEvent("run_skipped", (run.id,), number))
+        refused = [run for run, _ in batch if not any(run is other for other, _ in claimed)]
+        self._settle_refused(refused, number, summary)
         if not claimed:
             return
         empty = [run for run, files in claimed if not files]
@@ -535,12 +533,16 @@ class ManifestedRunSource:
 
     # -- manifest and state steps ---------------------------------------------------------
 
+    @property
+    def _max_attempts(self) -> int:
+        return self.retry.max_retries + 1
+
     def _claim(self, run: Run, *, batch: int | None) -> bool:
         if not self.manifest.claim(
             run.id,
             self.owner,
             lease_seconds=self.lease_seconds,
-            max_attempts=self.retry.max_retries + 1,
+            max_attempts=self._max_attempts,
         ):
             _logger.info(
                 "Skipping %s: committed, skipped, out of attempts, or held by another job", run.id
@@ -578,6 +580,44 @@ class ManifestedRunSource:
             "run_committed", RunEvent("run_committed", (run.id,), batch, asdict(metrics))
         )
 
+    def _settle_refused(self, runs: Sequence[Run], batch: int, summary: JobSummary) -> None:
+        """Count the runs a claim refused, saying which are out of attempts; a run its jobs
+        kept dying on is recorded failed rather than left processing for ever."""
+        if not runs:
+            return
+        entries = self.manifest.get_many([run.id for run in runs])
+        for run in runs:
+            entry = entries.get(run.id)
+            if entry is not None and entry.attempts >= self._max_attempts:
+                if entry.status is RunStatus.PROCESSING and self._fail_abandoned(
+                    run, entry.attempts, batch, summary
+                ):
+                    continue
+                if entry.status is RunStatus.FAILED:
+                    _logger.warning(
+                        "Run %s failed %d times and has no attempts left (last error: %s); "
+                        "unmark it to process it again, or skip it",
+                        run.id,
+                        entry.attempts,
+                        entry.error,
+                    )
+            summary.runs_skipped += 1
+            self._handlers.fire("run_skipped", RunEvent("run_skipped", (run.id,), batch))
+
+    def _fail_abandoned(self, run: Run, attempts: int, batch: int, summary: JobSummary) -> bool:
+        message = (
+            f"Abandoned: the {attempts} jobs that took run {run.id} stopped while processing "
+            "it (killed, out of memory, lost driver?) and it has no attempts left. Find the "
+            "cause in their logs, then unmark it to process it again "
+            "(`spark-manifests manifest unmark`) or skip it."
+        )
+        # The manifest checks the lease itself: a live one means the run is not abandoned.
+        if not self.manifest.fail_abandoned(run.id, message, max_attempts=self._max_attempts):
+            return False
+        _logger.error("Run %s failed: %s", run.id, message)
+        self._count_failure(run, message, summary, batch)
+        return True
+
     def _fail(self, run: Run, error: SparkManifestsError, summary: JobSummary) -> None:
         message = str(error)
         _logger.error("Run %s failed: %s", run.id, message)
@@ -586,13 +626,24 @@ class ManifestedRunSource:
         except OwnershipLostError:
             _logger.warning("Lost %s to another job before recording its failure", run.id)
         self._held.discard(run.id)
+        self._count_failure(run, message, summary, None, cause=error)
+
+    def _count_failure(
+        self,
+        run: Run,
+        message: str,
+        summary: JobSummary,
+        batch: int | None,
+        *,
+        cause: BaseException | None = None,
+    ) -> None:
         summary.runs_failed += 1
         summary.failures[run.id] = message
         self._handlers.fire(
-            "run_failed", RunEvent("run_failed", (run.id,), None, {"error": message})
+            "run_failed", RunEvent("run_failed", (run.id,), batch, {"error": message})
         )
         if self.fail_fast:
-            raise JobFailedError(f"Run {run.id} failed and fail_fast is set: {message}") from error
+            raise JobFailedError(f"Run {run.id} failed and fail_fast is set: {message}") from cause
 
     def _stage(
         self,

@@ -178,6 +178,33 @@ def test_takeovers_count_against_max_attempts(manifest: RunManifest, clock: Cloc
     assert manifest.claim(RUN, "job-4", lease_seconds=60, max_attempts=3)
 
 
+def test_a_run_abandoned_out_of_attempts_can_be_marked_failed(
+    manifest: RunManifest, clock: Clock
+) -> None:
+    assert not manifest.fail_abandoned(RUN, "gone", max_attempts=2)  # never seen
+    assert manifest.claim(RUN, "job-1", lease_seconds=60, max_attempts=2)
+    clock.advance(61)
+    assert not manifest.fail_abandoned(RUN, "gone", max_attempts=2)  # an attempt left
+    assert manifest.claim(RUN, "job-2", lease_seconds=60, max_attempts=2)
+    assert not manifest.fail_abandoned(RUN, "gone", max_attempts=2)  # job-2 holds it
+    clock.advance(61)
+
+    assert manifest.fail_abandoned(RUN, "gone", max_attempts=2)
+
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert (entry.status, entry.error, entry.attempts, entry.lease_expires_at) == (
+        RunStatus.FAILED,
+        "gone",
+        2,
+        None,
+    )
+    assert not manifest.fail_abandoned(RUN, "again", max_attempts=2)
+    assert not manifest.claim(RUN, "job-3", max_attempts=2)
+    manifest.unmark(RUN)
+    assert manifest.claim(RUN, "job-3", max_attempts=2)
+
+
 def test_commit_of_a_run_never_claimed_or_done_raises(manifest: RunManifest) -> None:
     with pytest.raises(OwnershipLostError, match="not in the manifest"):
         manifest.commit(RUN, "job-a")

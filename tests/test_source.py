@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -178,6 +179,32 @@ def test_a_non_retryable_error_fails_only_its_run(make_source, archive) -> None:
     assert entry.status is RunStatus.FAILED
     assert bad_label in entry.error
     assert not summary.ok
+
+
+def test_a_run_its_jobs_kept_dying_on_is_recorded_failed(make_source, tmp_path, caplog) -> None:
+    now = [time.time()]
+    manifest = SQLiteRunManifest(str(tmp_path / "manifest.sqlite"), clock=lambda: now[0])
+    source = make_source(manifest=manifest)
+    poison = source.pending()[0].id
+    for attempt in range(NO_WAIT.max_retries + 1):  # each job died holding it
+        assert manifest.claim(poison, f"dead-job-{attempt}", lease_seconds=60, max_attempts=9)
+        now[0] += 61
+    failed: list[str] = []
+    source.on("run_failed", lambda event: failed.extend(event.run_ids))
+
+    summary = source.run()
+
+    assert (summary.runs_committed, summary.runs_failed, failed) == (RUNS - 1, 1, [poison])
+    assert "Abandoned" in summary.failures[poison]
+    assert not summary.ok
+    entry = manifest.get(poison)
+    assert entry.status is RunStatus.FAILED
+    assert "unmark" in entry.error
+
+    caplog.set_level("WARNING", logger="spark_manifests")
+    again = make_source(manifest=manifest, state=source.state_store).run()
+    assert (again.runs_failed, again.runs_skipped) == (0, 1)
+    assert "has no attempts left" in caplog.text
 
 
 def test_fail_fast_stops_at_the_first_failure(make_source) -> None:
