@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,9 @@ _logger = logging.getLogger(__name__)
 RUN_COLUMN = "run"
 
 __all__ = ["RUN_COLUMN", "ParquetSink", "Sink"]
+
+#: DeleteObjects takes at most 1,000 keys a call.
+_DELETE_KEYS = 1000
 
 
 class Sink(abc.ABC):
@@ -51,6 +55,14 @@ class Sink(abc.ABC):
         may have bad rows.
         """
         raise NotImplementedError(f"{type(self).__name__} does not write bad rows")
+
+    def remove_output(self, runs: Sequence[Run], *, bad_rows: bool = False) -> None:  # noqa: B027
+        """Delete what earlier writes left for ``runs`` (their bad rows with ``bad_rows``).
+
+        Called after a write for the runs it gave no rows: a partition overwrite replaces
+        only the partitions written, so a rewrite that now gives a run no rows would leave
+        that run's rows of an earlier write. A no-op unless the sink overrides it.
+        """
 
     @abc.abstractmethod
     def has_output(self, run: Run) -> bool:
@@ -121,6 +133,26 @@ class ParquetSink(Sink):
             .parquet(location.uri)
         )
 
+    def remove_output(self, runs: Sequence[Run], *, bad_rows: bool = False) -> None:
+        location = self.bad_rows_location if bad_rows else self.events_location
+        if not runs:
+            return
+        if not location.is_s3:
+            for run in runs:
+                shutil.rmtree(self._partition(location, run).key, ignore_errors=True)
+            return
+        client = make_client("s3", client=self._client, session=self._session)
+        with aws_errors("remove earlier output", location.uri):
+            keys = _partition_keys(client, location, {run.label for run in runs})
+            for start in range(0, len(keys), _DELETE_KEYS):
+                chunk = keys[start : start + _DELETE_KEYS]
+                client.delete_objects(
+                    Bucket=location.bucket,
+                    Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
+                )
+        if keys:
+            _logger.info("Removed %d stale objects under %s", len(keys), location.uri)
+
     def output_path(self, run: Run) -> str:
         return self._partition(self.events_location, run).uri + ("/" if self.location.is_s3 else "")
 
@@ -140,3 +172,25 @@ class ParquetSink(Sink):
     @staticmethod
     def _partition(location: Location, run: Run) -> Location:
         return location.join(f"{RUN_COLUMN}={run.label}")
+
+
+def _partition_keys(client: Any, location: Location, labels: set[str]) -> list[str]:
+    """The keys of the ``run=<label>`` partitions of ``labels`` under ``location``.
+
+    The runs of a batch are consecutive, so one listing from the first label to the last
+    finds them all, however many partitions the output holds.
+    """
+    first, last = min(labels), max(labels)
+    partitions = f"{location.prefix}{RUN_COLUMN}="
+    keys: list[str] = []
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=location.bucket, Prefix=partitions, StartAfter=partitions + first
+    )
+    for page in pages:
+        for item in page.get("Contents", []):
+            label = item["Key"][len(partitions) :].split("/", 1)[0]
+            if label > last:
+                return keys
+            if label in labels:
+                keys.append(item["Key"])
+    return keys

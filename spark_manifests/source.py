@@ -487,6 +487,7 @@ class ManifestedRunSource:
         finally:
             set_job_description(self.spark, None)
         metrics = counting.metrics()
+        self._remove_stale_output(runs, metrics)
         self._stage(state, runs, "written", number, metrics)
         fault_point("after_write")
         self._handlers.fire(
@@ -499,6 +500,13 @@ class ManifestedRunSource:
             ),
         )
         return metrics
+
+    def _remove_stale_output(self, runs: Sequence[Run], metrics: Mapping[str, _RunMetrics]) -> None:
+        """Clear the partitions this write gave no rows: a rewrite must not keep old ones."""
+        self.sink.remove_output([run for run in runs if metrics[run.id].rows_out == 0])
+        if self.sink.writes_bad_rows:
+            without_bad_rows = [run for run in runs if metrics[run.id].bad_rows == 0]
+            self.sink.remove_output(without_bad_rows, bad_rows=True)
 
     def _load(self, runs: Sequence[Run], paths: list[str]) -> _Loaded:
         if self.reader is None:
@@ -781,8 +789,28 @@ def _observe(
 ) -> tuple[DataFrame, Callable[[], dict[str, Any]]]:
     from pyspark.sql import Observation
 
-    observation = Observation(f"{name}_{uuid.uuid4().hex[:8]}")
+    observation = Observation(name)
     return frame.observe(observation, *aggregates), lambda: observation.get
+
+
+def _keeps_observation(frame: DataFrame, name: str) -> bool:
+    """Whether the optimized plan of ``frame`` still holds the observation ``name``.
+
+    The optimizer drops what lies under an operator it proves empty (``where("false")``,
+    ``limit(0)``), observations included; those never report (Spark 3.5 waits for them for
+    ever, Spark 4 fails).
+    """
+    jdf = getattr(frame, "_jdf", None)
+    if jdf is None:  # Spark Connect: no plan to look at from here
+        return True
+    return f"CollectMetrics {name}," in jdf.queryExecution().optimizedPlan().toString()
+
+
+def _count_per_run(frame: DataFrame, runs: Sequence[Run]) -> dict[str, int]:
+    """Rows per run label, by a job of its own."""
+    labels = {run.label for run in runs}
+    counted = frame.groupBy(RUN_COLUMN).count().collect()
+    return {row[RUN_COLUMN]: row["count"] for row in counted if row[RUN_COLUMN] in labels}
 
 
 class _RowCounting:
@@ -805,18 +833,32 @@ class _RowCounting:
         self._events: Callable[[], dict[str, int]] | None = None
         self._output: Callable[[], dict[str, int]] | None = None
         self._bad: Callable[[], dict[str, int]] | None = None
+        self._names = {kind: f"{kind}_{uuid.uuid4().hex[:8]}" for kind in ("in", "out", "bad")}
+        self._input: DataFrame | None = None
 
     def observe_events(self, events: DataFrame) -> DataFrame:
         """``events`` as the reader gave them, counted."""
+        self._input = events
         if self._lines is None:
-            events, self._events = _observe_per_run(events, self._runs, "in")
+            events, self._events = _observe_per_run(events, self._runs, self._names["in"])
         else:
-            events, self._events_total = _observe_total(events, "in")
+            events, self._events_total = _observe_total(events, self._names["in"])
         return events
 
     def observe_output(self, events: DataFrame) -> DataFrame:
-        """``events`` after the transform, counted (without a transform, output is input)."""
-        events, self._output = _observe_per_run(events, self._runs, "out")
+        """``events`` after the transform, counted (without a transform, output is input).
+
+        When the transform lets the optimizer drop the input count from the plan, the input
+        is counted another way: from the bad rows, or by a job of its own.
+        """
+        events, self._output = _observe_per_run(events, self._runs, self._names["out"])
+        if not _keeps_observation(events, self._names["in"]):
+            _logger.info("The transform's plan skips its input; counting the input apart")
+            self._events_total = None
+            if self._events is not None:
+                source, runs = self._input, self._runs
+                assert source is not None
+                self._events = lambda: _count_per_run(source, runs)
         return events
 
     def may_have_bad_rows(self) -> bool:
@@ -833,7 +875,7 @@ class _RowCounting:
 
     def observe_bad_rows(self, bad_rows: DataFrame) -> DataFrame:
         """``bad_rows`` counted."""
-        bad_rows, self._bad = _observe_per_run(bad_rows, self._runs, "bad")
+        bad_rows, self._bad = _observe_per_run(bad_rows, self._runs, self._names["bad"])
         return bad_rows
 
     def metrics(self) -> dict[str, _RunMetrics]:

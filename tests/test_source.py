@@ -20,6 +20,7 @@ from spark_manifests import (
     RunStatus,
     SQLiteRunManifest,
     StateStore,
+    read_enriched,
     write_sample_archive,
 )
 from spark_manifests import source as source_module
@@ -110,6 +111,36 @@ def test_rewriting_a_run_replaces_its_partition(make_source, spark) -> None:
     after = sorted_events(read_output(spark, source))
     assert_df_equality(before, after)
     assert after.groupBy("event_id").count().where("count > 1").count() == 0
+
+
+def test_a_rewrite_that_gives_a_run_no_rows_removes_its_old_ones(make_source, spark) -> None:
+    source = make_source()
+    source.run()
+    first = min(source.manifest.entries(), key=lambda e: e.run_id)
+    label = first.run_id.rstrip("/").rsplit("=", 1)[1]
+    events_before = read_output(spark, source).where(F.col("run") != label).count()
+    bad_before = read_output(spark, source, "bad_rows").where(F.col("run") != label).count()
+    assert events_before > 0
+    assert bad_before > 0
+    source.manifest.unmark(first.run_id)
+
+    def without_bad_rows(spark, paths):
+        events, bad_rows = read_enriched(spark, paths)
+        return events, bad_rows.where("false")
+
+    again = make_source(
+        manifest=source.manifest,
+        state=source.state_store,
+        reader=without_bad_rows,
+        transform=lambda events: events.where("false"),
+    ).run()
+
+    assert (again.runs_committed, again.rows_out, again.bad_rows) == (1, 0, 0)
+    events, bad_rows = read_output(spark, source), read_output(spark, source, "bad_rows")
+    assert events.where(F.col("run") == label).count() == 0
+    assert bad_rows.where(F.col("run") == label).count() == 0
+    assert events.count() == events_before
+    assert bad_rows.count() == bad_before
 
 
 def test_batches_group_runs_by_count_and_bytes(make_source) -> None:
@@ -371,15 +402,17 @@ def test_a_batch_without_bad_lines_skips_the_bad_rows_pass(
     }
 
 
+@pytest.mark.parametrize("kept", [5, 0])
 @pytest.mark.parametrize("which", ["clean", "with bad lines"])
 def test_a_transform_that_reads_part_of_its_input_keeps_exact_counts(
-    make_source, spark, archive, clean_archive, which
+    make_source, spark, archive, clean_archive, which, kept
 ) -> None:
     # A limit stops reading early: the events counted are fewer than the lines read, so the
-    # bad rows must be computed, and each run's lines still come out right.
+    # bad rows must be computed, and each run's lines still come out right. limit(0) lets
+    # the optimizer drop the input, and its count, from the plan altogether.
     source = make_source(
         archive=clean_archive if which == "clean" else archive,
-        transform=lambda events: events.limit(5),
+        transform=lambda events: events.limit(kept),
         max_runs_per_batch=1,
     )
     summary = source.run()
@@ -387,9 +420,9 @@ def test_a_transform_that_reads_part_of_its_input_keeps_exact_counts(
     bad_rows = read_output(spark, source, "bad_rows").count() if which != "clean" else 0
     assert (summary.rows_in, summary.rows_out, summary.bad_rows) == (
         RUNS * EVENTS_PER_RUN,
-        RUNS * 5,
+        RUNS * kept,
         bad_rows,
     )
     for entry in source.manifest.entries():
         assert entry.rows_in == EVENTS_PER_RUN
-        assert entry.rows_out == 5
+        assert entry.rows_out == kept

@@ -1,0 +1,78 @@
+"""ParquetSink's output checks and removals, on local disk and on S3 (moto)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spark_manifests import ParquetSink, parse_run_id
+from spark_manifests.runs import Run
+
+LABELS = [f"2017-04-11-{hour}-00-00" for hour in (10, 11, 12, 13)]
+
+
+def make_run(label: str) -> Run:
+    name = f"run={label}"
+    return Run(f"archive/{name}/", parse_run_id(name), f"s3://acme/archive/{name}/", name)
+
+
+RUNS = [make_run(label) for label in LABELS]
+
+
+def put_partitions(s3, folder: str) -> None:
+    for label in LABELS:
+        for part in range(3):
+            s3.put_object(Bucket="out", Key=f"parquet/{folder}/run={label}/part-{part}.parquet")
+    s3.put_object(Bucket="out", Key=f"parquet/{folder}/_SUCCESS")
+
+
+def keys(s3) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="out")
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def test_s3_remove_output_deletes_exactly_the_partitions_of_the_runs_given(aws) -> None:
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="out")
+    put_partitions(s3, "events")
+    put_partitions(s3, "bad_rows")
+    sink = ParquetSink("s3://out/parquet/", session=aws)
+    before = keys(s3)
+
+    sink.remove_output([RUNS[1], RUNS[3]])
+
+    removed = {k for k in before if k.startswith("parquet/events/run=") and LABELS[1] in k}
+    removed |= {k for k in before if k.startswith("parquet/events/run=") and LABELS[3] in k}
+    assert len(removed) == 6
+    assert keys(s3) == sorted(set(before) - removed)
+    assert not sink.has_output(RUNS[1])
+    assert sink.has_output(RUNS[0])
+    assert sink.has_output(RUNS[2])
+
+    sink.remove_output([RUNS[0]], bad_rows=True)
+    assert not any(f"bad_rows/run={LABELS[0]}/" in k for k in keys(s3))
+    assert sink.has_output(RUNS[0])  # the events stay
+
+
+def test_s3_remove_output_reads_every_page(aws) -> None:
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="out")
+    for part in range(1_050):  # more than one listing page (1,000 keys)
+        s3.put_object(Bucket="out", Key=f"parquet/events/run={LABELS[0]}/part-{part:05}.parquet")
+    s3.put_object(Bucket="out", Key=f"parquet/events/run={LABELS[1]}/part-0.parquet")
+
+    ParquetSink("s3://out/parquet/", session=aws).remove_output([RUNS[0]])
+
+    assert keys(s3) == [f"parquet/events/run={LABELS[1]}/part-0.parquet"]
+
+
+def test_local_remove_output(tmp_path: Path) -> None:
+    for label in LABELS[:2]:
+        partition = tmp_path / "events" / f"run={label}"
+        partition.mkdir(parents=True)
+        (partition / "part-0.parquet").write_bytes(b"PAR1")
+    sink = ParquetSink(tmp_path)
+
+    sink.remove_output([RUNS[0], RUNS[2]])  # RUNS[2] has no partition: nothing to do
+
+    assert not sink.has_output(RUNS[0])
+    assert sink.has_output(RUNS[1])
