@@ -100,6 +100,7 @@ from ._iglu import (
     classify_uri_sequences,
     group_by_column,
 )
+from ._spark import local_paths_listed_serially
 from .exceptions import RunInputError
 
 if TYPE_CHECKING:
@@ -265,7 +266,8 @@ def _read_text(spark: SparkSession, locations: list[str]) -> DataFrame:
     from pyspark.errors import AnalysisException
 
     try:
-        return spark.read.text(locations)
+        with local_paths_listed_serially(spark, locations):
+            return spark.read.text(locations)
     except AnalysisException as exc:
         raise RunInputError(
             f"Cannot read enriched events from {', '.join(locations)}: {exc}"

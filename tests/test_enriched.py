@@ -747,3 +747,21 @@ def test_missing_path_is_a_run_input_error(spark: SparkSession, tmp_path: Path) 
         read_enriched(spark, str(tmp_path / "nope"))
     with pytest.raises(RunInputError, match="No input paths"):
         read_enriched(spark, [])
+
+
+def test_many_local_files_are_listed_without_a_spark_job(spark: SparkSession, tmp_path) -> None:
+    # Spark lists more than 32 paths with a job of one task per path: seconds, on local disk.
+    folders = write_sample_archive(tmp_path, runs=12, events_per_run=30, files_per_run=3)
+    files = sorted(str(f) for folder in folders for f in Path(folder).glob("part-*"))
+    assert len(files) == 36
+    context = spark.sparkContext
+    key = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+    before = spark.conf.get(key)
+    context.setJobGroup("listing", "read_enriched over many local files")
+    try:
+        read = read_enriched(spark, files, shred=False)
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    assert context.statusTracker().getJobIdsForGroup("listing") == []
+    assert spark.conf.get(key) == before
+    assert read.events.count() == 12 * 30
