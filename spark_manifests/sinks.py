@@ -1,8 +1,9 @@
 """Output writers: where a batch of runs goes once it is read and transformed.
 
 A sink writes every run of a batch into its own partition (``run=YYYY-mm-DD-hh-MM-SS``), and a
-retry replaces exactly the partitions of the runs it writes (dynamic partition overwrite), so a
-run is never appended twice. Bad rows go beside the output, partitioned the same way.
+retry replaces exactly the partitions of the runs it writes, so a run is never appended twice:
+:class:`ParquetSink` removes the runs' partitions, then writes with a dynamic partition
+overwrite. Bad rows go beside the output, partitioned the same way.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
-        """Write ``events`` of ``runs``, replacing what those runs had."""
+        """Write ``events`` of ``runs``, replacing all those runs had, bad rows included: a
+        run may now give no rows, and :meth:`write_bad_rows` is not called for a batch
+        without bad rows."""
 
     def write_bad_rows(self, bad_rows: DataFrame, runs: Sequence[Run]) -> None:
         """Write the bad rows of ``runs``, replacing what those runs had.
@@ -55,14 +58,6 @@ class Sink(abc.ABC):
         may have bad rows.
         """
         raise NotImplementedError(f"{type(self).__name__} does not write bad rows")
-
-    def remove_output(self, runs: Sequence[Run], *, bad_rows: bool = False) -> None:  # noqa: B027
-        """Delete what earlier writes left for ``runs`` (their bad rows with ``bad_rows``).
-
-        Called after a write for the runs it gave no rows: a partition overwrite replaces
-        only the partitions written, so a rewrite that now gives a run no rows would leave
-        that run's rows of an earlier write. A no-op unless the sink overrides it.
-        """
 
     @abc.abstractmethod
     def has_output(self, run: Run) -> bool:
@@ -118,6 +113,11 @@ class ParquetSink(Sink):
         return self.location.join(self.bad_rows_folder)
 
     def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
+        # A partition overwrite replaces only the partitions it writes: a rewrite that now
+        # gives a run no rows, or no bad rows (their pass may even be skipped), would keep
+        # the old ones. So the runs' partitions go first.
+        self.remove_output(runs)
+        self.remove_output(runs, bad_rows=True)
         self._write_partitioned(events, self.events_location)
 
     def write_bad_rows(self, bad_rows: DataFrame, runs: Sequence[Run]) -> None:
@@ -134,9 +134,13 @@ class ParquetSink(Sink):
         )
 
     def remove_output(self, runs: Sequence[Run], *, bad_rows: bool = False) -> None:
-        location = self.bad_rows_location if bad_rows else self.events_location
+        """Delete the events (with ``bad_rows``, the bad rows) of ``runs``, if any.
+
+        >>> sink.remove_output([run], bad_rows=True)  # doctest: +SKIP
+        """
         if not runs:
             return
+        location = self.bad_rows_location if bad_rows else self.events_location
         if not location.is_s3:
             for run in runs:
                 shutil.rmtree(self._partition(location, run).key, ignore_errors=True)

@@ -487,7 +487,6 @@ class ManifestedRunSource:
         finally:
             set_job_description(self.spark, None)
         metrics = counting.metrics()
-        self._remove_stale_output(runs, metrics)
         self._stage(state, runs, "written", number, metrics)
         fault_point("after_write")
         self._handlers.fire(
@@ -500,13 +499,6 @@ class ManifestedRunSource:
             ),
         )
         return metrics
-
-    def _remove_stale_output(self, runs: Sequence[Run], metrics: Mapping[str, _RunMetrics]) -> None:
-        """Clear the partitions this write gave no rows: a rewrite must not keep old ones."""
-        self.sink.remove_output([run for run in runs if metrics[run.id].rows_out == 0])
-        if self.sink.writes_bad_rows:
-            without_bad_rows = [run for run in runs if metrics[run.id].bad_rows == 0]
-            self.sink.remove_output(without_bad_rows, bad_rows=True)
 
     def _load(self, runs: Sequence[Run], paths: list[str]) -> _Loaded:
         if self.reader is None:
