@@ -268,9 +268,7 @@ class ManifestedRunSource:
 
     def status_rows(self) -> list[dict[str, Any]]:
         """The rows of :meth:`status` as plain dictionaries."""
-        runs = self._archive_runs()
-        entries = self.manifest.get_many([run.id for run in runs])
-        return [_status_row(run, entries.get(run.id)) for run in runs]
+        return status_rows(self._archive_runs(), self.manifest)
 
     def close(self) -> None:
         """Release the claims this source still holds, so another job can take them at once."""
