@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 _LISTING_THRESHOLD = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+_SPARK_LISTING_THRESHOLD = 32  # Spark's default for it
 
 
 def get_or_create_spark(
@@ -53,7 +54,8 @@ def _submit_conf_keys() -> set[str]:
 def set_job_description(spark: SparkSession, description: str | None) -> None:
     """Label the Spark jobs started next, so the Spark UI shows which runs they process."""
     try:
-        spark.sparkContext.setJobDescription(description)
+        # None clears the description; pyspark's hint only admits str.
+        spark.sparkContext.setJobDescription(description)  # type: ignore[arg-type]
     except Exception:  # Spark Connect sessions have no SparkContext
         _logger.debug("Could not set the Spark job description", exc_info=True)
 
@@ -69,8 +71,8 @@ def local_paths_listed_serially(spark: SparkSession, paths: Sequence[str]) -> It
     if not paths or not all("://" not in path or path.startswith("file:") for path in paths):
         yield
         return
-    previous = spark.conf.get(_LISTING_THRESHOLD)
-    spark.conf.set(_LISTING_THRESHOLD, str(max(len(paths), 32)))
+    previous = spark.conf.get(_LISTING_THRESHOLD) or str(_SPARK_LISTING_THRESHOLD)
+    spark.conf.set(_LISTING_THRESHOLD, str(max(len(paths), _SPARK_LISTING_THRESHOLD)))
     try:
         yield
     finally:

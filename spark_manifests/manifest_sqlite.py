@@ -259,7 +259,7 @@ class SQLiteRunManifest(RunManifest):
         with self._transaction("record the failure of an abandoned run") as conn:
             now = self._clock()
             entry = _read(conn, run_id)
-            if not is_abandoned(entry, now, max_attempts):
+            if entry is None or not is_abandoned(entry, now, max_attempts):
                 return False
             _mark_failed(conn, run_id, entry, error, now)
             return True

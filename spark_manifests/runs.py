@@ -341,7 +341,7 @@ def _settle_restore_status(s3: Any, files: list[RunFile]) -> list[RunFile]:
     (moto, MinIO) may leave it out always. One unrestored object makes a run cold, so the
     checks stop there: a run costs at most one HeadObject more than its restored objects.
     """
-    settled = []
+    settled: list[RunFile] = []
     for index, file in enumerate(files):
         if file.storage_class in COLD_STORAGE_CLASSES and file.restored is None:
             where = parse_location(file.path, what="run file")
