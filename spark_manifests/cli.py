@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -165,7 +166,9 @@ def _source(args: argparse.Namespace, archive: str, output: str, job: str) -> An
     return ManifestedRunSource(
         archive,
         output=output,
-        spark=_spark(args) if getattr(args, "needs_spark", False) else None,
+        # Started when a batch is read: a job with nothing to do, or a bad argument, costs
+        # no JVM start.
+        spark=functools.partial(_spark, args) if getattr(args, "needs_spark", False) else None,
         manifest=args.manifest,
         state=args.state,
         job_name=job,

@@ -105,6 +105,10 @@ class ManifestedRunSource:
         ``run=YYYY-mm-DD-hh-MM-SS`` folders.
     output
         Where the default :class:`~spark_manifests.ParquetSink` writes (unless ``sink`` is given).
+    spark
+        The session; or a function that returns one, called when the first batch is read,
+        so a job with nothing pending starts no Spark; or ``None``: the active session, else
+        a new one (local on a plain machine).
     manifest
         A :class:`~spark_manifests.RunManifest`, a URI (``dynamodb://TABLE``, a SQLite path), or
         ``None`` for the embedded SQLite file under ``DEFAULT_HOME``.
@@ -145,7 +149,7 @@ class ManifestedRunSource:
         archive: PathLike | Location,
         *,
         output: PathLike | None = None,
-        spark: SparkSession | None = None,
+        spark: SparkSession | Callable[[], SparkSession] | None = None,
         manifest: ManifestArg = None,
         state: StateArg = None,
         job_name: str = "spark_manifests",
@@ -196,6 +200,8 @@ class ManifestedRunSource:
     def spark(self) -> SparkSession:
         if self._spark is None:
             self._spark = get_or_create_spark(f"spark_manifests:{self.job_name}")
+        elif callable(self._spark):
+            self._spark = self._spark()
         return self._spark
 
     @property

@@ -52,7 +52,8 @@ def make_source(spark: SparkSession, archive: str, tmp_path: Path):
         options.setdefault("state", StateStore(str(tmp_path / "state")))
         options.setdefault("job_name", "test_job")
         options.setdefault("retry", NO_WAIT)
-        return ManifestedRunSource(options.pop("archive", archive), spark=spark, **options)
+        options.setdefault("spark", spark)
+        return ManifestedRunSource(options.pop("archive", archive), **options)
 
     return make
 
@@ -96,6 +97,24 @@ def test_processes_every_run_once_and_a_second_run_finds_nothing(make_source, sp
     completed = source.state_store.get_or_create("test_job")
     assert completed.origin == "completed"
     assert completed["summary"]["runs_committed"] == 0
+
+
+def test_a_session_factory_is_called_only_when_a_batch_is_read(make_source, spark) -> None:
+    calls = []
+
+    def session() -> SparkSession:
+        calls.append(1)
+        return spark
+
+    first = make_source(spark=session, limit=1)
+    [oldest] = first.pending()
+    assert calls == []
+    assert first.run().runs_committed == 1
+    assert calls == [1]
+
+    idle = make_source(spark=session, until=oldest.timestamp)
+    assert idle.run().runs_committed == 0
+    assert calls == [1], "a job with nothing pending started Spark"
 
 
 def test_rewriting_a_run_replaces_its_partition(make_source, spark) -> None:
