@@ -226,7 +226,9 @@ class ManifestedRunSource:
 
     def pending(self) -> list[Run]:
         """The runs in the archive (within since/until, at most ``limit``) not yet processed."""
-        runs = self._archive_runs()
+        return self._pending_among(self._archive_runs())
+
+    def _pending_among(self, runs: Sequence[Run]) -> list[Run]:
         by_id = {run.id: run for run in runs}
         pending = [by_id[run_id] for run_id in self.manifest.pending(list(by_id))]
         return pending[: self.limit] if self.limit is not None else pending
@@ -303,10 +305,12 @@ class ManifestedRunSource:
             With ``fail_fast``, at the first run that fails (after its retries).
         """
         started = time.monotonic()
+        # A wrong or unreadable archive fails here, before a snapshot says the job is running.
+        runs = self._archive_runs()
         state = self._open_state()
         summary = JobSummary(self.job_name, self.owner)
         self._resume(state, summary)
-        pending = self.pending()
+        pending = self._pending_among(runs)
         total = len(pending)
         self._report(0, total, f"{total} runs pending")
         for number, batch in enumerate(self._batches(pending), start=1 + summary.batches):

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_manifests import (
+    ArchiveNotFoundError,
     JobFailedError,
     ManifestedRunSource,
     RetryableError,
@@ -115,6 +116,16 @@ def test_a_session_factory_is_called_only_when_a_batch_is_read(make_source, spar
     idle = make_source(spark=session, until=oldest.timestamp)
     assert idle.run().runs_committed == 0
     assert calls == [1], "a job with nothing pending started Spark"
+
+
+def test_a_missing_archive_fails_before_the_job_state_is_touched(make_source, tmp_path) -> None:
+    source = make_source(archive=str(tmp_path / "nowhere"))
+
+    with pytest.raises(ArchiveNotFoundError, match="nowhere"):
+        source.run()
+
+    # No running snapshot: the next start is a fresh job, not the resume of a crashed one.
+    assert source.state_store.get_or_create("test_job").origin == "new"
 
 
 def test_rewriting_a_run_replaces_its_partition(make_source, spark) -> None:
