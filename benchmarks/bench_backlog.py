@@ -73,6 +73,7 @@ def main() -> None:
         SparkSession.builder.master("local[2]")
         .appName("bench_backlog")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )
