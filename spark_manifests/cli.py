@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from ._version import __version__
 from .exceptions import SparkManifestsError
+from .source import DEFAULT_MAX_BYTES_PER_BATCH, DEFAULT_MAX_RUNS_PER_BATCH
 
 _logger = logging.getLogger(__name__)
 
@@ -172,8 +173,8 @@ def _source(args: argparse.Namespace, archive: str, output: str, job: str) -> An
         manifest=args.manifest,
         state=args.state,
         job_name=job,
-        max_runs_per_batch=getattr(args, "max_runs_per_batch", 100),
-        max_bytes_per_batch=getattr(args, "max_bytes_per_batch", None),
+        max_runs_per_batch=args.max_runs_per_batch,
+        max_bytes_per_batch=args.max_bytes_per_batch,
         since=getattr(args, "since", None),
         until=getattr(args, "until", None),
         limit=getattr(args, "limit", None),
@@ -369,8 +370,18 @@ def _parser() -> argparse.ArgumentParser:
 
     def spark_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--master", help="Spark master (default: from spark-submit, or local[*])")
-        sub.add_argument("--max-runs-per-batch", type=int, default=100)
-        sub.add_argument("--max-bytes-per-batch", type=int, default=2 * 1024**3)
+        sub.add_argument(
+            "--max-runs-per-batch",
+            type=int,
+            default=DEFAULT_MAX_RUNS_PER_BATCH,
+            help="runs one Spark job takes at most (default: %(default)s)",
+        )
+        sub.add_argument(
+            "--max-bytes-per-batch",
+            type=int,
+            default=DEFAULT_MAX_BYTES_PER_BATCH,
+            help="input bytes one Spark job takes at most (default: %(default)s)",
+        )
         sub.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
 
     process = command(

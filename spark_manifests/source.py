@@ -48,6 +48,10 @@ __all__ = ["DEFAULT_HOME", "JobSummary", "ManifestedRunSource", "RetryPolicy"]
 #: Where the embedded default keeps its SQLite manifest and state, unless told otherwise.
 DEFAULT_HOME = os.environ.get("SPARK_MANIFESTS_HOME", ".spark-manifests")
 
+#: How many runs, and how many input bytes, one Spark job takes at most unless told otherwise.
+DEFAULT_MAX_RUNS_PER_BATCH = 100
+DEFAULT_MAX_BYTES_PER_BATCH = 2 * 1024**3
+
 Reader = Callable[..., Any]
 Transform = Callable[..., "DataFrame"]
 ManifestArg = Union[RunManifest, str, "os.PathLike[str]", None]
@@ -156,8 +160,8 @@ class ManifestedRunSource:
         reader: Reader | None = None,
         transform: Transform | None = None,
         sink: Sink | None = None,
-        max_runs_per_batch: int = 100,
-        max_bytes_per_batch: int | None = 2 * 1024**3,
+        max_runs_per_batch: int = DEFAULT_MAX_RUNS_PER_BATCH,
+        max_bytes_per_batch: int | None = DEFAULT_MAX_BYTES_PER_BATCH,
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int | None = None,
