@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ._aws import translate_error
-from .exceptions import AccessDeniedError, RetryableError, RunInputError, SparkManifestsError
+from .exceptions import (
+    AccessDeniedError,
+    InvalidLocationError,
+    RetryableError,
+    RunInputError,
+    SparkManifestsError,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -33,6 +39,12 @@ _TRANSIENT = re.compile(
 _ACCESS_DENIED = re.compile(
     r"AccessDenied|Access Denied|Forbidden|status code: 403|Status Code: 403"
 )
+# Spark cannot reach the location at all: the job's setup, not the run, is wrong.
+_NO_FILESYSTEM = re.compile(
+    r"No FileSystem for scheme|UnsupportedFileSystemException|ClassNotFoundException: "
+    r"\S*S3AFileSystem"
+)
+_PY4J_PREAMBLE = "An error occurred while calling"
 _MISSING_INPUT = re.compile(r"PATH_NOT_FOUND|Path does not exist|FileNotFoundException|NoSuchKey")
 
 
@@ -75,18 +87,36 @@ def classify_error(exc: BaseException, *, what: str) -> SparkManifestsError:
         translated = translate_error(exc, action=what, resource="AWS")
         if isinstance(translated, SparkManifestsError):
             return translated
-    text = _describe(exc)
+    lines = _message_lines(exc)
+    # Spark wraps the cause several levels deep ("Caused by: ..."): every line counts.
+    text = "\n".join(lines)
+    shown = _describe(exc, lines)
     if isinstance(exc, (TimeoutError, ConnectionError)) or _TRANSIENT.search(text):
-        return RetryableError(f"{what} failed with a transient error: {text}")
+        return RetryableError(f"{what} failed with a transient error: {shown}")
     if _ACCESS_DENIED.search(text):
-        return AccessDeniedError(f"{what} failed: access denied: {text}")
+        return AccessDeniedError(f"{what} failed: access denied: {shown}")
+    if _NO_FILESYSTEM.search(text):
+        return InvalidLocationError(
+            f"{what} failed: Spark has no file system for a location: {shown}. On EMR, use "
+            "s3://; elsewhere s3a:// with the hadoop-aws jars on the classpath."
+        )
     if isinstance(exc, FileNotFoundError) or _MISSING_INPUT.search(text):
-        return RunInputError(f"{what} failed: input not found: {text}")
-    return RunInputError(f"{what} failed: {text}")
+        return RunInputError(f"{what} failed: input not found: {shown}")
+    return RunInputError(f"{what} failed: {shown}")
 
 
-def _describe(exc: BaseException) -> str:
-    """One line: the exception type and the first line of its message (Java stack traces cut)."""
-    message = str(exc).strip().splitlines()
-    first = next((line.strip() for line in message if line.strip()), "")
+def _message_lines(exc: BaseException) -> list[str]:
+    """The non-empty lines of the exception's text, without Java stack frames."""
+    lines = (line.strip() for line in str(exc).splitlines())
+    return [line for line in lines if line and not line.startswith(("at ", "... "))]
+
+
+def _describe(exc: BaseException, lines: list[str]) -> str:
+    """One line: the exception type and the first line of its message.
+
+    Py4J's own first line ("An error occurred while calling o97.parquet.") says nothing;
+    the Java error it wraps comes next.
+    """
+    told = [line for line in lines if not line.startswith(_PY4J_PREAMBLE)]
+    first = told[0].lstrip(": ") if told else ""
     return f"{type(exc).__name__}: {first}"[:1000]

@@ -1,0 +1,57 @@
+"""Which errors are retried: classify_error on Python, AWS and Spark (Py4J) errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from spark_manifests import AccessDeniedError, RetryableError, RunInputError
+from spark_manifests.retry import RetryPolicy, classify_error
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (TimeoutError("read timed out"), RetryableError),
+        (ConnectionResetError("reset by peer"), RetryableError),
+        (FileNotFoundError("part-0.gz"), RunInputError),
+        (ValueError("cannot cast"), RunInputError),
+    ],
+)
+def test_python_errors(error: Exception, kind: type) -> None:
+    assert type(classify_error(error, what="batch 1")) is kind
+
+
+# Spark's own wording; the cause sits below Py4J's "An error occurred while calling" line.
+SPARK_FAILURES = {
+    "Job aborted due to stage failure: Task 3 in stage 7.0 failed 4 times, most recent "
+    "failure: Lost task 3.3 (TID 88) (10.0.0.5 executor 2): ExecutorLostFailure (executor 2 "
+    "exited caused by one of the running tasks)": RetryableError,
+    "Job aborted due to stage failure: AmazonS3Exception: Please reduce your request rate. "
+    "(Service: Amazon S3; Status Code: 503; Error Code: SlowDown)": RetryableError,
+    "java.nio.file.AccessDeniedException: s3a://acme/archive/run=2017-04-11-10-31-05/part-0: "
+    "getFileStatus: AmazonS3Exception: Forbidden (Status Code: 403)": AccessDeniedError,
+    "[PATH_NOT_FOUND] Path does not exist: file:/archive/run=2017-04-11-10-31-05": RunInputError,
+}
+
+
+@pytest.mark.parametrize(("message", "kind"), SPARK_FAILURES.items())
+def test_spark_errors_are_classified_by_their_java_cause(spark, message: str, kind: type) -> None:
+    from py4j.protocol import Py4JJavaError
+
+    java_error = spark._jvm.org.apache.spark.SparkException(message)
+    error = Py4JJavaError("An error occurred while calling o142.parquet.\n", java_error)
+
+    classified = classify_error(error, what="batch 1")
+
+    assert type(classified) is kind
+    # The message shows the Java error, not Py4J's call.
+    assert "SparkException: " + message[:40] in str(classified)
+    assert "o142" not in str(classified)
+
+
+def test_backoff_grows_and_stops_at_the_ceiling() -> None:
+    delays = list(RetryPolicy(max_retries=4, initial_delay=1, max_delay=3).delays())
+    assert len(delays) == 4
+    assert 0.5 <= delays[0] <= 1
+    assert 1 <= delays[1] <= 2
+    assert all(1.5 <= delay <= 3 for delay in delays[2:])
