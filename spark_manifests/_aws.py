@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,13 +81,21 @@ def make_client(
     """
     if client is not None:
         return client
-    session = session or boto3.session.Session()
     try:
-        return session.client(service, config=DEFAULT_CONFIG)
+        session = session or boto3.session.Session()
+        # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other SDKs, the
+        # EMR and Glue docs, and this package's docs name.
+        region = None if session.region_name else os.environ.get("AWS_REGION") or None
+        return session.client(service, region_name=region, config=DEFAULT_CONFIG)
     except NoRegionError as exc:
         raise SparkManifestsError(
             f"No AWS region is configured for {service}: set AWS_REGION (or AWS_DEFAULT_REGION) "
             "or pass a boto3 client or session that has one."
+        ) from exc
+    except BotoCoreError as exc:  # a missing profile, an unreadable config file
+        raise SparkManifestsError(
+            f"Cannot make an AWS {service} client: {exc}. Check AWS_PROFILE and the AWS "
+            "config and credentials files."
         ) from exc
 
 
