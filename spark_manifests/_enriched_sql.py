@@ -41,7 +41,7 @@ from ._enriched_fields import (
     TSTAMP,
     UNSTRUCT,
 )
-from ._iglu import IGLU_URI_PATTERN
+from ._iglu import IGLU_URI_PATTERN_JAVA
 
 FIELDS_ARRAY = "_fields"
 SOURCE_FILE = "_source_file"
@@ -64,7 +64,8 @@ CONTEXTS_JSON_SCHEMA = (
     f"struct<data: array<struct<schema: string, data: string>>, {_CORRUPT}: string>"
 )
 UNSTRUCT_JSON_SCHEMA = f"struct<data: struct<schema: string, data: string>, {_CORRUPT}: string>"
-_JSON_OPTIONS = f"map('columnNameOfCorruptRecord', '{_CORRUPT}')"
+# Strict JSON, as Python's json module (the SDK's) reads it: no single-quoted strings.
+_JSON_OPTIONS = f"map('columnNameOfCorruptRecord', '{_CORRUPT}', 'allowSingleQuotes', 'false')"
 
 _TYPE_WORDS = {INT: "integer", DOUBLE: "double", BOOL: "boolean", TSTAMP: "datetime"}
 _SHOWN_CHARACTERS = 100
@@ -127,13 +128,15 @@ def typed_value(raw: str, kind: str) -> str:
     if kind == BOOL:
         return f"CASE {raw} WHEN '1' THEN true WHEN '0' THEN false END"
     if kind == TSTAMP:
-        # 'Z' makes the value UTC whatever the session time zone. The shape check keeps
-        # out values the cast would read as something else (a bare time of day means
-        # today) and years of five or more digits, which make even try_cast throw.
+        # 'Z' makes the value UTC whatever the session time zone, and timestamp_ltz an
+        # instant whatever spark.sql.timestampType says. The shape check keeps out values
+        # the cast would read as something else (a bare time of day means today, 1:2:3 is
+        # 01:02:03) and years of five or more digits, which make even try_cast throw.
         return (
             f"CASE WHEN substr({raw}, 5, 1) = '-' AND substr({raw}, 11, 1) = ' ' "
+            f"AND substr({raw}, 14, 1) = ':' AND substr({raw}, 17, 1) = ':' "
             f"AND octet_length({raw}) >= 19 AND octet_length({raw}) <= 29 "
-            f"THEN try_cast(concat({raw}, 'Z') AS timestamp) END"
+            f"THEN try_cast(concat({raw}, 'Z') AS timestamp_ltz) END"
         )
     raise ValueError(f"No typed value for kind {kind!r}")
 
@@ -185,15 +188,16 @@ def typed_columns() -> list[str]:
 def _schema_accepted(schema: str, uris: Sequence[str] | None) -> str:
     """SQL: the entity schema is one of ``uris`` (``None``: any valid Iglu URI)."""
     if uris is None:
-        return f"coalesce({schema} RLIKE {literal(IGLU_URI_PATTERN)}, false)"
+        return f"coalesce({schema} RLIKE {literal(IGLU_URI_PATTERN_JAVA)}, false)"
     if not uris:
         return "false"
     return f"coalesce({schema} IN ({', '.join(literal(u) for u in uris)}), false)"
 
 
 def _wellformed(name: str) -> str:
-    # from_json stops after the first JSON value: text after it must be caught here.
-    return f"{quote(json_name(name))}.{_CORRUPT} IS NULL AND {quote(name)} LIKE '%}}'"
+    # from_json stops after the first JSON value: text after it must be caught here
+    # (trailing spaces are fine in JSON).
+    return f"{quote(json_name(name))}.{_CORRUPT} IS NULL AND rtrim({quote(name)}) LIKE '%}}'"
 
 
 def field_ok(name: str, kind: str, accepted: Accepted) -> str:
@@ -243,7 +247,7 @@ def _schema_refused(schema: str, uris: Sequence[str] | None) -> str:
         return invalid
     undiscovered = f"concat({opening}, {schema}, {not_found})"
     return (
-        f"CASE WHEN coalesce({schema} RLIKE {literal(IGLU_URI_PATTERN)}, false) "
+        f"CASE WHEN coalesce({schema} RLIKE {literal(IGLU_URI_PATTERN_JAVA)}, false) "
         f"THEN {undiscovered} ELSE {invalid} END"
     )
 

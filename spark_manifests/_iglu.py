@@ -21,6 +21,9 @@ IGLU_URI_PATTERN = (
     "(?:-(?:0|[1-9][0-9]*)){2})$"  # revision and addition
 )
 _IGLU_URI = re.compile(IGLU_URI_PATTERN)
+#: The same pattern for Java (Spark's RLIKE): UNIX_LINES makes ``$`` match before a final
+#: ``\n`` only, as in Python, not before a final ``\r`` or U+2028 too.
+IGLU_URI_PATTERN_JAVA = "(?d)" + IGLU_URI_PATTERN
 _CAMEL_BOUNDARY = re.compile(r"([^A-Z_])([A-Z])")
 
 CONTEXTS_PREFIX = "contexts"
@@ -100,7 +103,8 @@ def classify_uri_sequences(sequences: Iterable[Sequence[str]]) -> Discovered:
     last wrapper seen: ``contexts`` (also used by derived_contexts) or ``unstruct_event``
     (exactly one entity). A sequence that breaks this (an entity before any wrapper, an
     unstruct wrapper without exactly one entity: another key order, nested self-describing
-    data, a broken line) is returned in ``unsorted``, for the caller to sort another way.
+    data, a broken line) or holds a URI written with JSON escapes is returned in
+    ``unsorted``, for the caller to sort another way.
 
     >>> found = classify_uri_sequences([[
     ...     "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",
@@ -128,6 +132,8 @@ def _sort_sequence(sequence: Sequence[str]) -> tuple[list[str], list[str]] | Non
     unstruct: list[str] = []
     kind: str | None = None
     for uri in sequence:
+        if "\\" in uri:  # a JSON escape: the parsed URI differs from the text scanned
+            return None
         wrapper = _wrapper_kind(uri)
         if wrapper is not None:
             if kind == UNSTRUCT_PREFIX and len(unstruct) != 1:

@@ -58,9 +58,19 @@ Differences from the Snowplow SDK 0.2.3
   ``contexts`` first; the SDK keeps only the ``derived_contexts`` ones.
 - Stricter: integers must fit 32 bits (Snowplow's ``INT`` columns); timestamps must read
   ``YYYY-MM-DD HH:MM:SS`` with an optional fraction (the SDK passes any text through); an
-  entity needs a non-null ``data``.
-- Doubles are read as Spark casts them (``1e3``, ``NaN`` and ``Infinity`` are numbers).
+  entity needs a non-null ``data``; ``contexts`` must hold an array under ``data``.
+- Integers and doubles are read as Spark casts them, not as Python's ``int``/``float``:
+  ``1d``, ``0x1p3`` and surrounding control characters are accepted, ``1_000`` and
+  non-ASCII digits are not. Spaces around a timestamp are trimmed.
 - An entity ``data`` that is a JSON string, not an object, is shredded as its bare text.
+  Entity data is JSON text as Spark's parser writes it again: ``NaN`` and ``Infinity`` become
+  strings, and a number of more than 1,000 digits makes the line a bad row.
+- Text after the JSON value of a field is refused only when it does not end in ``}``.
+- The discovery scan sorts URIs by the Snowplow wrapper before them: an ``unstruct_event``
+  without its wrapper schema on a line with ``contexts``, or a field under the other
+  field's wrapper, may have its entity taken for the other kind and the line made a bad row
+  (the SDK reads the data under any outer schema).
+- Files are split into lines by Hadoop, which also ends a line at a bare ``\\r``.
 
 How it reads
 ------------

@@ -277,6 +277,22 @@ def test_timestamps_are_utc_whatever_the_session_time_zone(
     assert micros == (instant - EPOCH) // timedelta(microseconds=1)
 
 
+def test_timestamps_are_instants_whatever_the_default_timestamp_type(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    folder = write_run(tmp_path, [tsv(event_id="e", collector_tstamp="2017-04-11 10:31:05")])
+    before = spark.conf.get("spark.sql.timestampType")
+    spark.conf.set("spark.sql.timestampType", "TIMESTAMP_NTZ")
+    try:
+        events = read_enriched(spark, folder).events
+        assert events.schema["collector_tstamp"].dataType == T.TimestampType()
+        micros = events.select(F.unix_micros("collector_tstamp")).first()[0]
+    finally:
+        spark.conf.set("spark.sql.timestampType", before)
+    instant = datetime(2017, 4, 11, 10, 31, 5, tzinfo=timezone.utc)
+    assert micros == (instant - EPOCH) // timedelta(microseconds=1)
+
+
 def test_field_122_answers_to_both_names(spark: SparkSession, tmp_path: Path) -> None:
     line = tsv(event_id="e", refr_device_tstamp="2017-04-11 09:00:00")
     events = read_enriched(spark, write_run(tmp_path, [line])).events
@@ -318,6 +334,11 @@ BAD_LINES = {
         unstruct_event=json.dumps({"data": {"schema": "iglu:com.acme/a/jsonschema/1-0-0"}}),
     ),
     "invalid derived contexts": tsv(event_id="j7", derived_contexts="{not json}"),
+    "single-quoted JSON": tsv(event_id="j8", contexts=GOOD_CONTEXTS.replace('"', "'")),
+    "URI ending in a carriage return": tsv(
+        event_id="j9", contexts=contexts(("com.acme/product/jsonschema/1-0-0\r", {"sku": "c"}))
+    ),
+    "time not HH:MM:SS": tsv(event_id="t5", collector_tstamp="2017-04-11 1:2:3.0000"),
 }
 
 
@@ -341,6 +362,7 @@ def test_every_bad_line_is_a_bad_row_with_its_reason(bad_read: EnrichedRead) -> 
         "time without date": ("etl_tstamp", "10:31:05", "datetime"),
         "year of five digits": ("derived_tstamp", "+12017-04-11 10:31:05", "datetime"),
         "words for a time": ("true_tstamp", "yesterday", "datetime"),
+        "time not HH:MM:SS": ("collector_tstamp", "2017-04-11 1:2:3.0000", "datetime"),
         "boolean not 1/0": ("br_cookies", "true", "boolean"),
     }
     for cause, (key, value, into) in expected_keys.items():
@@ -380,6 +402,13 @@ def test_every_bad_line_is_a_bad_row_with_its_reason(bad_read: EnrichedRead) -> 
             'unstruct_event: no self-describing event with "data" under "data"',
         ),
         ("invalid derived contexts", "derived_contexts", "JSON: not valid JSON"),
+        ("single-quoted JSON", "contexts", "JSON: not valid JSON"),
+        (
+            "URI ending in a carriage return",
+            "contexts",
+            "contexts: entity schema 'iglu:com.acme/product/jsonschema/1-0-0\r' is not a "
+            "valid Iglu URI",
+        ),
     ],
 )
 def test_json_bad_rows_say_why(bad_read: EnrichedRead, cause: str, key: str, reason: str) -> None:
@@ -505,6 +534,14 @@ def edge_case_lines() -> list[str]:
             ),
         ),
         tsv(
+            event_id="edge-escaped-slashes-and-trailing-space",
+            # Some JSON writers escape "/"; JSON allows spaces after the value.
+            contexts=contexts(("com.acme/escaped/jsonschema/1-0-0", {"u": "a/b"})).replace(
+                "/", "\\/"
+            )
+            + "  ",
+        ),
+        tsv(
             event_id="edge-data-before-schema",
             unstruct_event=json.dumps(
                 {
@@ -535,8 +572,9 @@ def test_parity_with_the_snowplow_sdk(spark: SparkSession, tmp_path: Path) -> No
         sdk = sdk_view(transform(line), tstamps)
         assert ours[sdk["event_id"]] == sdk, sdk["event_id"]
         compared += 1
-    assert compared == 305
+    assert compared == 306
     assert "contexts_com_acme_web_page_section_2" in events.columns
+    assert "contexts_com_acme_escaped_1" in events.columns
     assert "unstruct_event_com_acme_late_schema_3" in events.columns
 
 
@@ -552,6 +590,7 @@ def test_sdk_refuses_what_we_refuse(bad_read: EnrichedRead) -> None:
         "time without date",
         "year of five digits",
         "words for a time",
+        "time not HH:MM:SS",
     }
     for cause, line in BAD_LINES.items():
         if cause in sdk_accepts:
