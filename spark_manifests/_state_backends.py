@@ -140,7 +140,7 @@ class LocalBackend:
         except FileNotFoundError:
             return []
         return [
-            f"{folder.rstrip('/')}/{entry}"
+            _joined(folder, entry)
             for entry in entries
             if entry.endswith(".json") and not entry.startswith(".")
         ]
@@ -286,7 +286,7 @@ class S3Backend:
             self.client.delete_object(Key=self._key(name), **self._common)
 
     def list(self, folder: str) -> list[str]:
-        prefix = self._key(folder.rstrip("/") + "/")
+        prefix = self._key(_joined(folder, ""))
         names = []
         with aws_errors("list job state", self.describe(folder)):
             pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -296,7 +296,7 @@ class S3Backend:
                 for item in page.get("Contents", []):
                     entry = item["Key"][len(prefix) :]
                     if entry.endswith(".json"):
-                        names.append(f"{folder.rstrip('/')}/{entry}")
+                        names.append(_joined(folder, entry))
         return names
 
     def _key(self, name: str) -> str:
@@ -321,3 +321,9 @@ def _conflicts() -> Iterator[None]:
         if code == "PreconditionFailed" or http_status(exc) == 412:
             raise VersionConflict("now it has another version (S3: PreconditionFailed)") from exc
         raise
+
+
+def _joined(folder: str, entry: str) -> str:
+    """``folder/entry``; just ``entry`` in the top folder (``""``)."""
+    folder = folder.strip("/")
+    return f"{folder}/{entry}" if folder else entry

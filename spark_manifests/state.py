@@ -525,6 +525,22 @@ class StateStore:
         _logger.debug("State of job %s loaded from %s (%s)", job, self.location, state.origin)
         return state
 
+    def jobs(self) -> list[str]:
+        """The names of the jobs that have a running or completed state here, sorted.
+
+        >>> StateStore(".spark-manifests/state").jobs()  # doctest: +SKIP
+        ['daily', 'enriched_to_parquet']
+        """
+        suffixes = (f"_{RUNNING}.json", f"_{COMPLETED}.json")
+        return sorted(
+            {
+                name[: -len(suffix)]
+                for name in self._backend.list("")
+                for suffix in suffixes
+                if name.endswith(suffix)
+            }
+        )
+
     def history(self, job_name: str) -> list[StateSnapshot]:
         """The completed snapshots kept for ``job_name``, newest first.
 

@@ -236,6 +236,18 @@ def test_restore_is_refused_while_the_job_runs(place) -> None:
         store.restore(store.history("daily")[0])
 
 
+def test_jobs_lists_the_jobs_with_a_state(place) -> None:
+    store = place.store()
+    assert store.jobs() == []
+    running = store.get_or_create("hourly")
+    store.update(running)
+    for _ in range(2):  # a completed job also has history files, in their own folder
+        completed = store.get_or_create("daily")
+        store.complete(completed)
+
+    assert store.jobs() == ["daily", "hourly"]
+
+
 def test_history_limit_zero_keeps_none(place) -> None:
     store = place.store(history_limit=0)
     for number in (1, 2):
