@@ -18,6 +18,7 @@ __all__ = [
     "InvalidJobNameError",
     "InvalidLocationError",
     "InvalidRunIdError",
+    "JobAlreadyRunningError",
     "JobFailedError",
     "ManifestTableNotFoundError",
     "OwnershipLostError",
@@ -102,5 +103,21 @@ class CorruptStateError(SparkManifestsError):
     """A state file is not a valid state document (truncated, not JSON, or foreign)."""
 
 
+class JobAlreadyRunningError(SparkManifestsError):
+    """A job's running state was saved recently by another process that may still be at work.
+
+    Two runs of one job would resume the same snapshot and process the same runs as one
+    owner. Wait for the other run to end, or take over when it is known to be dead.
+    """
+
+
 class JobFailedError(SparkManifestsError):
-    """A job finished with failed runs, or stopped at the first failure with ``fail_fast``."""
+    """A job stopped: at the first failed run with ``fail_fast``, or for a reason of its own
+    (access denied, Spark or a location unusable, its state not saved).
+
+    ``run_id`` names the failed run in the first case, and is ``None`` in the others.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id

@@ -141,8 +141,7 @@ def list_runs(
     >>> [run.name for run in list_runs("s3://acme/enriched/archive/")]  # doctest: +SKIP
     ['run=2017-04-11-10-31-05', 'run=2017-04-11-11-31-05']
     """
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be 0 or more, got {limit}")
+    check_window(since, until, limit)
     location = parse_location(archive, what="archive")
     if location.is_s3:
         found = _runs_in_s3(location, make_client("s3", client=client, session=session))
@@ -155,6 +154,17 @@ def list_runs(
         if (low is None or run.timestamp >= low) and (high is None or run.timestamp <= high)
     )
     return runs[:limit] if limit is not None else runs
+
+
+def check_window(since: datetime | None, until: datetime | None, limit: int | None) -> None:
+    """Refuse a window that can hold no run by mistake: a negative limit, until before since."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more, got {limit}")
+    low, high = _utc(since), _utc(until)
+    if low is not None and high is not None and high < low:
+        raise ValueError(
+            f"until ({high:%Y-%m-%d %H:%M:%S}) is before since ({low:%Y-%m-%d %H:%M:%S})"
+        )
 
 
 def list_runids(s3_client: Any, full_path: str) -> list[str]:

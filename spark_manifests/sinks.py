@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._aws import aws_errors, make_client
 from ._locations import Location, PathLike, parse_location
+from .exceptions import InvalidLocationError
 
 if TYPE_CHECKING:
     import boto3
@@ -100,6 +101,11 @@ class ParquetSink(Sink):
         session: boto3.session.Session | None = None,
     ) -> None:
         self.location = parse_location(output, what="output")
+        if not self.location.is_s3 and os.path.isfile(self.location.key):
+            raise InvalidLocationError(
+                f"The output {self.location.uri} is a file; give a directory (it is created "
+                "if missing) for the events/ and bad_rows/ folders."
+            )
         self.compression = compression
         self._client = client
         self._session = session

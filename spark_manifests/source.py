@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -26,6 +27,8 @@ from ._spark import get_or_create_spark, set_job_description
 from .exceptions import (
     AccessDeniedError,
     CredentialsMissingError,
+    InvalidLocationError,
+    JobAlreadyRunningError,
     JobFailedError,
     OwnershipLostError,
     RunInputError,
@@ -33,7 +36,7 @@ from .exceptions import (
 )
 from .manifest import RunManifest, RunStatus, open_manifest
 from .retry import RetryPolicy, classify_error
-from .runs import Run, RunFile, list_runs, without_cold_runs
+from .runs import Run, RunFile, check_window, list_runs, without_cold_runs
 from .sinks import RUN_COLUMN, ParquetSink, Sink
 from .state import StateData, StateStore
 
@@ -139,6 +142,14 @@ class ManifestedRunSource:
     owner, lease_seconds
         Who claims the runs (default: job, host, process) and for how long a claim holds
         before another job may take it over.
+    take_over
+        Resume the job's running state even when it was saved less than ``lease_seconds``
+        ago by a process that may still be at work (by default that raises
+        :class:`~spark_manifests.JobAlreadyRunningError`). Only for a job known to be dead.
+    client, session
+        A boto3 S3 client, or a session to make clients, for the archive, an S3 state
+        location and the sink's output checks; the session also opens a manifest given as
+        a URI.
 
     Examples
     --------
@@ -169,6 +180,7 @@ class ManifestedRunSource:
         fail_fast: bool = False,
         owner: str | None = None,
         lease_seconds: int = 3600,
+        take_over: bool = False,
         client: Any | None = None,
         session: boto3.session.Session | None = None,
     ) -> None:
@@ -176,11 +188,20 @@ class ManifestedRunSource:
             raise ValueError("Give either output= (a location for Parquet output) or sink=.")
         if max_runs_per_batch < 1:
             raise ValueError(f"max_runs_per_batch must be at least 1, got {max_runs_per_batch}")
+        if max_bytes_per_batch is not None and max_bytes_per_batch < 1:
+            raise ValueError(f"max_bytes_per_batch must be at least 1, got {max_bytes_per_batch}")
+        check_window(since, until, limit)
         self.archive = parse_location(archive, what="archive")
         self.job_name = job_name
+        # A manifest this source opened is closed with it; one it was given is the caller's.
+        self._owns_manifest = not isinstance(manifest, RunManifest)
         self.manifest = _open_manifest(manifest, session=session)
-        self.state_store = _open_state_store(state, session=session)
-        self.sink = sink or ParquetSink(output, session=session)  # type: ignore[arg-type]
+        self.state_store = _open_state_store(state, client=client, session=session)
+        self.sink = sink or ParquetSink(
+            output,  # type: ignore[arg-type]
+            client=client,
+            session=session,
+        )
         self.reader = reader
         self.transform = transform
         self.max_runs_per_batch = max_runs_per_batch
@@ -189,6 +210,7 @@ class ManifestedRunSource:
         self.retry = retry or RetryPolicy()
         self.fail_fast = fail_fast
         self.lease_seconds = lease_seconds
+        self.take_over = take_over
         self._owner = owner
         self._s3_client = client
         self._session = session
@@ -283,7 +305,8 @@ class ManifestedRunSource:
         return status_rows(self._archive_runs(), self.manifest)
 
     def close(self) -> None:
-        """Release the claims this source still holds, so another job can take them at once."""
+        """Release the claims this source still holds, so another job can take them at once,
+        and close the manifest if the source opened it (from a URI or the default)."""
         for run_id in sorted(self._held):
             try:
                 self.manifest.release(run_id, self.owner)
@@ -291,6 +314,8 @@ class ManifestedRunSource:
             except OwnershipLostError:
                 _logger.warning("Could not release %s: another owner holds it now", run_id)
         self._held.clear()
+        if self._owns_manifest:
+            self.manifest.close()
 
     def __enter__(self) -> ManifestedRunSource:
         return self
@@ -307,20 +332,39 @@ class ManifestedRunSource:
         ------
         JobFailedError
             With ``fail_fast``, at the first run that fails (after its retries).
+        JobAlreadyRunningError
+            The job's running state was saved by another run that may still be at work.
         """
         started = time.monotonic()
         # A wrong or unreadable archive fails here, before a snapshot says the job is running.
         runs = self._archive_runs()
+        if not runs:
+            _logger.warning(
+                "No run folders (run=YYYY-mm-DD-hh-MM-SS) in %s%s: is it the right archive?",
+                self.archive.uri,
+                "" if self.since is None and self.until is None else " within since/until",
+            )
         state = self._open_state()
+        _OWNERS_AT_WORK.add(self.owner)
+        try:
+            return self._resume_and_process(runs, state, started)
+        finally:
+            _OWNERS_AT_WORK.discard(self.owner)
+
+    def _resume_and_process(
+        self, runs: Sequence[Run], state: StateData, started: float
+    ) -> JobSummary:
         summary = JobSummary(self.job_name, self.owner)
         self._resume(state, summary)
         pending = self._pending_among(runs)
         total = len(pending)
         self._report(0, total, f"{total} runs pending")
+        # Progress counts the pending runs only, not those the resume settled.
+        settled_before = _settled(summary)
         for number, batch in enumerate(self._batches(pending), start=1 + summary.batches):
             self._process_batch(number, batch, state, summary)
             summary.batches = number
-            done = summary.runs_committed + summary.runs_failed + summary.runs_skipped
+            done = _settled(summary) - settled_before
             self._report(min(done, total), total, f"batch {number} done")
         summary.seconds = round(time.monotonic() - started, 3)
         state["summary"] = summary.to_dict()
@@ -343,10 +387,12 @@ class ManifestedRunSource:
     def _open_state(self) -> StateData:
         state = self.state_store.get_or_create(self.job_name)
         if state.origin == "running":
-            if self._owner is None and state.get("owner"):
+            previous = str(state.get("owner") or "")
+            self._refuse_if_still_running(state, previous)
+            if self._owner is None and previous:
                 # The last run of this job was killed holding claims: take its identity so
                 # its claims are ours again instead of waiting for their leases to expire.
-                self._owner = str(state["owner"])
+                self._owner = previous
                 _logger.info("Resuming job %s as %s", self.job_name, self._owner)
         else:
             state.reset()
@@ -356,8 +402,37 @@ class ManifestedRunSource:
         self._save_state(state, "starting")
         return state
 
+    def _refuse_if_still_running(self, state: StateData, previous: str) -> None:
+        """Stop when the running state may belong to a run of this job still at work: both
+        would resume it and process the same runs as one owner.
+
+        A snapshot saved a lease ago or more is a dead job's (its claims have expired too);
+        so is one whose owner was a process of this host that has ended, or this process.
+        """
+        if self.take_over or not previous or previous == self._owner:
+            return
+        saved = state.updated_at
+        if saved is None or _owner_process_gone(previous):
+            return
+        age = (datetime.now(timezone.utc) - saved).total_seconds()
+        if age >= self.lease_seconds:
+            return
+        free_at = datetime.fromtimestamp(saved.timestamp() + self.lease_seconds, timezone.utc)
+        raise JobAlreadyRunningError(
+            f"Job {self.job_name} looks still running: {previous} saved its running state "
+            f"at {saved:%Y-%m-%d %H:%M:%S} UTC, {age:.0f}s ago, within the "
+            f"{self.lease_seconds}s lease. Two runs of one job would process the same runs. "
+            f"Wait for it to end; if it is dead, start again after {free_at:%H:%M:%S} UTC, "
+            "or take over now (take_over=True, `spark-manifests process --take-over`)."
+        )
+
     def _resume(self, state: StateData, summary: JobSummary) -> None:
-        """Finish what a killed run of this job left: commit runs already written."""
+        """Finish what a killed run of this job left: commit runs already written.
+
+        Only a run the manifest still shows processing under this job's owner is committed
+        without recomputing it: if another job took it over meanwhile, that job may have
+        rewritten part of its output, so it is processed again.
+        """
         in_flight: dict[str, Any] = dict(state.get("in_flight") or {})
         if not in_flight:
             return
@@ -369,13 +444,16 @@ class ManifestedRunSource:
                 _logger.info("Resume: %s was committed before the crash", run_id)
             elif (
                 record.get("stage") == "written"
+                and entry is not None
+                and entry.status is RunStatus.PROCESSING
+                and entry.owner == self.owner
                 and self.sink.has_output(run)
-                and self._claim(run, batch=None)
             ):
+                # Committed as it stands: a claim again would count one more attempt.
                 metrics = _RunMetrics(**record.get("metrics", {}))
-                self._commit(run, metrics, None, summary)
-                summary.runs_resumed += 1
-                _logger.info("Resume: committed %s without recomputing it", run_id)
+                if self._commit(run, metrics, None, summary):
+                    summary.runs_resumed += 1
+                    _logger.info("Resume: committed %s without recomputing it", run_id)
             else:
                 _logger.info(
                     "Resume: %s stopped at %s; it is processed again", run_id, record.get("stage")
@@ -416,6 +494,7 @@ class ManifestedRunSource:
         state: StateData,
         summary: JobSummary,
     ) -> None:
+        self._start_spark()
         claimed = [(run, files) for run, files in batch if self._claim(run, batch=number)]
         refused = [run for run, _ in batch if not any(run is other for other, _ in claimed)]
         self._settle_refused(refused, number, summary)
@@ -456,9 +535,11 @@ class ManifestedRunSource:
                 raise
             except Exception as exc:  # classified below: retried, split, or recorded
                 error = classify_error(exc, what=what)
-                if isinstance(error, (AccessDeniedError, CredentialsMissingError)):
-                    # A permission or credential problem is the job's, not the run's: stop
-                    # before it marks every run failed and burns their attempts.
+                if isinstance(
+                    error, (AccessDeniedError, CredentialsMissingError, InvalidLocationError)
+                ):
+                    # A permission, credential or location problem is the job's, not the
+                    # run's: stop before it marks every run failed and burns their attempts.
                     raise JobFailedError(f"Job {self.job_name} stopped: {error}") from exc
                 delay = next(delays, None) if error.retryable else None
                 if delay is not None:
@@ -474,7 +555,8 @@ class ManifestedRunSource:
                 self._fail(runs[0], error, summary)
                 return
         for run in runs:
-            self._commit(run, metrics[run.id], number, summary)
+            if not self._commit(run, metrics[run.id], number, summary):
+                self._count_skipped(run, number, summary)
         fault_point("after_commit")
         self._stage(state, runs, "committed", number)
 
@@ -490,6 +572,7 @@ class ManifestedRunSource:
             if self.transform is not None:
                 events = counting.observe_output(self._apply_transform(events, runs))
             self._stage(state, runs, "loaded", number)
+            self._handlers.fire("batch_loaded", RunEvent("batch_loaded", _ids(runs), number))
             fault_point("after_load")
             self.sink.write(events, runs)
             fault_point("mid_write")
@@ -505,7 +588,7 @@ class ManifestedRunSource:
             "batch_written",
             RunEvent(
                 "batch_written",
-                tuple(r.id for r in runs),
+                _ids(runs),
                 number,
                 {"rows_out": sum(m.rows_out for m in metrics.values())},
             ),
@@ -566,7 +649,8 @@ class ManifestedRunSource:
 
     def _commit(
         self, run: Run, metrics: _RunMetrics, batch: int | None, summary: JobSummary
-    ) -> None:
+    ) -> bool:
+        """Commit a run this job holds; ``False`` when another job took it over meanwhile."""
         try:
             self.manifest.commit(
                 run.id,
@@ -581,8 +665,7 @@ class ManifestedRunSource:
             # partition, so the output stays one copy.
             _logger.warning("Lost %s to another job before committing it", run.id)
             self._held.discard(run.id)
-            summary.runs_skipped += 1
-            return
+            return False
         self._held.discard(run.id)
         summary.runs_committed += 1
         summary.rows_in += metrics.rows_in
@@ -591,6 +674,7 @@ class ManifestedRunSource:
         self._handlers.fire(
             "run_committed", RunEvent("run_committed", (run.id,), batch, asdict(metrics))
         )
+        return True
 
     def _settle_refused(self, runs: Sequence[Run], batch: int, summary: JobSummary) -> None:
         """Count the runs a claim refused, saying which are out of attempts; a run its jobs
@@ -613,8 +697,11 @@ class ManifestedRunSource:
                         entry.attempts,
                         entry.error,
                     )
-            summary.runs_skipped += 1
-            self._handlers.fire("run_skipped", RunEvent("run_skipped", (run.id,), batch))
+            self._count_skipped(run, batch, summary)
+
+    def _count_skipped(self, run: Run, batch: int, summary: JobSummary) -> None:
+        summary.runs_skipped += 1
+        self._handlers.fire("run_skipped", RunEvent("run_skipped", (run.id,), batch))
 
     def _fail_abandoned(self, run: Run, attempts: int, batch: int, summary: JobSummary) -> bool:
         message = (
@@ -655,7 +742,19 @@ class ManifestedRunSource:
             "run_failed", RunEvent("run_failed", (run.id,), batch, {"error": message})
         )
         if self.fail_fast:
-            raise JobFailedError(f"Run {run.id} failed and fail_fast is set: {message}") from cause
+            raise JobFailedError(
+                f"Run {run.id} failed and fail_fast is set: {message}", run_id=run.id
+            ) from cause
+
+    def _start_spark(self) -> None:
+        """Start Spark before claiming a batch: a session that cannot start (a wrong master,
+        no Java) is the job's failure, not the runs', and must not use up their attempts."""
+        try:
+            self.spark  # noqa: B018 - the property starts the session
+        except Exception as exc:
+            raise JobFailedError(
+                f"Job {self.job_name} stopped: Spark did not start: {_first_line(exc)}"
+            ) from exc
 
     def _stage(
         self,
@@ -708,11 +807,50 @@ def _open_manifest(manifest: ManifestArg, *, session: Any) -> RunManifest:
     return open_manifest(os.fspath(uri), session=session)
 
 
-def _open_state_store(state: StateArg, *, session: Any) -> StateStore:
+def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateStore:
     if isinstance(state, StateStore):
         return state
     location = state if state is not None else os.path.join(DEFAULT_HOME, "state")
-    return StateStore(location, session=session)
+    return StateStore(location, client=client, session=session)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def _settled(summary: JobSummary) -> int:
+    return summary.runs_committed + summary.runs_failed + summary.runs_skipped
+
+
+def _ids(runs: Sequence[Run]) -> tuple[str, ...]:
+    return tuple(run.id for run in runs)
+
+
+# The owner a source makes itself: "<job>@<host>:<pid>:<8 hex digits>".
+_OWNER_PATTERN = re.compile(r"@(?P<host>[^@:]+):(?P<pid>[0-9]+):[0-9a-f]{8}$")
+
+# The owners of the sources of this process inside run() now.
+_OWNERS_AT_WORK: set[str] = set()
+
+
+def _owner_process_gone(owner: str) -> bool:
+    """Whether ``owner`` is not at work: a process of this host that has ended, or a source
+    of this process no longer running (a run that stopped on an error, started again in
+    the same notebook)."""
+    found = _OWNER_PATTERN.search(owner)
+    if os.name != "posix" or not found or found["host"] != socket.gethostname():
+        return False
+    pid = int(found["pid"])
+    if pid == os.getpid():
+        return owner not in _OWNERS_AT_WORK
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, under another user
+        return False
+    return False
 
 
 def _run_record(run: Run) -> dict[str, str]:

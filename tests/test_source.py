@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import socket
+import subprocess
 import time
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,11 +19,13 @@ from pyspark.sql import functions as F
 
 from spark_manifests import (
     ArchiveNotFoundError,
+    JobAlreadyRunningError,
     JobFailedError,
     ManifestedRunSource,
     RetryableError,
     RunInputError,
     RunStatus,
+    SparkManifestsError,
     SQLiteRunManifest,
     StateStore,
     read_enriched,
@@ -279,7 +286,7 @@ def test_fail_fast_stops_at_the_first_failure(make_source) -> None:
 def test_events_fire_in_order(make_source) -> None:
     source = make_source(max_runs_per_batch=2)
     seen: list[tuple[str, int]] = []
-    for name in ("run_claimed", "batch_written", "run_committed"):
+    for name in ("run_claimed", "batch_loaded", "batch_written", "run_committed"):
         source.on(name, lambda event, name=name: seen.append((name, event.batch)))
     progress: list[tuple[int, int]] = []
     source.on("progress", lambda p: progress.append((p.done, p.total)))
@@ -288,7 +295,8 @@ def test_events_fire_in_order(make_source) -> None:
 
     expected = []
     for batch in (1, 2):
-        expected += [("run_claimed", batch)] * 2 + [("batch_written", batch)]
+        expected += [("run_claimed", batch)] * 2
+        expected += [("batch_loaded", batch), ("batch_written", batch)]
         expected += [("run_committed", batch)] * 2
     assert seen == expected
     assert progress == [(0, RUNS), (2, RUNS), (4, RUNS)]
@@ -456,3 +464,190 @@ def test_a_transform_that_reads_part_of_its_input_keeps_exact_counts(
     for entry in source.manifest.entries():
         assert entry.rows_in == EVENTS_PER_RUN
         assert entry.rows_out == kept
+
+
+def _crash_after_write(make_source, monkeypatch, **options) -> ManifestedRunSource:
+    """A source killed once its first batch (two runs) is written, before the commit."""
+    crashing = make_source(max_runs_per_batch=2, **options)
+    monkeypatch.setattr(source_module, "fault_point", _crash_at("after_write"))
+    with pytest.raises(SimulatedCrash):
+        crashing.run()
+    monkeypatch.undo()
+    return crashing
+
+
+def test_resume_commits_written_runs_even_with_no_retries_left(make_source, monkeypatch) -> None:
+    # One attempt per run: claiming a written run again on resume would be refused.
+    no_retries = RetryPolicy(max_retries=0)
+    crashing = _crash_after_write(make_source, monkeypatch, retry=no_retries)
+
+    resumed = make_source(max_runs_per_batch=2, retry=no_retries)
+    progress: list[tuple[int, int]] = []
+    resumed.on("progress", lambda p: progress.append((p.done, p.total)))
+    summary = resumed.run()
+
+    assert (summary.runs_resumed, summary.runs_committed, summary.runs_skipped) == (2, RUNS, 0)
+    entries = list(resumed.manifest.entries())
+    assert {(e.status, e.owner, e.attempts) for e in entries} == {
+        (RunStatus.COMMITTED, crashing.owner, 1)
+    }
+    # Progress counts the runs still pending, not those the resume committed.
+    assert progress == [(0, RUNS - 2), (RUNS - 2, RUNS - 2)]
+
+
+def test_resume_processes_again_a_written_run_another_job_took_over(
+    make_source, spark, monkeypatch, tmp_path
+) -> None:
+    now = [time.time()]
+    manifest = SQLiteRunManifest(str(tmp_path / "manifest.sqlite"), clock=lambda: now[0])
+    crashing = _crash_after_write(make_source, monkeypatch, manifest=manifest, lease_seconds=60)
+    written = sorted(crashing.state_store.get_or_create("test_job")["in_flight"])
+    # Its lease ran out; another job took the run over and died while rewriting its output.
+    now[0] += 61
+    assert manifest.claim(written[0], "other-job", lease_seconds=60, max_attempts=9)
+    shutil.rmtree(os.path.join(crashing.sink.bad_rows_location.key, f"run={_label(written[0])}"))
+    now[0] += 61
+
+    resumed = make_source(manifest=manifest, lease_seconds=60)
+    summary = resumed.run()
+
+    assert (summary.runs_resumed, summary.runs_committed) == (1, RUNS)
+    assert manifest.get(written[0]).attempts == 3
+    assert manifest.get(written[1]).attempts == 1
+    bad_rows = read_output(spark, resumed, "bad_rows")
+    assert (
+        bad_rows.where(F.col("run") == _label(written[0])).count()
+        == manifest.get(written[0]).bad_rows
+    )
+
+
+def _label(run_id: str) -> str:
+    return run_id.rstrip("/").rsplit("=", 1)[1]
+
+
+def test_a_commit_lost_to_another_job_counts_the_run_skipped_once(make_source, tmp_path) -> None:
+    now = [time.time()]
+    manifest = SQLiteRunManifest(str(tmp_path / "manifest.sqlite"), clock=lambda: now[0])
+    source = make_source(manifest=manifest, lease_seconds=60)
+    lost = source.pending()[0].id
+
+    def taken_over(event) -> None:
+        if event.run_ids == (lost,):  # this job stalls past its lease; another takes the run
+            now[0] += 61
+            assert manifest.claim(lost, "other-job", lease_seconds=600, max_attempts=9)
+
+    skipped: list[str] = []
+    source.on("run_claimed", taken_over).on("run_skipped", lambda e: skipped.extend(e.run_ids))
+    summary = source.run()
+
+    assert (summary.runs_committed, summary.runs_skipped, skipped) == (RUNS - 1, 1, [lost])
+    assert manifest.get(lost).owner == "other-job"
+
+
+def test_a_second_start_of_a_running_job_is_refused(make_source) -> None:
+    first = make_source()
+    refused: list[Exception] = []
+
+    def start_again(event) -> None:
+        if not refused:
+            with pytest.raises(JobAlreadyRunningError, match="looks still running") as error:
+                make_source().run()
+            refused.append(error.value)
+
+    first.on("batch_loaded", start_again)
+    summary = first.run()
+
+    assert len(refused) == 1
+    assert summary.runs_committed == RUNS
+    assert first.state_store.get_or_create("test_job").origin == "completed"
+
+
+def _leave_running_state(store: StateStore, owner: str, *, age_seconds: float = 0) -> None:
+    state = store.get_or_create("test_job")
+    state["owner"] = owner
+    state["in_flight"] = {}
+    store.update(state)
+    if age_seconds:  # as if saved that long ago
+        path = Path(store.location.key) / "test_job_running.json"
+        document = json.loads(path.read_text())
+        saved = datetime.now(timezone.utc) - timedelta(seconds=age_seconds)
+        document["updated_at"] = saved.isoformat()
+        path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("previous", "age", "take_over", "refused"),
+    [
+        ("another host", 0, False, True),
+        ("another host", 0, True, False),
+        ("another host", 7200, False, False),
+        ("a live process here", 0, False, True),
+        ("an ended process here", 0, False, False),
+    ],
+)
+def test_a_running_state_is_resumed_only_when_its_job_is_gone(
+    make_source, previous, age, take_over, refused
+) -> None:
+    if previous == "another host":
+        owner = "test_job@elsewhere.example:4242:0123abcd"
+    else:
+        process = subprocess.Popen(["sleep", "60"])
+        if previous == "an ended process here":
+            process.kill()
+            process.wait()
+        owner = f"test_job@{socket.gethostname()}:{process.pid}:0123abcd"
+    source = make_source(take_over=take_over, limit=1)
+    _leave_running_state(source.state_store, owner, age_seconds=age)
+    try:
+        if refused:
+            with pytest.raises(JobAlreadyRunningError, match="take_over=True"):
+                source.run()
+        else:
+            assert source.run().runs_committed == 1
+            assert source.owner == owner
+    finally:
+        if previous == "a live process here":
+            process.kill()
+            process.wait()
+
+
+def test_close_closes_a_manifest_the_source_opened(make_source, tmp_path) -> None:
+    given = SQLiteRunManifest(str(tmp_path / "given.sqlite"))
+    with make_source(manifest=given):
+        pass
+    assert list(given.entries()) == []  # still usable: it is the caller's to close
+
+    with make_source(manifest=str(tmp_path / "opened.sqlite")) as source:
+        opened = source.manifest
+    with pytest.raises(SparkManifestsError, match="closed database"):
+        list(opened.entries())
+
+
+def test_a_given_s3_client_serves_the_state_and_the_sink(aws, archive) -> None:
+    client = aws.client("s3")
+    client.create_bucket(Bucket="acme")
+    calls: list[str] = []
+    client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    source = ManifestedRunSource(
+        archive,
+        output="s3://acme/output/",
+        state="s3://acme/state/",
+        manifest=SQLiteRunManifest(":memory:"),
+        client=client,
+    )
+
+    source.state_store.get_or_create("test_job")
+    assert "GetObject" in calls
+    calls.clear()
+    assert not source.sink.has_output(source.pending()[0])
+    assert "ListObjectsV2" in calls
+
+
+def test_spark_that_cannot_start_fails_the_job_not_its_runs(make_source) -> None:
+    def no_spark() -> SparkSession:
+        raise RuntimeError("[JAVA_GATEWAY_EXITED] Java gateway process exited")
+
+    source = make_source(spark=no_spark)
+    with pytest.raises(JobFailedError, match=r"Spark did not start: RuntimeError: \[JAVA_GATEWAY"):
+        source.run()
+    assert list(source.manifest.entries()) == []
