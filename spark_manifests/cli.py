@@ -10,20 +10,24 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from botocore.exceptions import BotoCoreError
+
 from ._version import __version__
-from .exceptions import SparkManifestsError
+from .exceptions import JobFailedError, SparkManifestsError
 from .source import DEFAULT_MAX_BYTES_PER_BATCH, DEFAULT_MAX_RUNS_PER_BATCH
 
 _logger = logging.getLogger(__name__)
 
 DEMO_JOB = "demo"
 DEFAULT_JOB = "enriched_to_parquet"
+_LABEL_RE = re.compile(r"^[0-9]{4}(-[0-9]{2}){5}$")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,12 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         return int(args.command(args) or 0)
-    except (SparkManifestsError, ValueError, OSError) as exc:
+    except BrokenPipeError:
+        # The reader of the output went away (`| head`): not an error of the command.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (SparkManifestsError, ValueError, OSError, BotoCoreError) as exc:
         if args.debug:
             raise
-        print(f"spark-manifests: error: {exc}", file=sys.stderr)
-        print("(run again with --debug for the traceback)", file=sys.stderr)
-        return 2
+        print(f"spark-manifests: error: {exc} (--debug shows the traceback)", file=sys.stderr)
+        # 1: a run failed (fail_fast); 2: the job could not run as configured.
+        return 1 if isinstance(exc, JobFailedError) and exc.run_id else 2
     except KeyboardInterrupt:
         print("spark-manifests: interrupted", file=sys.stderr)
         return 130
@@ -86,17 +94,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .runs import list_runs
+    from .runs import check_window, list_runs
     from .source import status_rows
 
-    with _manifest(args) as manifest:
+    with _manifest(args, must_exist=True) as manifest:
         if args.archive:
             rows = status_rows(
                 list_runs(args.archive, since=args.since, until=args.until), manifest
             )
         else:
+            check_window(args.since, args.until, None)
             rows = sorted(
-                (_entry_row(entry) for entry in manifest.entries()), key=lambda row: row["run_id"]
+                (
+                    _entry_row(entry)
+                    for entry in manifest.entries()
+                    if _in_window(entry.run_id, args.since, args.until)
+                ),
+                key=lambda row: (row["run"], row["run_id"]),
             )
     _print_table(
         rows,
@@ -107,7 +121,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:
-    with _manifest(args) as manifest:
+    with _manifest(args, must_exist=args.action == "unmark") as manifest:
         if args.action == "create":
             if args.provisioned and not args.manifest.startswith("dynamodb://"):
                 raise ValueError("--provisioned applies to DynamoDB manifests (dynamodb://TABLE)")
@@ -119,7 +133,7 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
                 manifest.create()
             print(f"Manifest ready: {args.manifest}")
             return 0
-        run_ids = _selected_run_ids(args)
+        run_ids = _selected_run_ids(args, manifest)
         action = {"mark": manifest.add, "unmark": manifest.unmark, "skip": manifest.skip}[
             args.action
         ]
@@ -135,6 +149,13 @@ def _cmd_state(args: argparse.Namespace) -> int:
 
     store = StateStore(args.state or os.path.join(DEFAULT_HOME, "state"))
     state = store.get_or_create(args.job)
+    if state.origin == "new":
+        jobs = store.jobs()
+        raise ValueError(
+            f"No state for job {args.job!r} in {store.location.uri}; "
+            + (f"jobs with a state there: {', '.join(jobs)}" if jobs else "no job has one there")
+            + " (--job NAME, --state LOCATION)."
+        )
     document = {"job": args.job, "origin": state.origin, "data": state.to_dict()}
     if args.history:
         document["history"] = [str(item) for item in store.history(args.job)]
@@ -179,6 +200,7 @@ def _source(args: argparse.Namespace, archive: str, output: str, job: str) -> An
         until=getattr(args, "until", None),
         limit=getattr(args, "limit", None),
         fail_fast=getattr(args, "fail_fast", False),
+        take_over=getattr(args, "take_over", False),
     )
 
 
@@ -245,22 +267,92 @@ class ProgressDisplay:
             self.stream.flush()
 
 
-def _manifest(args: argparse.Namespace) -> Any:
-    from .manifest import open_manifest
+def _manifest(args: argparse.Namespace, *, must_exist: bool = False) -> Any:
+    """The manifest of ``--manifest`` (default: the embedded one). With ``must_exist``, a
+    SQLite file that is not there is an error rather than a new, empty manifest."""
+    from .manifest import open_manifest, sqlite_path
     from .source import DEFAULT_HOME
 
     args.manifest = args.manifest or os.path.join(DEFAULT_HOME, "manifest.sqlite")
+    path = sqlite_path(args.manifest)
+    if must_exist and path is not None and path != ":memory:" and not os.path.isfile(path):
+        raise ValueError(
+            f"No manifest at {os.path.abspath(path)}: no job has used it yet. Check --manifest "
+            "(a relative path, or the default .spark-manifests/, is relative to the current "
+            "directory)."
+        )
     return open_manifest(args.manifest)
 
 
-def _selected_run_ids(args: argparse.Namespace) -> list[str]:
+def _selected_run_ids(args: argparse.Namespace, manifest: Any) -> list[str]:
     from .runs import list_runs
 
     if args.run_ids:
-        return list(args.run_ids)
+        if args.archive:
+            raise ValueError("Give run ids or --archive, not both.")
+        return _named_run_ids(args.run_ids, manifest)
     if not args.archive:
         raise ValueError("Name the runs: give run ids, or --archive (with --since/--until).")
     return [run.id for run in list_runs(args.archive, since=args.since, until=args.until)]
+
+
+def _named_run_ids(names: Sequence[str], manifest: Any) -> list[str]:
+    """The manifest keys of the runs named on the command line.
+
+    A label (``2017-04-11-10-31-05``, as ``runs`` shows) or a folder name (``run=...``)
+    names the one run of the manifest made at that time. An ``s3://`` URI stands for its
+    bucket-relative key and a local run folder for its absolute path, as the manifest keys
+    them; any other path is taken as a key, with its trailing ``/``.
+    """
+    from ._locations import parse_location
+    from .runs import parse_run_id
+
+    ids, known = [], None
+    for name in names:
+        time_of_run = parse_run_id(f"run={name}" if _LABEL_RE.match(name) else name)
+        if "/" not in name.rstrip("/"):
+            known = known if known is not None else [e.run_id for e in manifest.entries()]
+            ids.append(_the_run_at(time_of_run, name, known))
+            continue
+        location = parse_location(name, what="run")
+        if location.is_s3:
+            ids.append(location.prefix)
+        elif not name.startswith("file://") and not os.path.isdir(name):
+            ids.append(name.rstrip("/") + "/")  # an S3 key, as stored
+        else:
+            ids.append(location.key.rstrip("/") + "/")
+    return ids
+
+
+def _the_run_at(time_of_run: datetime, name: str, run_ids: Sequence[str]) -> str:
+    matches = [run_id for run_id in run_ids if _run_time(run_id) == time_of_run]
+    if len(matches) != 1:
+        found = "no run" if not matches else f"{len(matches)} runs"
+        raise ValueError(
+            f"{name!r} names {found} of the manifest. Give the run's full id (on S3 the "
+            "bucket-relative key, e.g. enriched/archive/run=2017-04-11-10-31-05/; locally "
+            "the folder's path), or --archive with --since/--until."
+        )
+    return matches[0]
+
+
+def _run_time(run_id: str) -> datetime | None:
+    """When the run was made, or ``None`` for an id that names no run folder."""
+    from .runs import parse_run_id
+
+    try:
+        return parse_run_id(run_id)
+    except SparkManifestsError:
+        return None
+
+
+def _in_window(run_id: str, since: datetime | None, until: datetime | None) -> bool:
+    if since is None and until is None:
+        return True
+    made = _run_time(run_id)
+    return (
+        made is not None and (since is None or made >= since) and (until is None or made <= until)
+    )
 
 
 def _entry_row(entry: Any) -> dict[str, Any]:
@@ -283,12 +375,10 @@ def _entry_row(entry: Any) -> dict[str, Any]:
 
 def _label(run_id: str) -> str:
     """The run's time label, or the id itself for an id that names no run folder."""
-    from .runs import LABEL_FORMAT, parse_run_id
+    from .runs import LABEL_FORMAT
 
-    try:
-        return parse_run_id(run_id).strftime(LABEL_FORMAT)
-    except SparkManifestsError:
-        return run_id
+    made = _run_time(run_id)
+    return made.strftime(LABEL_FORMAT) if made is not None else run_id
 
 
 def _print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
@@ -351,6 +441,18 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Any, help_text: str, **defaults: Any) -> Any:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(command=handler, **defaults)
+        # Also after the command (a job passes its arguments after "process"); SUPPRESS
+        # keeps the subcommand from resetting a flag given before it.
+        sub.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+        sub.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
         return sub
 
     def where(sub: argparse.ArgumentParser, *, state: bool = True) -> None:
@@ -393,6 +495,12 @@ def _parser() -> argparse.ArgumentParser:
     where(process)
     window(process)
     process.add_argument("--limit", type=int, help="process at most this many runs")
+    process.add_argument(
+        "--take-over",
+        action="store_true",
+        help="resume the job's state even if its last run may still be at work "
+        "(only when that run is known to be dead)",
+    )
     spark_options(process)
 
     demo = command(
@@ -409,7 +517,7 @@ def _parser() -> argparse.ArgumentParser:
 
     runs = command("runs", _cmd_runs, "list runs with their manifest status")
     runs.add_argument("--archive", help="list the archive's runs (default: the manifest's)")
-    where(runs)
+    where(runs, state=False)
     window(runs)
 
     manifest = command("manifest", _cmd_manifest, "create the manifest, or change runs in it")

@@ -55,7 +55,8 @@ DEFAULT_MAX_ATTEMPTS = 3
 # DynamoDB table names: 3-255 characters of letters, digits, '_', '-' and '.'.
 _TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 _EXPECTED_URIS = (
-    "dynamodb://TABLE, sqlite:///relative/path, sqlite:////absolute/path or a local file path"
+    "dynamodb://TABLE, sqlite:///relative/path, sqlite:////absolute/path, file:///absolute/path "
+    "or a local file path"
 )
 
 
@@ -394,19 +395,34 @@ def open_manifest(
     RunManifests('acme-runs')
     """
     text = os.fspath(uri).strip()
+    path = sqlite_path(text)
+    if path is None:
+        return _open_dynamodb(
+            text.partition("://")[2].strip("/"), text, client=client, session=session
+        )
+    return _open_sqlite(path)
+
+
+def sqlite_path(uri: PathLike) -> str | None:
+    """The SQLite file a manifest URI names (see :func:`open_manifest`); ``None`` for DynamoDB.
+
+    >>> sqlite_path("sqlite:///runs.sqlite"), sqlite_path("dynamodb://acme-runs")
+    ('runs.sqlite', None)
+    """
+    text = os.fspath(uri).strip()
     scheme, sep, rest = text.partition("://")
     if not sep:
-        return _open_sqlite(text)
+        return text
     scheme = scheme.lower()
     if scheme == "dynamodb":
-        return _open_dynamodb(rest.strip("/"), text, client=client, session=session)
+        return None
     if scheme == "sqlite":
         # As SQLAlchemy reads them: sqlite:///relative/path, sqlite:////absolute/path.
-        return _open_sqlite(rest[1:] if rest.startswith("/") else rest)
+        return rest[1:] if rest.startswith("/") else rest
     if scheme == "file":
         from ._locations import parse_location
 
-        return _open_sqlite(parse_location(text, what="manifest").key)
+        return parse_location(text, what="manifest").key
     raise InvalidLocationError(
         f"The manifest {text!r} has the unsupported scheme {scheme!r}. Expected {_EXPECTED_URIS}."
     )

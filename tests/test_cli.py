@@ -1,0 +1,159 @@
+"""The ``spark-manifests`` command: the demo, run listings, manifest edits, state, exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spark_manifests import RunStatus, SQLiteRunManifest, StateStore, write_sample_archive
+from spark_manifests.cli import main
+
+RUNS = 3
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("spark-")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def demo(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo, run once for the module: a sample archive processed twice."""
+    home = tmp_path_factory.mktemp("demo")
+    where = ["--manifest", str(home / "m.sqlite"), "--state", str(home / "state")]
+    assert (
+        main(["demo", "--dir", str(home / "d"), "--runs", str(RUNS), "--events", "30", *where]) == 0
+    )
+    return home
+
+
+def manifest_of(demo: Path) -> SQLiteRunManifest:
+    return SQLiteRunManifest(str(demo / "m.sqlite"))
+
+
+def test_the_demo_commits_every_run_once(demo: Path, capsys) -> None:
+    entries = list(manifest_of(demo).entries())
+    assert [(e.status, e.attempts) for e in entries] == [(RunStatus.COMMITTED, 1)] * RUNS
+    assert StateStore(str(demo / "state")).jobs() == ["demo"]
+
+    assert (
+        main(["runs", "--manifest", str(demo / "m.sqlite"), "--since", "2017-04-11-11-00-00"]) == 0
+    )
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in listed[1:]] == [
+        ["2017-04-11-11-31-05", "COMMITTED"],
+        ["2017-04-11-12-31-05", "COMMITTED"],
+    ]
+
+
+def test_runs_are_named_by_label_folder_name_or_id(demo: Path, tmp_path: Path) -> None:
+    manifest = str(tmp_path / "m.sqlite")
+    with SQLiteRunManifest(manifest) as runs:
+        for entry in manifest_of(demo).entries():
+            runs.add(entry.run_id)
+    third = max(e.run_id for e in SQLiteRunManifest(manifest).entries())
+
+    assert main(["manifest", "unmark", "2017-04-11-10-31-05", "--manifest", manifest]) == 0
+    assert main(["manifest", "unmark", "run=2017-04-11-11-31-05", "--manifest", manifest]) == 0
+    assert main(["manifest", "unmark", third.rstrip("/"), "--manifest", manifest]) == 0
+    assert list(SQLiteRunManifest(manifest).entries()) == []
+
+    assert (
+        main(
+            [
+                "manifest",
+                "skip",
+                "s3://acme/enriched/archive/run=2017-04-11-10-31-05",
+                "--manifest",
+                manifest,
+            ]
+        )
+        == 0
+    )
+    [skipped] = SQLiteRunManifest(manifest).entries()
+    assert (skipped.run_id, skipped.status) == (
+        "enriched/archive/run=2017-04-11-10-31-05/",
+        RunStatus.SKIPPED,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("2017-04-11-10-31-06", "names no run of the manifest"),
+        ("garbage", "is not a run folder"),
+    ],
+)
+def test_a_run_name_that_names_no_run_is_refused(
+    demo: Path, capsys, name: str, message: str
+) -> None:
+    before = list(manifest_of(demo).entries())
+    assert main(["manifest", "unmark", name, "--manifest", str(demo / "m.sqlite")]) == 2
+    assert message in error_line(capsys)
+    assert list(manifest_of(demo).entries()) == before
+
+
+def test_reading_commands_do_not_create_a_manifest(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "typo" / "m.sqlite"
+    assert main(["runs", "--manifest", str(missing)]) == 2
+    assert "No manifest at" in error_line(capsys)
+    assert not missing.parent.exists()
+
+
+def test_state_show_of_an_unknown_job_names_the_known_ones(demo: Path, capsys) -> None:
+    assert main(["state", "show", "--state", str(demo / "state"), "--job", "demo"]) == 0
+    assert '"origin": "completed"' in capsys.readouterr().out
+    assert main(["state", "show", "--state", str(demo / "state"), "--job", "nosuch"]) == 2
+    assert "jobs with a state there: demo" in error_line(capsys)
+
+
+def test_debug_may_follow_the_command(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="No manifest"):
+        main(["runs", "--manifest", str(tmp_path / "none.sqlite"), "--debug"])
+
+
+def process(tmp_path: Path, archive: Path, *extra: str) -> int:
+    where = ["--manifest", str(tmp_path / "m.sqlite"), "--state", str(tmp_path / "state")]
+    return main(["process", "--archive", str(archive), *where, *extra])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--limit", "-1"], "limit must be 0 or more"),
+        (["--since", "2017-04-12", "--until", "2017-04-11"], "is before since"),
+        (["--max-bytes-per-batch", "0"], "max_bytes_per_batch must be at least 1"),
+    ],
+)
+def test_bad_options_are_one_line_and_claim_nothing(
+    tmp_path: Path, capsys, options: list[str], message: str
+) -> None:
+    write_sample_archive(tmp_path / "a", runs=1, events_per_run=5, files_per_run=1)
+    assert process(tmp_path, tmp_path / "a", "--output", str(tmp_path / "out"), *options) == 2
+    assert message in error_line(capsys)
+    assert (
+        not (tmp_path / "m.sqlite").exists()
+        or list(SQLiteRunManifest(str(tmp_path / "m.sqlite")).entries()) == []
+    )
+
+
+def test_an_output_that_is_a_file_claims_nothing(tmp_path: Path, capsys) -> None:
+    write_sample_archive(tmp_path / "a", runs=1, events_per_run=5, files_per_run=1)
+    (tmp_path / "out").write_text("not a folder")
+    assert process(tmp_path, tmp_path / "a", "--output", str(tmp_path / "out")) == 2
+    assert "is a file" in error_line(capsys)
+
+
+def test_fail_fast_exits_1_as_a_failed_run(spark, tmp_path: Path, capsys) -> None:
+    (tmp_path / "a" / "run=2021-06-01-00-00-00").mkdir(parents=True)  # a run with no files
+    code = process(tmp_path, tmp_path / "a", "--output", str(tmp_path / "out"), "--fail-fast")
+    assert code == 1
+    assert "fail_fast" in error_line(capsys)
+
+
+def test_an_archive_without_runs_warns(tmp_path: Path, caplog) -> None:
+    (tmp_path / "a" / "2017-04-11").mkdir(parents=True)
+    assert process(tmp_path, tmp_path / "a", "--output", str(tmp_path / "out")) == 0
+    assert "No run folders" in caplog.text
