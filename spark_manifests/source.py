@@ -389,6 +389,7 @@ class ManifestedRunSource:
         if state.origin == "running":
             previous = str(state.get("owner") or "")
             self._refuse_if_still_running(state, previous)
+            self._refuse_another_archive(state)
             if self._owner is None and previous:
                 # The last run of this job was killed holding claims: take its identity so
                 # its claims are ours again instead of waiting for their leases to expire.
@@ -425,6 +426,17 @@ class ManifestedRunSource:
             f"Wait for it to end; if it is dead, start again after {free_at:%H:%M:%S} UTC, "
             "or take over now (take_over=True, `spark-manifests process --take-over`)."
         )
+
+    def _refuse_another_archive(self, state: StateData) -> None:
+        """The runs in flight of a running state belong to its archive: resumed from another
+        one, they would be neither committed nor redone."""
+        archive = state.get("archive")
+        if archive and not _same_place(parse_location(archive), self.archive):
+            raise SparkManifestsError(
+                f"Job {self.job_name} stopped before it ended while processing {archive}; "
+                f"it cannot resume on {self.archive.uri}. Run it on {archive} to finish, or "
+                "give this archive its own job name."
+            )
 
     def _resume(self, state: StateData, summary: JobSummary) -> None:
         """Finish what a killed run of this job left: commit runs already written.
@@ -812,6 +824,11 @@ def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateSto
         return state
     location = state if state is not None else os.path.join(DEFAULT_HOME, "state")
     return StateStore(location, client=client, session=session)
+
+
+def _same_place(one: Location, other: Location) -> bool:
+    """Whether two locations name the same objects (s3:// and s3a:// do; a final / is moot)."""
+    return (one.bucket, one.key.rstrip("/")) == (other.bucket, other.key.rstrip("/"))
 
 
 def _first_line(exc: BaseException) -> str:

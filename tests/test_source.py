@@ -651,3 +651,18 @@ def test_spark_that_cannot_start_fails_the_job_not_its_runs(make_source) -> None
     with pytest.raises(JobFailedError, match=r"Spark did not start: RuntimeError: \[JAVA_GATEWAY"):
         source.run()
     assert list(source.manifest.entries()) == []
+
+
+def test_a_running_state_resumes_only_on_its_own_archive(
+    make_source, monkeypatch, tmp_path, clean_archive
+) -> None:
+    crashing = make_source()
+    monkeypatch.setattr(source_module, "fault_point", _crash_at("after_load"))
+    with pytest.raises(SimulatedCrash):
+        crashing.run()
+    monkeypatch.undo()
+
+    with pytest.raises(SparkManifestsError, match="cannot resume on"):
+        make_source(archive=clean_archive).run()
+    same_place = crashing.archive.uri.rstrip("/") + "/"  # written another way
+    assert make_source(archive=same_place).run().runs_committed == RUNS
