@@ -1,18 +1,24 @@
 """spark-submit entry: page views per app and day, from every pending run, exactly once.
 
-A custom transform in a few lines: the library lists, claims, reads, writes and commits.
+A custom transform in a few lines: the library lists, claims, reads, writes and commits, and
+the arguments, exit status and error lines are those of ``spark-manifests process``::
 
-    spark-submit --py-files spark_manifests.zip jobs/daily_page_views.py ARCHIVE OUTPUT [MANIFEST]
+    spark-submit --py-files spark_manifests.zip jobs/daily_page_views.py \\
+        --archive s3://acme/enriched/archive/ --output s3://acme/page_views/ \\
+        --manifest dynamodb://acme-page-view-runs --state s3://acme/state/
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_manifests import ManifestedRunSource
+from spark_manifests.cli import main as spark_manifests
+
+JOB = "daily_page_views"
 
 
 def daily_page_views(events: DataFrame) -> DataFrame:
@@ -24,16 +30,11 @@ def daily_page_views(events: DataFrame) -> DataFrame:
     )
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    # The job's own name first: a --job given by the user comes later and wins.
+    return spark_manifests(["process", "--job", JOB, *arguments], transform=daily_page_views)
+
+
 if __name__ == "__main__":
-    archive, output, *rest = sys.argv[1:]
-    source = ManifestedRunSource(
-        archive,
-        output=output,
-        manifest=rest[0] if rest else None,
-        job_name="daily_page_views",
-        transform=daily_page_views,
-    )
-    with source:
-        summary = source.run()
-    print(summary.to_dict())
-    sys.exit(0 if summary.ok else 1)
+    sys.exit(main())

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,9 +19,11 @@ _SPARK_LISTING_THRESHOLD = 32  # Spark's default for it
 
 
 def get_or_create_spark(
-    app_name: str = "spark_manifests", master: str | None = None
+    app_name: str = "spark_manifests",
+    master: str | None = None,
+    config: Mapping[str, str] | None = None,
 ) -> SparkSession:
-    """The active SparkSession, or a new one.
+    """The active SparkSession, or a new one (with ``config`` set on it).
 
     Under spark-submit or on a cluster the master comes from the submit configuration; on a
     plain machine (the CLI, a notebook without Spark config) a local session on every core is
@@ -36,6 +38,8 @@ def get_or_create_spark(
     # import its own functions on the workers.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
+    for key, value in (config or {}).items():
+        builder = builder.config(key, value)
     if master:
         builder = builder.master(master)
     elif "spark.master" not in _submit_conf_keys():

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from botocore.exceptions import BotoCoreError
 
@@ -30,10 +30,15 @@ DEFAULT_JOB = "enriched_to_parquet"
 _LABEL_RE = re.compile(r"^[0-9]{4}(-[0-9]{2}){5}$")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the process exit status."""
+def main(argv: Sequence[str] | None = None, *, transform: Callable[..., Any] | None = None) -> int:
+    """Run the command line; returns the process exit status.
+
+    ``transform`` is given to the source of ``process``: a spark-submit job with a custom
+    transform is this command with its own function (see ``jobs/daily_page_views.py``).
+    """
     parser = _parser()
     args = parser.parse_args(argv)
+    args.transform = transform
     _configure_logging(args.verbose)
     try:
         return int(args.command(args) or 0)
@@ -64,6 +69,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .samples import write_sample_archive
     from .source import DEFAULT_HOME
 
+    if args.runs < 1 or args.events < 1:
+        raise ValueError(
+            "The demo needs at least 1 run of 1 event, "
+            f"not --runs {args.runs} --events {args.events}."
+        )
     home = os.path.abspath(args.dir or os.path.join(DEFAULT_HOME, "demo"))
     archive, output = os.path.join(home, "archive"), os.path.join(home, "output")
     if not os.path.isdir(archive):
@@ -201,13 +211,17 @@ def _source(args: argparse.Namespace, archive: str, output: str, job: str) -> An
         limit=getattr(args, "limit", None),
         fail_fast=getattr(args, "fail_fast", False),
         take_over=getattr(args, "take_over", False),
+        transform=getattr(args, "transform", None),
     )
 
 
 def _spark(args: argparse.Namespace) -> Any:
     from ._spark import get_or_create_spark
 
-    spark = get_or_create_spark("spark-manifests", master=args.master)
+    # The command draws its own progress; Spark's stage bars would write over it.
+    spark = get_or_create_spark(
+        "spark-manifests", master=args.master, config={"spark.ui.showConsoleProgress": "false"}
+    )
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -215,9 +229,11 @@ def _spark(args: argparse.Namespace) -> Any:
 def _run_source(source: Any, args: argparse.Namespace) -> int:
     display = ProgressDisplay(sys.stderr)
     source.on("progress", display.progress).on("run_committed", display.committed)
-    with source:
-        summary = source.run()
-    display.finish()
+    try:
+        with source:
+            summary = source.run()
+    finally:
+        display.finish()
     print(
         f"Job {summary.job_name}: {summary.runs_committed} runs committed, "
         f"{summary.runs_failed} failed, {summary.runs_skipped} skipped, "
@@ -238,6 +254,14 @@ class ProgressDisplay:
         self.started = time.monotonic()
         self.rows = 0
         self.done = self.total = 0
+        self._handlers = logging.getLogger().handlers if self.interactive else []
+        for handler in self._handlers:
+            handler.addFilter(self._clear_line)
+
+    def _clear_line(self, record: logging.LogRecord) -> bool:
+        """Rub out the progress line before a log line, which would otherwise follow it."""
+        self.stream.write("\r\x1b[K")
+        return True
 
     def progress(self, progress: Any) -> None:
         self.done, self.total = progress.done, progress.total
@@ -262,6 +286,8 @@ class ProgressDisplay:
         self.rows += int(event.data.get("rows_out", 0))
 
     def finish(self) -> None:
+        for handler in self._handlers:
+            handler.removeFilter(self._clear_line)
         if self.interactive:
             self.stream.write("\n")
             self.stream.flush()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 import boto3
 import pytest
 
 from conftest import submit_enriched_to_parquet
-from spark_manifests import RunStatus, open_manifest, write_sample_archive
+from spark_manifests import RunStatus, open_manifest, read_enriched, write_sample_archive
 
 
 @pytest.mark.slow
@@ -61,3 +63,32 @@ def test_enriched_to_parquet_through_spark_submit(
     assert document["data"]["summary"]["runs_committed"] == 3
     partitions = [name for name in os.listdir(output / "events") if name.startswith("run=")]
     assert sorted(partitions) == sorted(os.listdir(archive))
+
+
+def _job_module(name: str) -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "jobs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_daily_page_views_is_the_process_command_with_its_transform(
+    spark, tmp_path: Path, capsys
+) -> None:
+    archive, output = tmp_path / "archive", tmp_path / "output"
+    write_sample_archive(archive, runs=2, events_per_run=80, files_per_run=1, seed=9)
+    job = _job_module("daily_page_views")
+    where = ["--manifest", str(tmp_path / "m.sqlite"), "--state", str(tmp_path / "state")]
+
+    assert job.main(["--archive", str(archive), "--output", str(output), *where]) == 0
+
+    assert "Job daily_page_views: 2 runs committed" in capsys.readouterr().out
+    views = spark.read.parquet(str(output / "events"))
+    assert views.columns == ["app_id", "day", "page_views", "visitors", "run"]
+    page_views = read_enriched(spark, str(archive)).events.where("event = 'page_view'").count()
+    assert views.groupBy().sum("page_views").first()[0] == page_views > 0
+    with pytest.raises(SystemExit, match="2"):  # argparse: --output is required
+        job.main(["--archive", str(archive)])
