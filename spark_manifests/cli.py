@@ -10,7 +10,6 @@ import functools
 import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -27,7 +26,6 @@ _logger = logging.getLogger(__name__)
 
 DEMO_JOB = "demo"
 DEFAULT_JOB = "enriched_to_parquet"
-_LABEL_RE = re.compile(r"^[0-9]{4}(-[0-9]{2}){5}$")
 
 
 def main(argv: Sequence[str] | None = None, *, transform: Callable[..., Any] | None = None) -> int:
@@ -331,11 +329,11 @@ def _named_run_ids(names: Sequence[str], manifest: Any) -> list[str]:
     them; any other path is taken as a key, with its trailing ``/``.
     """
     from ._locations import parse_location
-    from .runs import parse_run_id
+    from .runs import LABEL_RE, parse_run_id
 
     ids, known = [], None
     for name in names:
-        time_of_run = parse_run_id(f"run={name}" if _LABEL_RE.match(name) else name)
+        time_of_run = parse_run_id(f"run={name}" if LABEL_RE.match(name) else name)
         if "/" not in name.rstrip("/"):
             known = known if known is not None else [e.run_id for e in manifest.entries()]
             ids.append(_the_run_at(time_of_run, name, known))

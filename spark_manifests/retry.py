@@ -27,7 +27,7 @@ from .exceptions import (
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["RetryPolicy", "classify_error"]
+__all__ = ["RetryPolicy", "classify_error", "describe_error"]
 
 # Spark reports executor-side and storage failures as text inside a Java exception; these
 # fragments mark the transient ones.
@@ -103,6 +103,15 @@ def classify_error(exc: BaseException, *, what: str) -> SparkManifestsError:
     if isinstance(exc, FileNotFoundError) or _MISSING_INPUT.search(text):
         return RunInputError(f"{what} failed: input not found: {shown}")
     return RunInputError(f"{what} failed: {shown}")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a message: the exception's type and the first line of what it says.
+
+    >>> describe_error(ValueError("bad\\nvalue"))
+    'ValueError: bad'
+    """
+    return _describe(exc, _message_lines(exc))
 
 
 def _message_lines(exc: BaseException) -> list[str]:

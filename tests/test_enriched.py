@@ -261,35 +261,26 @@ def test_types_and_nulls_for_every_kind(spark: SparkSession, tmp_path: Path) -> 
     }
 
 
-def test_timestamps_are_utc_whatever_the_session_time_zone(
-    spark: SparkSession, tmp_path: Path
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("spark.sql.session.timeZone", "America/New_York"),
+        ("spark.sql.timestampType", "TIMESTAMP_NTZ"),
+    ],
+)
+def test_timestamps_are_utc_instants_whatever_the_session_settings(
+    spark: SparkSession, tmp_path: Path, setting: str, value: str
 ) -> None:
     folder = write_run(tmp_path, [tsv(event_id="e", collector_tstamp="2017-04-11 10:31:05.5")])
-    before = spark.conf.get("spark.sql.session.timeZone")
-    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
-    try:
-        micros = (
-            read_enriched(spark, folder).events.select(F.unix_micros("collector_tstamp")).first()[0]
-        )
-    finally:
-        spark.conf.set("spark.sql.session.timeZone", before)
-    instant = datetime(2017, 4, 11, 10, 31, 5, 500000, tzinfo=timezone.utc)
-    assert micros == (instant - EPOCH) // timedelta(microseconds=1)
-
-
-def test_timestamps_are_instants_whatever_the_default_timestamp_type(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    folder = write_run(tmp_path, [tsv(event_id="e", collector_tstamp="2017-04-11 10:31:05")])
-    before = spark.conf.get("spark.sql.timestampType")
-    spark.conf.set("spark.sql.timestampType", "TIMESTAMP_NTZ")
+    before = spark.conf.get(setting)
+    spark.conf.set(setting, value)
     try:
         events = read_enriched(spark, folder).events
         assert events.schema["collector_tstamp"].dataType == T.TimestampType()
         micros = events.select(F.unix_micros("collector_tstamp")).first()[0]
     finally:
-        spark.conf.set("spark.sql.timestampType", before)
-    instant = datetime(2017, 4, 11, 10, 31, 5, tzinfo=timezone.utc)
+        spark.conf.set(setting, before)
+    instant = datetime(2017, 4, 11, 10, 31, 5, 500000, tzinfo=timezone.utc)
     assert micros == (instant - EPOCH) // timedelta(microseconds=1)
 
 
