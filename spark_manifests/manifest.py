@@ -298,6 +298,16 @@ class RunManifest(abc.ABC):
             Nothing was written.
         """
 
+    def renew(self, run_id: str, owner: str, *, lease_seconds: float) -> None:
+        """Extend the lease of a run ``owner`` holds to ``lease_seconds`` from now, without
+        counting an attempt: a job renews its claims while a long batch runs.
+
+        Raises OwnershipLostError, writing nothing, if ``owner`` does not hold the run.
+        Backends written before this method raise NotImplementedError (claims then last one
+        lease).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot renew leases")
+
     @abc.abstractmethod
     def fail(self, run_id: str, owner: str, error: str) -> None:
         """Mark a run ``owner`` holds failed, with the ``error`` text.

@@ -392,6 +392,18 @@ class RunManifests(RunManifest):
         update = f"SET #status = :committed, #committed = :at, #updated = :at{sets}"
         self._update_held("commit", run_id, owner, update + " REMOVE #lease, #error", **given)
 
+    def renew(self, run_id: str, owner: str, *, lease_seconds: float) -> None:
+        check_claim(run_id, owner, lease_seconds, 1)
+        now = self._clock()
+        self._update_held(
+            "renew the lease of",
+            run_id,
+            owner,
+            "SET #lease = :until, #updated = :at",
+            at=now,
+            until=now + lease_seconds,
+        )
+
     def fail(self, run_id: str, owner: str, error: str) -> None:
         self._update_held(
             "record the failure of",

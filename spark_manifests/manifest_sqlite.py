@@ -250,6 +250,11 @@ class SQLiteRunManifest(RunManifest):
                 **given,
             )
 
+    def renew(self, run_id: str, owner: str, *, lease_seconds: float) -> None:
+        check_claim(run_id, owner, lease_seconds, 1)
+        with self._held("renew the lease of", run_id, owner) as (conn, entry, now):
+            _upsert(conn, run_id, entry, lease_expires_at=now + lease_seconds, updated_at=now)
+
     def fail(self, run_id: str, owner: str, error: str) -> None:
         with self._held("record the failure of", run_id, owner) as (conn, entry, now):
             _mark_failed(conn, run_id, entry, error, now)

@@ -8,11 +8,13 @@ runs" for the whole story.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,7 +37,7 @@ from .exceptions import (
     SparkManifestsError,
 )
 from .manifest import RunManifest, RunStatus, open_manifest
-from .retry import RetryPolicy, classify_error
+from .retry import RetryPolicy, classify_error, describe_error
 from .runs import Run, RunFile, check_window, list_runs, without_cold_runs
 from .sinks import RUN_COLUMN, ParquetSink, Sink
 from .state import StateData, StateStore
@@ -217,6 +219,8 @@ class ManifestedRunSource:
         self._spark = spark
         self._handlers = EventHandlers()
         self._held: set[str] = set()
+        # The lease renewal thread saves the state too.
+        self._state_lock = threading.RLock()
         self._read_cursor: set[str] = set()
         self.progress = Progress(0, 0, "not started")
 
@@ -527,7 +531,8 @@ class ManifestedRunSource:
         if claimed:
             self._stage(state, [run for run, _ in claimed], "claimed", number)
             fault_point("after_claim")
-            self._write_with_retries(number, claimed, state, summary)
+            with self._leases_renewed([run for run, _ in claimed], state):
+                self._write_with_retries(number, claimed, state, summary)
 
     def _write_with_retries(
         self,
@@ -758,6 +763,42 @@ class ManifestedRunSource:
                 f"Run {run.id} failed and fail_fast is set: {message}", run_id=run.id
             ) from cause
 
+    @contextlib.contextmanager
+    def _leases_renewed(self, runs: Sequence[Run], state: StateData) -> Iterator[None]:
+        """Renew the batch's claims, and save the state, every third of a lease while it is
+        processed: a batch that outlasts a lease is not taken over by the next job, and the
+        state keeps saying the job is at work (see ``_refuse_if_still_running``)."""
+        stop = threading.Event()
+
+        def renew_until_stopped() -> None:
+            while not stop.wait(self.lease_seconds / 3):
+                self._renew(runs, state)
+
+        renewal = threading.Thread(
+            target=renew_until_stopped, name=f"{self.job_name} lease renewal", daemon=True
+        )
+        renewal.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewal.join()
+
+    def _renew(self, runs: Sequence[Run], state: StateData) -> None:
+        for run in runs:
+            if run.id not in self._held:  # committed or failed meanwhile
+                continue
+            try:
+                self.manifest.renew(run.id, self.owner, lease_seconds=self.lease_seconds)
+            except NotImplementedError:
+                break  # a manifest that cannot renew: its claims last one lease
+            except SparkManifestsError as exc:  # taken over, or AWS trouble: the commit tells
+                _logger.warning("Could not renew the lease of %s: %s", run.id, exc)
+        try:
+            self._save_state(state, "renewing its leases")
+        except JobFailedError as exc:  # the main thread's next save stops the job
+            _logger.warning("%s", exc)
+
     def _start_spark(self) -> None:
         """Start Spark before claiming a batch: a session that cannot start (a wrong master,
         no Java) is the job's failure, not the runs', and must not use up their attempts."""
@@ -765,7 +806,7 @@ class ManifestedRunSource:
             self.spark  # noqa: B018 - the property starts the session
         except Exception as exc:
             raise JobFailedError(
-                f"Job {self.job_name} stopped: Spark did not start: {_first_line(exc)}"
+                f"Job {self.job_name} stopped: Spark did not start: {describe_error(exc)}"
             ) from exc
 
     def _stage(
@@ -777,6 +818,17 @@ class ManifestedRunSource:
         metrics: Mapping[str, _RunMetrics] | None = None,
     ) -> None:
         """Record that ``runs`` reached ``stage``, and save the snapshot."""
+        with self._state_lock:
+            self._record_stage(state, runs, stage, batch, metrics)
+
+    def _record_stage(
+        self,
+        state: StateData,
+        runs: Sequence[Run],
+        stage: str,
+        batch: int,
+        metrics: Mapping[str, _RunMetrics] | None,
+    ) -> None:
         in_flight = dict(state.get("in_flight") or {})
         for run in runs:
             if stage == "committed":
@@ -797,7 +849,8 @@ class ManifestedRunSource:
 
     def _save_state(self, state: StateData, moment: str, *, complete: bool = False) -> None:
         try:
-            (self.state_store.complete if complete else self.state_store.update)(state)
+            with self._state_lock:
+                (self.state_store.complete if complete else self.state_store.update)(state)
         except SparkManifestsError as exc:
             # Without its snapshot a crash could not resume: never go on without it.
             raise JobFailedError(
@@ -829,11 +882,6 @@ def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateSto
 def _same_place(one: Location, other: Location) -> bool:
     """Whether two locations name the same objects (s3:// and s3a:// do; a final / is moot)."""
     return (one.bucket, one.key.rstrip("/")) == (other.bucket, other.key.rstrip("/"))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _settled(summary: JobSummary) -> int:

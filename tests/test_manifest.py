@@ -162,6 +162,24 @@ def test_lease_takeover_after_expiry(manifest: RunManifest, clock: Clock) -> Non
     assert manifest.contains(RUN)
 
 
+def test_renew_extends_the_lease_without_an_attempt(manifest: RunManifest, clock: Clock) -> None:
+    assert manifest.claim(RUN, "job-a", lease_seconds=60, max_attempts=1)
+    clock.advance(50)
+    manifest.renew(RUN, "job-a", lease_seconds=60)
+    clock.advance(50)  # 100 s after the claim: still held, thanks to the renewal
+    assert not manifest.claim(RUN, "job-b", lease_seconds=60)
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert (entry.owner, entry.attempts, entry.lease_expires_at) == ("job-a", 1, at(110))
+
+    with pytest.raises(OwnershipLostError):
+        manifest.renew(RUN, "job-b", lease_seconds=60)
+    manifest.commit(RUN, "job-a")
+    with pytest.raises(OwnershipLostError):  # a committed run has no lease to renew
+        manifest.renew(RUN, "job-a", lease_seconds=60)
+    assert manifest.get(RUN).lease_expires_at is None
+
+
 def test_takeovers_count_against_max_attempts(manifest: RunManifest, clock: Clock) -> None:
     # A run whose jobs keep dying while they process it (a poison run) stops being claimed.
     for attempt in (1, 2, 3):

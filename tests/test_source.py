@@ -666,3 +666,18 @@ def test_a_running_state_resumes_only_on_its_own_archive(
         make_source(archive=clean_archive).run()
     same_place = crashing.archive.uri.rstrip("/") + "/"  # written another way
     assert make_source(archive=same_place).run().runs_committed == RUNS
+
+
+def test_claims_are_renewed_while_a_batch_outlasts_its_lease(make_source) -> None:
+    source = make_source(lease_seconds=1)
+    taken: list[bool] = []
+
+    def slow(event) -> None:  # the batch takes more than two leases
+        time.sleep(2.5)
+        taken.append(source.manifest.claim(event.run_ids[0], "other-job", lease_seconds=60))
+
+    summary = source.on("batch_loaded", slow).run()
+
+    assert taken == [False]
+    assert (summary.runs_committed, summary.runs_skipped) == (RUNS, 0)
+    assert {entry.attempts for entry in source.manifest.entries()} == {1}
