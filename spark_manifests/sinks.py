@@ -151,7 +151,7 @@ class ParquetSink(Sink):
             for run in runs:
                 shutil.rmtree(self._partition(location, run).key, ignore_errors=True)
             return
-        client = make_client("s3", client=self._client, session=self._session)
+        client = self._s3()
         with aws_errors("remove earlier output", location.uri):
             keys = _partition_keys(client, location, {run.label for run in runs})
             for start in range(0, len(keys), _DELETE_KEYS):
@@ -172,12 +172,18 @@ class ParquetSink(Sink):
             return os.path.isdir(partition.key) and any(
                 name.endswith(".parquet") for name in os.listdir(partition.key)
             )
-        client = make_client("s3", client=self._client, session=self._session)
+        client = self._s3()
         with aws_errors("check the output", partition.uri):
             listing = client.list_objects_v2(
                 Bucket=partition.bucket, Prefix=partition.prefix, MaxKeys=1
             )
         return bool(listing.get("KeyCount"))
+
+    def _s3(self) -> Any:
+        """The S3 client, made once (a resume checks every run's output)."""
+        if self._client is None:
+            self._client = make_client("s3", session=self._session)
+        return self._client
 
     @staticmethod
     def _partition(location: Location, run: Run) -> Location:

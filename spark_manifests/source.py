@@ -526,6 +526,7 @@ class ManifestedRunSource:
                     "(`spark-manifests manifest skip`)."
                 ),
                 summary,
+                number,
             )
         claimed = [(run, files) for run, files in claimed if files]
         if claimed:
@@ -569,7 +570,7 @@ class ManifestedRunSource:
                     for item in batch:
                         self._write_with_retries(number, [item], state, summary)
                     return
-                self._fail(runs[0], error, summary)
+                self._fail(runs[0], error, summary, number)
                 return
         for run in runs:
             if not self._commit(run, metrics[run.id], number, summary):
@@ -734,15 +735,18 @@ class ManifestedRunSource:
         self._count_failure(run, message, summary, batch)
         return True
 
-    def _fail(self, run: Run, error: SparkManifestsError, summary: JobSummary) -> None:
+    def _fail(self, run: Run, error: SparkManifestsError, summary: JobSummary, batch: int) -> None:
         message = str(error)
-        _logger.error("Run %s failed: %s", run.id, message)
+        self._held.discard(run.id)
         try:
             self.manifest.fail(run.id, self.owner, message)
         except OwnershipLostError:
+            # Another job holds the run now and gives it its own verdict.
             _logger.warning("Lost %s to another job before recording its failure", run.id)
-        self._held.discard(run.id)
-        self._count_failure(run, message, summary, None, cause=error)
+            self._count_skipped(run, batch, summary)
+            return
+        _logger.error("Run %s failed: %s", run.id, message)
+        self._count_failure(run, message, summary, batch, cause=error)
 
     def _count_failure(
         self,

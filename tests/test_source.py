@@ -681,3 +681,25 @@ def test_claims_are_renewed_while_a_batch_outlasts_its_lease(make_source) -> Non
     assert taken == [False]
     assert (summary.runs_committed, summary.runs_skipped) == (RUNS, 0)
     assert {entry.attempts for entry in source.manifest.entries()} == {1}
+
+
+def test_a_failure_lost_to_another_job_counts_the_run_skipped(make_source, tmp_path) -> None:
+    now = [time.time()]
+    manifest = SQLiteRunManifest(str(tmp_path / "manifest.sqlite"), clock=lambda: now[0])
+    source = make_source(manifest=manifest, lease_seconds=60, max_runs_per_batch=1)
+    lost = source.pending()[0].id
+
+    def stalls_then_fails(events: DataFrame, runs) -> DataFrame:
+        if runs[0].id == lost:  # past the lease: another job takes the run, then this fails
+            now[0] += 61
+            assert manifest.claim(lost, "other-job", lease_seconds=600, max_attempts=9)
+            raise RunInputError("bad schema")
+        return events
+
+    failed: list[str] = []
+    source.transform = stalls_then_fails
+    summary = source.on("run_failed", lambda e: failed.extend(e.run_ids)).run()
+
+    assert (summary.runs_failed, summary.runs_skipped, failed) == (0, 1, [])
+    assert summary.ok
+    assert manifest.get(lost).owner == "other-job"
