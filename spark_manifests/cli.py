@@ -142,12 +142,20 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
             print(f"Manifest ready: {args.manifest}")
             return 0
         run_ids = _selected_run_ids(args, manifest)
-        action = {"mark": manifest.add, "unmark": manifest.unmark, "skip": manifest.skip}[
-            args.action
-        ]
+        if args.reason and args.action != "skip":
+            raise ValueError("--reason goes with skip.")
+        action = {
+            "mark": manifest.add,
+            "unmark": manifest.unmark,
+            "skip": functools.partial(manifest.skip, reason=args.reason),
+        }[args.action]
+        # A committed run stays committed when marked or skipped: say what really changed.
+        before = manifest.get_many(run_ids)
         for run_id in run_ids:
             action(run_id)
-        print(f"{args.action}: {len(run_ids)} run(s) in {args.manifest}")
+        after = manifest.get_many(run_ids)
+        changed = sum(before.get(run_id) != after.get(run_id) for run_id in run_ids)
+        print(f"{args.action}: {changed} of {len(run_ids)} run(s) changed in {args.manifest}")
     return 0
 
 
@@ -546,8 +554,15 @@ def _parser() -> argparse.ArgumentParser:
 
     manifest = command("manifest", _cmd_manifest, "create the manifest, or change runs in it")
     manifest.add_argument("action", choices=("create", "mark", "unmark", "skip"))
-    manifest.add_argument("run_ids", nargs="*", help="run ids (or use --archive)")
+    manifest.add_argument(
+        "run_ids",
+        nargs="*",
+        metavar="RUN",
+        help="a run's label as `runs` shows it (2017-04-11-10-31-05), its manifest key, or the "
+        "s3:// URI or path of its folder (or use --archive)",
+    )
     manifest.add_argument("--archive", help="act on the archive's runs in the window")
+    manifest.add_argument("--reason", help="why the runs are skipped (shown by `runs`)")
     manifest.add_argument(
         "--provisioned",
         nargs=2,

@@ -157,3 +157,23 @@ def test_an_archive_without_runs_warns(tmp_path: Path, caplog) -> None:
     (tmp_path / "a" / "2017-04-11").mkdir(parents=True)
     assert process(tmp_path, tmp_path / "a", "--output", str(tmp_path / "out")) == 0
     assert "No run folders" in caplog.text
+
+
+def test_manifest_edits_report_what_changed(demo: Path, tmp_path: Path, capsys) -> None:
+    manifest = str(tmp_path / "m.sqlite")
+    committed = next(manifest_of(demo).entries()).run_id
+    with SQLiteRunManifest(manifest) as runs:
+        runs.add(committed)
+    pending = "enriched/archive/run=2017-04-11-11-31-05/"
+
+    assert (
+        main(
+            ["manifest", "skip", committed, pending, "--reason", "replayed", "--manifest", manifest]
+        )
+        == 0
+    )
+
+    assert "skip: 1 of 2 run(s) changed" in capsys.readouterr().out
+    entries = {e.run_id: e for e in SQLiteRunManifest(manifest).entries()}
+    assert entries[committed].status is RunStatus.COMMITTED
+    assert (entries[pending].status, entries[pending].error) == (RunStatus.SKIPPED, "replayed")
