@@ -59,8 +59,8 @@ def main(argv: Sequence[str] | None = None, *, transform: Callable[..., Any] | N
 
 
 def _cmd_process(args: argparse.Namespace) -> int:
-    source = _source(args, args.archive, args.output, args.job)
-    return _run_source(source, args)
+    summary = _run_source(_source(args, args.archive, args.output, args.job))
+    return 0 if summary.ok else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -88,12 +88,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"Using the sample archive already in {archive}")
     args.manifest = args.manifest or os.path.join(DEFAULT_HOME, "manifest.sqlite")
     args.state = args.state or os.path.join(DEFAULT_HOME, "state")
+    summaries = []
     for attempt in ("first", "second"):
         print(f"\n== {attempt} run of the job: archive {archive} -> {output}")
-        status = _run_source(_source(args, archive, output, DEMO_JOB), args)
-        if status:
-            return status
-    print("\nThe second run found nothing to do: every run was committed once.")
+        summaries.append(_run_source(_source(args, archive, output, DEMO_JOB)))
+        if not summaries[-1].ok:
+            return 1
+    if summaries[0].runs_committed:
+        print("\nThe second run found nothing to do: every run was committed once.")
+    else:
+        print(f"\nNothing was pending: an earlier demo processed this archive ({home}).")
     print(f"Events:   {os.path.join(output, 'events')}")
     print(f"Bad rows: {os.path.join(output, 'bad_rows')}")
     print(f"Manifest: {args.manifest}   State: {args.state}")
@@ -122,7 +126,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             )
     _print_table(
         rows,
-        ("run", "status", "attempts", "rows_in", "rows_out", "bad_rows", "committed_at", "error"),
+        (
+            "run_id" if args.ids else "run",
+            *("status", "attempts", "rows_in", "rows_out", "bad_rows", "committed_at", "error"),
+        ),
         sys.stdout,
     )
     return 0
@@ -232,7 +239,8 @@ def _spark(args: argparse.Namespace) -> Any:
     return spark
 
 
-def _run_source(source: Any, args: argparse.Namespace) -> int:
+def _run_source(source: Any) -> Any:
+    """Run the job with a progress display; print and return its summary."""
     display = ProgressDisplay(sys.stderr)
     source.on("progress", display.progress).on("run_committed", display.committed)
     try:
@@ -248,7 +256,7 @@ def _run_source(source: Any, args: argparse.Namespace) -> int:
     )
     for run_id, message in summary.failures.items():
         print(f"  FAILED {run_id}: {message}", file=sys.stderr)
-    return 0 if summary.ok else 1
+    return summary
 
 
 class ProgressDisplay:
@@ -414,7 +422,8 @@ def _label(run_id: str) -> str:
 
 
 def _print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    # Only error texts are cut: a run id must stay whole to be copied into a command.
+    cells = [[_cell(row.get(column), cut=column == "error") for column in columns] for row in rows]
     widths = [
         max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)
     ]
@@ -425,13 +434,13 @@ def _print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], out: Te
         print("(no runs)", file=out)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, *, cut: bool) -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if not cut or len(text) <= 60 else text[:57] + "..."
 
 
 def _timestamp(text: str) -> datetime:
@@ -549,6 +558,9 @@ def _parser() -> argparse.ArgumentParser:
 
     runs = command("runs", _cmd_runs, "list runs with their manifest status")
     runs.add_argument("--archive", help="list the archive's runs (default: the manifest's)")
+    runs.add_argument(
+        "--ids", action="store_true", help="show each run's manifest key instead of its label"
+    )
     where(runs, state=False)
     window(runs)
 

@@ -46,6 +46,17 @@ def test_the_demo_commits_every_run_once(demo: Path, capsys) -> None:
         ["2017-04-11-11-31-05", "COMMITTED"],
         ["2017-04-11-12-31-05", "COMMITTED"],
     ]
+    assert main(["runs", "--manifest", str(demo / "m.sqlite"), "--ids"]) == 0
+    ids = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert ids == [entry.run_id for entry in entries]
+
+
+def test_a_second_demo_says_nothing_was_pending(demo: Path, capsys) -> None:
+    where = ["--manifest", str(demo / "m.sqlite"), "--state", str(demo / "state")]
+    assert main(["demo", "--dir", str(demo / "d"), *where]) == 0
+    out = capsys.readouterr().out
+    assert "Using the sample archive already in" in out
+    assert "Nothing was pending: an earlier demo processed this archive" in out
 
 
 def test_runs_are_named_by_label_folder_name_or_id(demo: Path, tmp_path: Path) -> None:
