@@ -387,12 +387,14 @@ def _run_time(run_id: str) -> datetime | None:
 
 
 def _in_window(run_id: str, since: datetime | None, until: datetime | None) -> bool:
-    if since is None and until is None:
-        return True
+    """Whether the run falls in the window; an id that names no run folder, only when
+    there is no window."""
+    from .runs import in_window
+
     made = _run_time(run_id)
-    return (
-        made is not None and (since is None or made >= since) and (until is None or made <= until)
-    )
+    if made is None:
+        return since is None and until is None
+    return in_window(made, since, until)
 
 
 def _entry_row(entry: Any) -> dict[str, Any]:

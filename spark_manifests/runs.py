@@ -150,13 +150,15 @@ def list_runs(
         found = _runs_in_s3(location, make_client("s3", client=client, session=session))
     else:
         found = _runs_in_directory(location)
-    low, high = _utc(since), _utc(until)
-    runs = sorted(
-        run
-        for run in found
-        if (low is None or run.timestamp >= low) and (high is None or run.timestamp <= high)
-    )
+    runs = sorted(run for run in found if in_window(run.timestamp, since, until))
     return runs[:limit] if limit is not None else runs
+
+
+def in_window(timestamp: datetime, since: datetime | None, until: datetime | None) -> bool:
+    """Whether a run made at ``timestamp`` falls in the window (both ends included; naive
+    times are UTC)."""
+    low, high = _utc(since), _utc(until)
+    return (low is None or timestamp >= low) and (high is None or timestamp <= high)
 
 
 def check_window(since: datetime | None, until: datetime | None, limit: int | None) -> None:

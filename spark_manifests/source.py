@@ -822,34 +822,24 @@ class ManifestedRunSource:
         metrics: Mapping[str, _RunMetrics] | None = None,
     ) -> None:
         """Record that ``runs`` reached ``stage``, and save the snapshot."""
-        with self._state_lock:
-            self._record_stage(state, runs, stage, batch, metrics)
-
-    def _record_stage(
-        self,
-        state: StateData,
-        runs: Sequence[Run],
-        stage: str,
-        batch: int,
-        metrics: Mapping[str, _RunMetrics] | None,
-    ) -> None:
-        in_flight = dict(state.get("in_flight") or {})
-        for run in runs:
-            if stage == "committed":
-                in_flight.pop(run.id, None)
-                continue
-            record = dict(in_flight.get(run.id) or _run_record(run))
-            record.update(stage=stage, batch=batch)
-            if metrics is not None:
-                record["metrics"] = asdict(metrics[run.id])
-            in_flight[run.id] = record
-        state["in_flight"] = in_flight
-        state["last_stage"] = {
-            "batch": batch,
-            "stage": stage,
-            "at": datetime.now(timezone.utc).isoformat(),
-        }
-        self._save_state(state, f"batch {batch} was {stage}")
+        with self._state_lock:  # the lease renewal thread saves the state too
+            in_flight = dict(state.get("in_flight") or {})
+            for run in runs:
+                if stage == "committed":
+                    in_flight.pop(run.id, None)
+                    continue
+                record = dict(in_flight.get(run.id) or _run_record(run))
+                record.update(stage=stage, batch=batch)
+                if metrics is not None:
+                    record["metrics"] = asdict(metrics[run.id])
+                in_flight[run.id] = record
+            state["in_flight"] = in_flight
+            state["last_stage"] = {
+                "batch": batch,
+                "stage": stage,
+                "at": datetime.now(timezone.utc).isoformat(),
+            }
+            self._save_state(state, f"batch {batch} was {stage}")
 
     def _save_state(self, state: StateData, moment: str, *, complete: bool = False) -> None:
         try:
