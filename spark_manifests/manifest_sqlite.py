@@ -139,7 +139,7 @@ class SQLiteRunManifest(RunManifest):
             )
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             if self.path != MEMORY:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn, timeout)
         return conn
 
     # -- table ---------------------------------------------------------------------------
@@ -346,9 +346,35 @@ class SQLiteRunManifest(RunManifest):
                 ) from exc
             raise SparkManifestsError(f"Could not {action} ({self.path}): {message}") from exc
         except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
+                # The file is fine; this object was closed (e.g. by leaving its `with` block).
+                raise SparkManifestsError(
+                    f"Could not {action} ({self.path}): the manifest was closed; open it again "
+                    "(SQLiteRunManifest(path), or open_manifest(uri))."
+                ) from exc
             raise SparkManifestsError(
-                f"Could not {action} ({self.path}): {exc}. Is it a SQLite manifest file?"
+                f"Could not {action} ({self.path}): {str(exc).rstrip('.')}. "
+                "Is it a SQLite manifest file?"
             ) from exc
+
+
+def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the file in WAL mode (readers never wait for the writer), waiting up to ``timeout``.
+
+    Switching a new file to WAL needs its exclusive lock, and SQLite answers "database is
+    locked" at once, without the busy timeout, when other connections opening the same new
+    file hold a shared lock (it would be a deadlock to wait): several jobs starting together
+    on a new manifest. WAL mode is kept in the file, so this loops only while it is new.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _read(conn: sqlite3.Connection, run_id: str) -> ManifestEntry | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue
 import sqlite3
@@ -396,10 +397,20 @@ def test_pending_refuses_a_bare_string(manifest: RunManifest) -> None:
         manifest.get_many(RUN)  # type: ignore[arg-type]
 
 
-def test_context_manager_closes(manifest: RunManifest) -> None:
+def test_context_manager_closes(manifest: RunManifest, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[bool] = []
+    monkeypatch.setattr(manifest, "close", lambda: closed.append(True))
     with manifest as opened:
         assert opened is manifest
         opened.add(RUN)
+    assert closed == [True]
+
+
+def test_a_closed_sqlite_manifest_says_so(tmp_path: Path) -> None:
+    with SQLiteRunManifest(tmp_path / "manifest.sqlite") as manifest:
+        manifest.add(RUN)
+    with pytest.raises(SparkManifestsError, match="the manifest was closed; open it again"):
+        manifest.get(RUN)
 
 
 # -- DynamoDB specifics ----------------------------------------------------------------------
@@ -665,6 +676,25 @@ def test_concurrent_claims_in_threads_have_one_winner(aws: Any, atomic_moto_dyna
 
 
 # -- SQLite specifics ------------------------------------------------------------------------
+
+
+def test_opening_a_new_file_waits_for_another_writer(tmp_path: Path) -> None:
+    """Jobs starting together on a new manifest: the switch to WAL mode waits its turn
+    (SQLite refuses it at once, without its busy timeout, while another connection writes)."""
+    path = tmp_path / "manifest.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other_job (x)")  # a new file, not yet in WAL mode
+    other.execute("BEGIN IMMEDIATE")
+    done_writing = threading.Timer(0.5, other.execute, ("COMMIT",))
+    done_writing.start()
+
+    with SQLiteRunManifest(path, timeout=30) as manifest:
+        manifest.add(RUN)
+        assert manifest.contains(RUN)
+    done_writing.join()
+    other.close()
+    with contextlib.closing(sqlite3.connect(path)) as reader:
+        assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def _claim_in_process(path: str, owner: str, run_ids: list[str], barrier: Any, out: Any) -> None:
