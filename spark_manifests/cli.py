@@ -333,6 +333,12 @@ def _selected_run_ids(args: argparse.Namespace, manifest: Any) -> list[str]:
         return _named_run_ids(args.run_ids, manifest)
     if not args.archive:
         raise ValueError("Name the runs: give run ids, or --archive (with --since/--until).")
+    # A whole archive at once is rarely meant (unmark reprocesses all of it): ask for --all.
+    if args.since is None and args.until is None and not args.all:
+        raise ValueError(
+            f"--archive {args.archive} with no --since/--until names every run of it: "
+            "give a window, or --all to mean them all."
+        )
     return [run.id for run in list_runs(args.archive, since=args.since, until=args.until)]
 
 
@@ -576,6 +582,9 @@ def _parser() -> argparse.ArgumentParser:
         "s3:// URI or path of its folder (or use --archive)",
     )
     manifest.add_argument("--archive", help="act on the archive's runs in the window")
+    manifest.add_argument(
+        "--all", action="store_true", help="with --archive and no window: every run of it"
+    )
     manifest.add_argument("--reason", help="why the runs are skipped (shown by `runs`)")
     manifest.add_argument(
         "--provisioned",

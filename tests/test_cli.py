@@ -106,6 +106,24 @@ def test_a_run_name_that_names_no_run_is_refused(
     assert list(manifest_of(demo).entries()) == before
 
 
+def test_a_whole_archive_is_rewound_only_with_all(demo: Path, tmp_path: Path, capsys) -> None:
+    manifest = str(tmp_path / "m.sqlite")
+    with SQLiteRunManifest(manifest) as runs:
+        for entry in manifest_of(demo).entries():
+            runs.add(entry.run_id)
+    rewind = ["manifest", "unmark", "--archive", str(demo / "d" / "archive"), "--manifest"]
+
+    assert main([*rewind, manifest]) == 2
+    assert "give a window, or --all" in error_line(capsys)
+    assert len(list(SQLiteRunManifest(manifest).entries())) == RUNS
+
+    assert main([*rewind, manifest, "--since", "2017-04-11-12-00-00"]) == 0
+    assert "unmark: 1 of 1 run(s) changed" in capsys.readouterr().out
+    assert main([*rewind, manifest, "--all"]) == 0
+    assert "unmark: 2 of 3 run(s) changed" in capsys.readouterr().out
+    assert list(SQLiteRunManifest(manifest).entries()) == []
+
+
 def test_reading_commands_do_not_create_a_manifest(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "typo" / "m.sqlite"
     assert main(["runs", "--manifest", str(missing)]) == 2
