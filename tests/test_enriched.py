@@ -583,7 +583,9 @@ def test_sdk_refuses_what_we_refuse(bad_read: EnrichedRead) -> None:
         "words for a time",
         "time not HH:MM:SS",
     }
+    refused = {row.line for row in bad_read.bad_rows.select("line").collect()}
     for cause, line in BAD_LINES.items():
+        assert line in refused, cause
         if cause in sdk_accepts:
             transform(line)
             continue

@@ -7,6 +7,7 @@ Throttling and 503s on a share of calls must not change the output; a non-retrya
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import boto3
@@ -53,12 +54,18 @@ class _Body:
 
 
 class FaultInjector:
-    """Answers every ``every``-th request of a client with an error instead of sending it."""
+    """Answers every ``every``-th request of a client with an error instead of sending it,
+    once ``after`` requests have gone through."""
 
     def __init__(
-        self, client, answer: tuple[int, bytes], every: int = 3, operations: tuple[str, ...] = ()
+        self,
+        client,
+        answer: tuple[int, bytes],
+        every: int = 3,
+        operations: tuple[str, ...] = (),
+        after: int = 0,
     ) -> None:
-        self.answer, self.every = answer, every
+        self.answer, self.every, self.after = answer, every, after
         self.counter = itertools.count(1)
         self.injected = 0
         service = client.meta.service_model.service_name
@@ -66,6 +73,9 @@ class FaultInjector:
             client.meta.events.register(event, self.before_send)
 
     def before_send(self, request, **_: object):
+        if self.after:
+            self.after -= 1
+            return None
         if next(self.counter) % self.every:
             return None
         self.injected += 1
@@ -134,13 +144,19 @@ def test_access_denied_stops_the_job_and_commits_nothing_unwritten(
     spark, archive, tmp_path, aws_parts
 ) -> None:
     s3, _, manifest = aws_parts
-    denied = FaultInjector(s3, S3_ACCESS_DENIED, every=1, operations=("PutObject",))
+    # The state saves of the start, the claim and the load go through; the one after the
+    # write, which must come before the commit, is denied.
+    denied = FaultInjector(s3, S3_ACCESS_DENIED, every=1, operations=("PutObject",), after=3)
     source = source_for(spark, archive, tmp_path / "out", manifest, s3)
 
-    with pytest.raises(JobFailedError, match=r"(?i)stopped.*access denied"), source:
+    with pytest.raises(JobFailedError, match=r"(?i)stopped.*access denied"):
         source.run()
 
     assert denied.injected == 1
-    assert [e for e in manifest.entries() if e.status is RunStatus.COMMITTED] == []
-    assert [e for e in manifest.entries() if e.status is RunStatus.PROCESSING] == []
-    assert not (tmp_path / "out").exists()
+    # The written run is neither committed (the state that would resume it was not saved)
+    # nor failed (the fault is not the run's), and close() gives it back to the next job.
+    [entry] = manifest.entries()
+    assert (entry.status, entry.owner) == (RunStatus.PROCESSING, source.owner)
+    assert os.listdir(tmp_path / "out" / "events") == [entry.run_id.rstrip("/").split("/")[-1]]
+    source.close()
+    assert list(manifest.entries()) == []
