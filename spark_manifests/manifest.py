@@ -419,9 +419,14 @@ def sqlite_path(uri: PathLike) -> str | None:
     >>> sqlite_path("sqlite:///runs.sqlite"), sqlite_path("dynamodb://acme-runs")
     ('runs.sqlite', None)
     """
+    from ._locations import parse_location, refuse_scheme_typo
+
     text = os.fspath(uri).strip()
+    if text[:5].lower() == "file:":  # file:///path, or file:/path as Spark prints paths
+        return parse_location(text, what="manifest", expected=_EXPECTED_URIS).key
     scheme, sep, rest = text.partition("://")
     if not sep:
+        refuse_scheme_typo(text, "manifest", _EXPECTED_URIS)
         return text
     scheme = scheme.lower()
     if scheme == "dynamodb":
@@ -429,10 +434,6 @@ def sqlite_path(uri: PathLike) -> str | None:
     if scheme == "sqlite":
         # As SQLAlchemy reads them: sqlite:///relative/path, sqlite:////absolute/path.
         return rest[1:] if rest.startswith("/") else rest
-    if scheme == "file":
-        from ._locations import parse_location
-
-        return parse_location(text, what="manifest").key
     raise InvalidLocationError(
         f"The manifest {text!r} has the unsupported scheme {scheme!r}. Expected {_EXPECTED_URIS}."
     )

@@ -825,6 +825,9 @@ def test_a_missing_aws_profile_is_one_clear_error(
         ("dynamodb://ab", "valid DynamoDB table"),
         ("dynamodb://", "valid DynamoDB table"),
         ("dynamodb://acme/runs", "valid DynamoDB table"),
+        ("dynamodb:/acme-runs", "write dynamodb:// as in dynamodb://TABLE"),
+        ("sqlite:runs.sqlite", "write sqlite:// as in"),
+        ("file://host/runs.sqlite", "not a file:// URI of this machine"),
         ("", "empty"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from spark_manifests import (
     list_runs,
     parse_run_id,
 )
+from spark_manifests._locations import parse_location
 from spark_manifests.runs import Run, list_run_files, without_cold_runs
 
 UTC = timezone.utc
@@ -216,11 +218,33 @@ def test_errors_name_the_input(aws, tmp_path: Path) -> None:
     with pytest.raises(ArchiveNotFoundError, match="nobucket"):
         list_runs("s3://nobucket/archive/", session=aws)
     with pytest.raises(InvalidLocationError, match=r"s3://bucket/prefix/"):
-        list_runs("s3://A_B/archive/", session=aws)
+        list_runs("s3://-bucket/archive/", session=aws)
     with pytest.raises(InvalidLocationError, match="unsupported scheme 'hdfs'"):
         list_runs("hdfs://namenode/archive/")
     with pytest.raises(InvalidLocationError, match="list_runs"):
         list_runids(aws.client("s3"), str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("s3:/acme/archive/", "write s3:// as in s3://bucket/prefix/"),
+        ("S3A:acme/archive/", "write s3a:// as in"),
+        ("file://data/archive/", "not a file:// URI of this machine"),
+        ("file:data/archive/", "not a file:// URI of this machine"),
+    ],
+)
+def test_a_mistyped_uri_is_not_taken_for_a_local_folder(typed: str, message: str) -> None:
+    with pytest.raises(InvalidLocationError, match=re.escape(message)):
+        parse_location(typed, what="archive")
+
+
+def test_file_uris_and_legacy_bucket_names() -> None:
+    assert parse_location("file:/data/run=x#1").key == "/data/run=x#1"  # as Spark prints paths
+    assert parse_location("file://localhost/data/a%20b").key == "/data/a b"
+    assert parse_location("file:///data/a?b").key == "/data/a?b"
+    # us-east-1 buckets made before 2018 may have capitals and underscores.
+    assert parse_location("s3://Acme_Events/archive/").bucket == "Acme_Events"
 
 
 def test_local_and_s3_listings_agree_on_windows_and_limits(aws, tmp_path: Path) -> None:
