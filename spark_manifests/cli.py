@@ -18,6 +18,7 @@ from typing import Any, Callable, TextIO
 
 from botocore.exceptions import BotoCoreError
 
+from ._time import from_iso
 from ._version import __version__
 from .exceptions import JobFailedError, SparkManifestsError
 from .source import DEFAULT_MAX_BYTES_PER_BATCH, DEFAULT_MAX_RUNS_PER_BATCH
@@ -459,7 +460,7 @@ def _timestamp(text: str) -> datetime:
         except ValueError:
             pass
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = from_iso(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a time: use ISO 8601 (2017-04-11T10:31:05) or a run label "

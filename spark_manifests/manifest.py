@@ -51,6 +51,7 @@ __all__ = ["ManifestEntry", "RunManifest", "RunStatus", "open_manifest"]
 #: limited to 400 KB, and a Spark stack trace can be longer).
 MAX_ERROR_CHARS = 8000
 DEFAULT_LEASE_SECONDS = 3600
+MAX_LEASE_SECONDS = 365 * 24 * 3600
 DEFAULT_MAX_ATTEMPTS = 3
 # DynamoDB table names: 3-255 characters of letters, digits, '_', '-' and '.'.
 _TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
@@ -133,12 +134,21 @@ def check_owner(owner: object) -> str:
     return owner
 
 
+def check_lease_seconds(lease_seconds: float) -> float:
+    """A lease from a second to a year: its expiry must be a time the manifest can store."""
+    if not 0 < lease_seconds <= MAX_LEASE_SECONDS:
+        raise ValueError(
+            f"lease_seconds must be more than 0 and at most {MAX_LEASE_SECONDS} (a year), "
+            f"not {lease_seconds!r}."
+        )
+    return lease_seconds
+
+
 def check_claim(run_id: str, owner: str, lease_seconds: float, max_attempts: int) -> None:
     """The arguments of ``claim``: a lease that has run out when taken protects nothing."""
     check_run_id(run_id)
     check_owner(owner)
-    if not lease_seconds > 0:
-        raise ValueError(f"lease_seconds must be positive, not {lease_seconds!r}.")
+    check_lease_seconds(lease_seconds)
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, not {max_attempts!r}.")
 

@@ -62,6 +62,7 @@ from typing import Any, Callable
 from botocore.exceptions import ClientError
 
 from ._aws import aws_errors, error_code
+from ._time import from_iso
 from .exceptions import RetryableError, SparkManifestsError
 from .manifest import (
     DEFAULT_LEASE_SECONDS,
@@ -577,7 +578,7 @@ def _entry(item: dict[str, Any]) -> ManifestEntry:
 
     def moment(placeholder: str) -> datetime | None:
         value = text(placeholder)
-        return None if value is None else datetime.fromisoformat(value)
+        return None if value is None else from_iso(value)
 
     run_id = str(text("#id"))
     return ManifestEntry(

@@ -120,7 +120,11 @@ class SQLiteRunManifest(RunManifest):
         # other manifests on the same file coordinate through SQLite's own locks.
         self._lock = threading.RLock()
         self._conn = self._connect(timeout)
-        self.create()
+        try:
+            self.create()
+        except BaseException:
+            self._conn.close()  # not left to the garbage collector: the error holds a cycle
+            raise
 
     def __repr__(self) -> str:
         return f"SQLiteRunManifest({self.path!r})"
@@ -137,9 +141,13 @@ class SQLiteRunManifest(RunManifest):
             conn = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
-            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if self.path != MEMORY:
-                _use_wal(conn, timeout)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+                if self.path != MEMORY:
+                    _use_wal(conn, timeout)
+            except BaseException:
+                conn.close()
+                raise
         return conn
 
     # -- table ---------------------------------------------------------------------------

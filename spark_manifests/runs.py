@@ -39,10 +39,11 @@ __all__ = [
 ]
 
 RUN_PREFIX = "run"
-_LABEL = r"\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}"
+# ASCII digits only, and \Z: $ would also match before a final newline.
+_LABEL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}"
 #: A run's label, the ``run`` column's value: ``2017-04-11-10-31-05``.
-LABEL_RE = re.compile(f"^{_LABEL}$")
-RUN_FOLDER_RE = re.compile(f"^run[=-]({_LABEL})$")
+LABEL_RE = re.compile(f"^{_LABEL}\\Z")
+RUN_FOLDER_RE = re.compile(f"^run[=-]({_LABEL})\\Z")
 LABEL_FORMAT = "%Y-%m-%d-%H-%M-%S"
 ACCEPTED_FORMS = "run=YYYY-mm-DD-hh-MM-SS or run-YYYY-mm-DD-hh-MM-SS, e.g. run=2017-04-11-10-31-05"
 #: Storage classes whose objects must be restored before they can be read.

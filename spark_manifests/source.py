@@ -26,6 +26,7 @@ from ._events import EventHandlers, Progress, RunEvent
 from ._faults import fault_point
 from ._locations import Location, PathLike, parse_location
 from ._spark import get_or_create_spark, set_job_description
+from ._time import from_iso
 from .exceptions import (
     AccessDeniedError,
     CredentialsMissingError,
@@ -36,7 +37,7 @@ from .exceptions import (
     RunInputError,
     SparkManifestsError,
 )
-from .manifest import RunManifest, RunStatus, open_manifest
+from .manifest import RunManifest, RunStatus, check_lease_seconds, open_manifest
 from .retry import RetryPolicy, classify_error, describe_error
 from .runs import Run, RunFile, check_window, list_runs, without_cold_runs
 from .sinks import RUN_COLUMN, ParquetSink, Sink
@@ -193,6 +194,7 @@ class ManifestedRunSource:
         if max_bytes_per_batch is not None and max_bytes_per_batch < 1:
             raise ValueError(f"max_bytes_per_batch must be at least 1, got {max_bytes_per_batch}")
         check_window(since, until, limit)
+        check_lease_seconds(lease_seconds)
         self.archive = parse_location(archive, what="archive")
         self.job_name = job_name
         # A manifest this source opened is closed with it; one it was given is the caller's.
@@ -924,7 +926,7 @@ def _run_record(run: Run) -> dict[str, str]:
 def _run_from_record(record: Mapping[str, Any]) -> Run:
     return Run(
         id=record["id"],
-        timestamp=datetime.fromisoformat(record["timestamp"]),
+        timestamp=from_iso(record["timestamp"]),
         path=record["path"],
         name=record["name"],
     )

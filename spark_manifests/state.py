@@ -42,6 +42,7 @@ from typing import Any
 
 from ._locations import PathLike, parse_location
 from ._state_backends import Backend, Blob, VersionConflict, file_version, open_backend
+from ._time import from_iso
 from ._version import __version__
 from .exceptions import (
     CorruptStateError,
@@ -353,7 +354,7 @@ def _parse_document(data: bytes, source: str) -> dict[str, Any]:
 
 
 def _parse_time(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
+    parsed = from_iso(value)
     if parsed.tzinfo is None:
         raise ValueError("no time zone")
     return parsed.astimezone(timezone.utc)
@@ -381,8 +382,9 @@ def validate_job_name(job_name: object) -> str:
         problem = "it starts with '.' (hidden files are the store's own)"
     elif any(ord(char) < 32 or 127 <= ord(char) < 160 for char in job_name):
         problem = "it contains a control character"
-    elif len(job_name) > MAX_JOB_NAME_LENGTH:
-        problem = f"it is longer than {MAX_JOB_NAME_LENGTH} characters"
+    elif len(job_name.encode("utf-8")) > MAX_JOB_NAME_LENGTH:
+        # File names are limited in bytes (255 on most file systems), with a suffix added.
+        problem = f"it is longer than {MAX_JOB_NAME_LENGTH} bytes in UTF-8"
     if problem:
         raise InvalidJobNameError(
             f"The job name {job_name!r} cannot name state files: {problem}. Use letters, "

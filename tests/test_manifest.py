@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import queue
 import sqlite3
@@ -377,8 +378,11 @@ def test_claim_arguments_are_checked(manifest: RunManifest) -> None:
     for kwargs, message in [
         ({"owner": ""}, "owner must be a non-empty string"),
         ({"owner": None}, "owner must be a non-empty string"),
-        ({"owner": "job-a", "lease_seconds": 0}, "lease_seconds must be positive"),
-        ({"owner": "job-a", "lease_seconds": -5}, "lease_seconds must be positive"),
+        *(
+            ({"owner": "job-a", "lease_seconds": bad}, "lease_seconds must be more than 0")
+            # The expiry of an endless lease is no time a manifest can store.
+            for bad in (0, -5, math.inf, math.nan, 366 * 24 * 3600)
+        ),
         ({"owner": "job-a", "max_attempts": 0}, "max_attempts must be at least 1"),
     ]:
         with pytest.raises(ValueError, match=message):
@@ -414,6 +418,47 @@ def test_a_closed_sqlite_manifest_says_so(tmp_path: Path) -> None:
 
 
 # -- DynamoDB specifics ----------------------------------------------------------------------
+
+
+def test_times_written_by_other_tools_are_read_on_every_python(aws: Any) -> None:
+    """ISO times ending in Z, or with a short fraction: Python 3.9's fromisoformat (EMR 7)
+    refuses both."""
+    client = aws.client("dynamodb")
+    manifest = RunManifests(client, "runs")
+    manifest.create()
+    client.put_item(
+        TableName="runs",
+        Item={
+            "RunId": {"S": RUN},
+            "RunStatus": {"S": "COMMITTED"},
+            "CommittedAt": {"S": "2017-04-11T10:31:05Z"},
+            "StartedAt": {"S": "2017-04-11T10:30:00.5+00:00"},
+        },
+    )
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert entry.committed_at == datetime(2017, 4, 11, 10, 31, 5, tzinfo=UTC)
+    assert entry.started_at == datetime(2017, 4, 11, 10, 30, 0, 500000, tzinfo=UTC)
+
+
+def test_a_failed_open_closes_its_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[sqlite3.Connection] = []
+    connect = sqlite3.connect
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda *a, **k: opened.append(connect(*a, **k)) or opened[-1]
+    )
+    monkeypatch.setattr(SQLiteRunManifest, "create", _refuse)
+    with pytest.raises(SparkManifestsError):
+        SQLiteRunManifest(tmp_path / "manifest.sqlite")
+    [connection] = opened
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        connection.execute("SELECT 1")
+
+
+def _refuse(self: Any) -> None:
+    raise SparkManifestsError("refused")
 
 
 def test_items_written_by_the_snowplow_sdk_count_as_processed(aws: Any) -> None:

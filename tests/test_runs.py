@@ -77,6 +77,8 @@ def test_parse_run_id_accepts_both_forms(text: str, expected: datetime) -> None:
         "2017-04-11-10-31-05",
         "",
         "run=2017-04-11-10-31-05x",
+        "run=2017-04-11-10-31-05\n",
+        "run=\u0662\u0660\u0661\u0667-04-11-10-31-05",  # Arabic-Indic digits
     ],
 )
 def test_parse_run_id_refuses_anything_else(text: str) -> None:

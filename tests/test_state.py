@@ -139,6 +139,18 @@ def test_round_trip_through_the_running_snapshot(place) -> None:
     assert datetime.fromisoformat(saved["updated_at"]) == state.updated_at
 
 
+def test_times_ending_in_z_are_read_on_every_python(place) -> None:
+    """A state file edited by hand or written by another tool; Python 3.9's fromisoformat
+    (EMR 7) refuses a final Z."""
+    place.store().update(StateData({"a": 1}, job_name="daily"))
+    saved = document(place, "daily_running.json")
+    saved["updated_at"] = "2017-04-11T10:31:05Z"
+    place.put_raw("daily_running.json", json.dumps(saved).encode())
+
+    loaded = place.store().get_or_create("daily")
+    assert loaded.updated_at == datetime(2017, 4, 11, 10, 31, 5, tzinfo=timezone.utc)
+
+
 def test_a_new_run_resumes_from_the_running_snapshot_and_completes(place) -> None:
     first = place.store()
     state = first.get_or_create("daily")
@@ -382,6 +394,7 @@ def _only_history(store: StateStore) -> str:
         "a\x00b",
         "a\x7fb",
         "x" * 201,
+        "\u00e9" * 101,  # 202 bytes: file names are limited in bytes
     ],
 )
 def test_bad_job_names_are_refused(place, job_name: str) -> None:
