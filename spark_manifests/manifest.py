@@ -169,18 +169,28 @@ def parse_status(run_id: str, status: str | None) -> RunStatus:
 def can_claim(entry: ManifestEntry | None, owner: str, now: float, max_attempts: int) -> bool:
     """The claim rule both backends follow (DynamoDB states it as a condition expression).
 
-    A run can be claimed when it is unknown; or processing under an expired lease, or already
-    held by ``owner`` (its lease is renewed), or failed — each with attempts left. Takeovers
-    count: a run whose jobs keep dying while processing it stops after ``max_attempts``
-    instead of killing every job that picks it up.
+    A run can be claimed when it is unknown; or processing under an expired lease, or
+    failed — each with attempts left. Takeovers count: a run whose jobs keep dying while
+    processing it stops after ``max_attempts`` instead of killing every job that picks it up.
+    A run ``owner`` holds under a live lease is not claimed again but renewed
+    (:func:`holds_live`), with no attempt counted.
     """
     if entry is None:
         return True
     if entry.attempts >= max_attempts:
         return False
     if entry.status is RunStatus.PROCESSING:
-        return entry.owner == owner or not entry.lease_live(now)
+        return not entry.lease_live(now)
     return entry.status is RunStatus.FAILED
+
+
+def holds_live(entry: ManifestEntry | None, owner: str, now: float) -> bool:
+    """Whether ``owner`` holds the run under a live lease: a claim of it renews the lease.
+
+    A claim repeated by its owner, or resent by botocore after a timeout that hid its
+    success, must neither count another attempt nor be refused for want of one.
+    """
+    return holds(entry, owner) and entry is not None and entry.lease_live(now)
 
 
 def is_abandoned(entry: ManifestEntry | None, now: float, max_attempts: int) -> bool:
@@ -226,6 +236,12 @@ def describe_holder(entry: ManifestEntry | None) -> str:
 def holds(entry: ManifestEntry | None, owner: str) -> bool:
     """Whether ``owner`` holds the run: the condition of ``commit``, ``fail`` and ``release``."""
     return entry is not None and entry.status is RunStatus.PROCESSING and entry.owner == owner
+
+
+def settled_by(entry: ManifestEntry | None, owner: str, status: RunStatus) -> bool:
+    """Whether ``owner`` already left the run in ``status``: a commit or failure repeated,
+    or resent by botocore after a timeout that hid its success, counts as done."""
+    return entry is not None and (entry.status, entry.owner) == (status, owner)
 
 
 def ownership_lost(
@@ -281,8 +297,9 @@ class RunManifest(abc.ABC):
         """Take a run for ``owner`` for ``lease_seconds``; ``True`` if ``owner`` now holds it.
 
         Succeeds for a run never seen; a run processing under an expired lease (taken over);
-        a run ``owner`` already holds (lease renewed); a failed run with fewer than
-        ``max_attempts`` attempts. Each successful claim counts one attempt. Returns
+        a failed run with fewer than ``max_attempts`` attempts: each of these counts one
+        attempt. A run ``owner`` holds under a live lease has its lease renewed and counts
+        no attempt (a repeated or resent claim). Returns
         ``False`` for committed, legacy and skipped runs, runs another owner holds under a
         live lease, and failed runs out of attempts. Atomic: of concurrent claims on one
         run, exactly one wins.

@@ -34,9 +34,12 @@ attribute           type  meaning
 
 Every expression names attributes through ``ExpressionAttributeNames`` (``Owner`` and
 ``Error`` are DynamoDB reserved words). Writes are conditional: a claim succeeds only on a
-missing item, an expired or own lease, or a failed run with attempts left; ``commit``,
-``fail`` and ``release`` only while the caller holds the run, else
-:class:`~spark_manifests.OwnershipLostError` and nothing is written. A failed condition
+missing item, an expired lease, or a failed run with attempts left (a run the caller holds
+under a live lease is renewed instead); ``commit``, ``fail`` and ``release`` only while the
+caller holds the run, else :class:`~spark_manifests.OwnershipLostError` and nothing is
+written. botocore resends a write whose answer timed out; when the resent write fails its
+condition on the item its first sending already wrote (committed or failed under the caller),
+it counts as done. A failed condition
 returns the item as it was (``ReturnValuesOnConditionCheckFailure='ALL_OLD'``), so the error
 says who holds the run without a second read.
 
@@ -63,7 +66,7 @@ from botocore.exceptions import ClientError
 
 from ._aws import aws_errors, error_code
 from ._time import from_iso
-from .exceptions import RetryableError, SparkManifestsError
+from .exceptions import OwnershipLostError, RetryableError, SparkManifestsError
 from .manifest import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
@@ -76,9 +79,11 @@ from .manifest import (
     check_owner,
     check_run_id,
     clip_error,
+    holds_live,
     in_progress,
     ownership_lost,
     parse_status,
+    settled_by,
     unique_run_ids,
     utc_from_epoch,
 )
@@ -114,8 +119,8 @@ MAX_UNPROCESSED_RETRIES = 10
 _CLAIM_CONDITION = (
     "attribute_not_exists(#id)"
     " OR ((attribute_not_exists(#attempts) OR #attempts < :max) AND ("
-    "(#status = :processing AND (#owner = :owner OR attribute_not_exists(#lease)"
-    " OR #lease <= :now)) OR #status = :failed))"
+    "(#status = :processing AND (attribute_not_exists(#lease) OR #lease <= :now))"
+    " OR #status = :failed))"
 )
 _HELD_CONDITION = "#status = :processing AND #owner = :owner"
 _ABANDONED_CONDITION = (
@@ -358,7 +363,7 @@ class RunManifests(RunManifest):
     ) -> bool:
         check_claim(run_id, owner, lease_seconds, max_attempts)
         now = self._clock()
-        claimed, _ = self._update(
+        claimed, old = self._update(
             "claim a run",
             run_id,
             "SET #status = :processing, #owner = :owner, #lease = :until,"
@@ -370,7 +375,13 @@ class RunManifests(RunManifest):
             until=now + lease_seconds,
             max=max_attempts,
         )
-        return claimed
+        if claimed or not holds_live(old, owner, now):
+            return claimed
+        try:
+            self.renew(run_id, owner, lease_seconds=lease_seconds)
+        except OwnershipLostError:
+            return False  # its lease ran out and another job took it in between
+        return True
 
     def commit(
         self,
@@ -391,7 +402,14 @@ class RunManifests(RunManifest):
         given = {name: value for name, value in metrics.items() if value is not None}
         sets = "".join(f", #{name} = :{name}" for name in given)
         update = f"SET #status = :committed, #committed = :at, #updated = :at{sets}"
-        self._update_held("commit", run_id, owner, update + " REMOVE #lease, #error", **given)
+        self._update_held(
+            "commit",
+            run_id,
+            owner,
+            update + " REMOVE #lease, #error",
+            done=RunStatus.COMMITTED,
+            **given,
+        )
 
     def renew(self, run_id: str, owner: str, *, lease_seconds: float) -> None:
         check_claim(run_id, owner, lease_seconds, 1)
@@ -411,6 +429,7 @@ class RunManifests(RunManifest):
             run_id,
             owner,
             "SET #status = :failed, #error = :error, #updated = :at REMOVE #lease",
+            done=RunStatus.FAILED,
             error=clip_error(str(error)),
         )
 
@@ -462,14 +481,26 @@ class RunManifests(RunManifest):
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _update_held(self, verb: str, run_id: str, owner: str, update: str, **values: Any) -> None:
+    def _update_held(
+        self,
+        verb: str,
+        run_id: str,
+        owner: str,
+        update: str,
+        *,
+        done: RunStatus | None = None,
+        **values: Any,
+    ) -> None:
+        """An update of a run ``owner`` holds; a run ``owner`` already left in status
+        ``done`` counts as updated (:func:`settled_by`)."""
         check_run_id(run_id)
         check_owner(owner)
         written, old = self._update(
             f"{verb} a run", run_id, update, _HELD_CONDITION, owner=owner, **values
         )
-        if not written:
-            raise ownership_lost(verb, run_id, owner, old)
+        if written or (done is not None and settled_by(old, owner, done)):
+            return
+        raise ownership_lost(verb, run_id, owner, old)
 
     def _update(
         self, action: str, run_id: str, update: str, condition: str, **values: Any

@@ -39,10 +39,12 @@ from .manifest import (
     check_run_id,
     clip_error,
     holds,
+    holds_live,
     in_progress,
     is_abandoned,
     ownership_lost,
     parse_status,
+    settled_by,
     unique_run_ids,
     utc_from_epoch,
 )
@@ -213,6 +215,9 @@ class SQLiteRunManifest(RunManifest):
         with self._transaction("claim a run") as conn:
             now = self._clock()
             entry = _read(conn, run_id)
+            if holds_live(entry, owner, now):
+                _upsert(conn, run_id, entry, lease_expires_at=now + lease_seconds, updated_at=now)
+                return True
             if not can_claim(entry, owner, now, max_attempts):
                 return False
             _upsert(
@@ -245,18 +250,19 @@ class SQLiteRunManifest(RunManifest):
             "output_path": output_path,
         }
         given = {name: value for name, value in metrics.items() if value is not None}
-        with self._held("commit", run_id, owner) as (conn, entry, now):
-            _upsert(
-                conn,
-                run_id,
-                entry,
-                status=RunStatus.COMMITTED.value,
-                committed_at=now,
-                updated_at=now,
-                lease_expires_at=None,
-                error=None,
-                **given,
-            )
+        with self._held("commit", run_id, owner, done=RunStatus.COMMITTED) as (conn, entry, now):
+            if entry is not None:
+                _upsert(
+                    conn,
+                    run_id,
+                    entry,
+                    status=RunStatus.COMMITTED.value,
+                    committed_at=now,
+                    updated_at=now,
+                    lease_expires_at=None,
+                    error=None,
+                    **given,
+                )
 
     def renew(self, run_id: str, owner: str, *, lease_seconds: float) -> None:
         check_claim(run_id, owner, lease_seconds, 1)
@@ -264,8 +270,13 @@ class SQLiteRunManifest(RunManifest):
             _upsert(conn, run_id, entry, lease_expires_at=now + lease_seconds, updated_at=now)
 
     def fail(self, run_id: str, owner: str, error: str) -> None:
-        with self._held("record the failure of", run_id, owner) as (conn, entry, now):
-            _mark_failed(conn, run_id, entry, error, now)
+        with self._held("record the failure of", run_id, owner, done=RunStatus.FAILED) as (
+            conn,
+            entry,
+            now,
+        ):
+            if entry is not None:
+                _mark_failed(conn, run_id, entry, error, now)
 
     def fail_abandoned(self, run_id: str, error: str, *, max_attempts: int) -> bool:
         check_run_id(run_id)
@@ -317,13 +328,20 @@ class SQLiteRunManifest(RunManifest):
 
     @contextlib.contextmanager
     def _held(
-        self, verb: str, run_id: str, owner: str
-    ) -> Iterator[tuple[sqlite3.Connection, ManifestEntry, float]]:
-        """A write transaction on a run ``owner`` holds; OwnershipLostError if not held."""
+        self, verb: str, run_id: str, owner: str, *, done: RunStatus | None = None
+    ) -> Iterator[tuple[sqlite3.Connection, ManifestEntry | None, float]]:
+        """A write transaction on a run ``owner`` holds; OwnershipLostError if not held.
+
+        The entry is ``None`` when ``owner`` already left the run in status ``done``
+        (:func:`settled_by`): there is nothing to write.
+        """
         check_run_id(run_id)
         check_owner(owner)
         with self._transaction(f"{verb} a run") as conn:
             entry = _read(conn, run_id)
+            if done is not None and settled_by(entry, owner, done):
+                yield conn, None, self._clock()
+                return
             if entry is None or not holds(entry, owner):
                 raise ownership_lost(verb, run_id, owner, entry)
             yield conn, entry, self._clock()

@@ -689,6 +689,12 @@ class StateStore:
         try:
             return self._backend.write(name, body, expect=expect)
         except VersionConflict as exc:
+            # botocore resends a PUT whose answer timed out; the resent one fails its
+            # condition on the object its first sending wrote. Each body is unique (it holds
+            # the time of the write), so finding it means the write is done.
+            found = self._backend.read(name)
+            if found is not None and found.body == body:
+                return found.version
             raise self._conflict(job, name, expect, exc) from exc
 
     def _delete(self, job: str, status: str, *, expect: str) -> None:
@@ -696,7 +702,10 @@ class StateStore:
         try:
             self._backend.delete(name, expect=expect)
         except VersionConflict as exc:
-            raise self._conflict(job, name, expect, exc) from exc
+            # Gone: deleted by this delete's first sending (see _write), or by whoever
+            # replaced it, which a conditional write of ours would have found first.
+            if self._backend.read(name) is not None:
+                raise self._conflict(job, name, expect, exc) from exc
 
     def _conflict(
         self, job: str, name: str, expect: str | None, exc: VersionConflict

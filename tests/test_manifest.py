@@ -132,13 +132,38 @@ def test_claim_rules(manifest: RunManifest, clock: Clock) -> None:
     assert manifest.claim(RUN, "job-a", lease_seconds=60)
     assert not manifest.claim(RUN, "job-b", lease_seconds=60)  # live lease
     clock.advance(10)
-    assert manifest.claim(RUN, "job-a", lease_seconds=60)  # own claim: renewed
+    # Its own live claim again (repeated, or resent by botocore after a timeout): renewed,
+    # no attempt counted, and not refused for want of one.
+    assert manifest.claim(RUN, "job-a", lease_seconds=60, max_attempts=1)
     entry = manifest.get(RUN)
     assert entry is not None
-    assert (entry.attempts, entry.lease_expires_at) == (2, at(70))
+    assert (entry.attempts, entry.lease_expires_at) == (1, at(70))
+    clock.advance(61)  # expired: a claim of its own is a new attempt
+    assert manifest.claim(RUN, "job-a", lease_seconds=60)
+    assert manifest.get(RUN).attempts == 2  # type: ignore[union-attr]
 
     manifest.skip(OTHER, "empty run")
     assert not manifest.claim(OTHER, "job-a")
+
+
+def test_a_repeated_commit_or_failure_counts_as_done(manifest: RunManifest) -> None:
+    """What the second sending of a write finds when botocore resends it after a timeout
+    that hid its success: its own work, not a lost claim."""
+    assert manifest.claim(RUN, "job-a")
+    manifest.commit(RUN, "job-a", rows_in=5)
+    manifest.commit(RUN, "job-a", rows_in=5)
+    assert manifest.contains(RUN)
+    with pytest.raises(OwnershipLostError, match="COMMITTED"):
+        manifest.commit(RUN, "job-b")
+
+    assert manifest.claim(OTHER, "job-a")
+    manifest.fail(OTHER, "job-a", "boom")
+    manifest.fail(OTHER, "job-a", "boom")
+    entry = manifest.get(OTHER)
+    assert entry is not None
+    assert (entry.status, entry.attempts, entry.error) == (RunStatus.FAILED, 1, "boom")
+    with pytest.raises(OwnershipLostError, match="FAILED"):
+        manifest.commit(OTHER, "job-a")
 
 
 def test_lease_takeover_after_expiry(manifest: RunManifest, clock: Clock) -> None:
@@ -551,6 +576,35 @@ def test_a_missing_table_says_how_to_create_it(aws: Any) -> None:
         assert "acme-runs" in str(caught.value)
         assert "manifest create" in str(caught.value)
         assert ".create()" in str(caught.value)
+
+
+def test_writes_resent_by_botocore_after_a_timeout_are_not_lost(aws: Any) -> None:
+    """Each UpdateItem is applied, then sent again, as botocore does when the answer times
+    out: the claim must not count a second attempt (and be refused on the last), nor the
+    commit report a lost claim."""
+    client = aws.client("dynamodb")
+    manifest = RunManifests(client, "runs")
+    manifest.create()
+    sent: list[str] = []
+
+    def send_again(attempts: int, operation: Any, **_: Any) -> float | None:
+        sent.append(operation.name)
+        return 0 if attempts == 1 else None  # the answer "timed out": retry at once
+
+    client.meta.events.register("needs-retry.dynamodb.UpdateItem", send_again)
+
+    assert manifest.claim(RUN, "job-a", max_attempts=1)
+    manifest.commit(RUN, "job-a", rows_in=3)
+
+    assert sent.count("UpdateItem") >= 4  # claim (and the renewal it became), commit: twice
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert (entry.status, entry.owner, entry.attempts, entry.rows_in) == (
+        RunStatus.COMMITTED,
+        "job-a",
+        1,
+        3,
+    )
 
 
 def test_a_lost_condition_is_explained_from_the_item_it_failed_on(aws: Any) -> None:

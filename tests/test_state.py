@@ -151,6 +151,35 @@ def test_times_ending_in_z_are_read_on_every_python(place) -> None:
     assert loaded.updated_at == datetime(2017, 4, 11, 10, 31, 5, tzinfo=timezone.utc)
 
 
+def test_writes_resent_by_botocore_after_a_timeout_are_not_conflicts(aws: Any) -> None:
+    """Every PUT and DELETE is applied, then sent again, as botocore does when the answer
+    times out: the resent one fails its condition on the first one's work."""
+    place = S3Place(aws)
+    client = aws.client("s3")
+    resent: list[str] = []
+
+    def send_again(attempts: int, operation: Any, **_: Any) -> float | None:
+        if attempts == 1:
+            resent.append(operation.name)
+            return 0
+        return None
+
+    for operation in ("PutObject", "DeleteObject"):
+        client.meta.events.register(f"needs-retry.s3.{operation}", send_again)
+    store = StateStore(place.location, client=client)
+
+    state = store.get_or_create("daily")
+    state["runs"] = 1
+    store.update(state)
+    state["runs"] = 2
+    store.update(state)
+    store.complete(state)
+
+    assert resent == ["PutObject", "PutObject", "PutObject", "DeleteObject"]
+    assert place.names() == {"daily_completed.json"}
+    assert document(place, "daily_completed.json")["data"] == {"runs": 2}
+
+
 def test_a_new_run_resumes_from_the_running_snapshot_and_completes(place) -> None:
     first = place.store()
     state = first.get_or_create("daily")
