@@ -258,7 +258,9 @@ class ManifestedRunSource:
 
     def pending(self) -> list[Run]:
         """The runs in the archive (within since/until, at most ``limit``) not yet processed."""
-        return self._pending_among(self._archive_runs())
+        runs = self._archive_runs()
+        _refuse_shared_labels(runs)
+        return self._pending_among(runs)
 
     def _pending_among(self, runs: Sequence[Run]) -> list[Run]:
         by_id = {run.id: run for run in runs}
@@ -344,6 +346,7 @@ class ManifestedRunSource:
         started = time.monotonic()
         # A wrong or unreadable archive fails here, before a snapshot says the job is running.
         runs = self._archive_runs()
+        _refuse_shared_labels(runs)
         if not runs:
             _logger.warning(
                 "No run folders (run=YYYY-mm-DD-hh-MM-SS) in %s%s: is it the right archive?",
@@ -873,6 +876,23 @@ def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateSto
         return state
     location = state if state is not None else os.path.join(DEFAULT_HOME, "state")
     return StateStore(location, client=client, session=session)
+
+
+def _refuse_shared_labels(runs: Sequence[Run]) -> None:
+    """Stop when two runs of the archive have the same time (its ``run=`` and ``run-``
+    folders): both would write the output partition of that label, and the second would
+    replace the first's events while both stay committed."""
+    by_label: dict[str, list[Run]] = {}
+    for run in runs:
+        by_label.setdefault(run.label, []).append(run)
+    for label, same in by_label.items():
+        if len(same) > 1:
+            folders = ", ".join(run.path for run in same)
+            raise InvalidLocationError(
+                f"Runs {folders} have the same time, so their output would share the "
+                f"partition run={label}. Merge their files into one of the folders and "
+                "remove the other, or move one out of the archive."
+            )
 
 
 def _same_place(one: Location, other: Location) -> bool:

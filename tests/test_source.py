@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from spark_manifests import (
     ArchiveNotFoundError,
+    InvalidLocationError,
     JobAlreadyRunningError,
     JobFailedError,
     ManifestedRunSource,
@@ -376,6 +377,22 @@ def test_resume_after_a_crash_at_each_stage(
         read_output(spark, resumed, "bad_rows").orderBy("line"),
     )
     assert resumed.state_store.get_or_create("test_job").origin == "completed"
+
+
+def test_two_runs_of_one_time_are_refused_before_anything_is_written(make_source, tmp_path) -> None:
+    """run=T and run-T would write one output partition, the second over the first."""
+    archive = tmp_path / "twin_archive"
+    for folder in ("run=2020-01-01-00-00-00", "run-2020-01-01-00-00-00"):
+        (archive / folder).mkdir(parents=True)
+        (archive / folder / "part-00000").write_text("never read\n")
+    source = make_source(archive=str(archive))
+
+    for call in (source.pending, source.run):
+        with pytest.raises(InvalidLocationError, match=r"share the partition run=2020-01-01"):
+            call()
+    assert list(source.manifest.entries()) == []
+    assert source.state_store.jobs() == []
+    assert len(source.status()) == 2  # still shown
 
 
 def test_a_run_folder_without_files_fails_with_advice(make_source, tmp_path) -> None:
