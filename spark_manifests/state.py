@@ -627,16 +627,20 @@ class StateStore:
         Refused (:class:`~spark_manifests.StateConflictError`) while the job has a running
         snapshot: finish or remove that run first.
         """
-        current = self.get_or_create(snapshot.job_name)
-        if current.origin == RUNNING:
+        job = validate_job_name(snapshot.job_name)
+        # Read, not parsed: a completed snapshot that is corrupt is what restore is for.
+        if self._backend.read(self._name(job, RUNNING)) is not None:
             raise StateConflictError(
-                f"Job {snapshot.job_name!r} has a running snapshot at "
-                f"{self._backend.describe(self._name(snapshot.job_name, RUNNING))}: "
+                f"Job {job!r} has a running snapshot at "
+                f"{self._backend.describe(self._name(job, RUNNING))}: "
                 "let that run complete (or delete the file) before restoring its history."
             )
+        completed = self._backend.read(self._name(job, COMPLETED))
         restored = self.load_snapshot(snapshot)
-        restored.job_name = snapshot.job_name
-        restored._versions = current._versions
+        restored.job_name = job
+        restored._versions = _Versions(
+            self._where(job), completed=completed.version if completed else None
+        )
         self.complete(restored)
         _logger.info("State of job %s restored from %s", snapshot.job_name, snapshot.location)
         return restored
@@ -731,8 +735,19 @@ class StateStore:
         if self.history_limit == 0:
             return
         where = self._backend.describe(self._name(job, COMPLETED))
-        old = StateData.from_bytes(previous.body, source=where)
-        stamp = old.completed_at or old.updated_at or _now()
+        try:
+            old = StateData.from_bytes(previous.body, source=where)
+            stamp = old.completed_at or old.updated_at or _now()
+        except CorruptStateError:
+            # Kept as it is (a restore replacing it must not need it readable), under the
+            # time it was replaced.
+            _logger.warning(
+                "State of job %s: the completed snapshot it replaces (%s) is not readable; "
+                "kept in the history as it is",
+                job,
+                where,
+            )
+            stamp = _now()
         # Named by its time and content: a complete() retried after a failure finds its copy.
         entry = (
             f"{self._history_folder(job)}/"

@@ -265,6 +265,25 @@ def test_restore_brings_back_a_snapshot_and_keeps_the_current_one(place) -> None
     assert [store.load_snapshot(item)["number"] for item in store.history("daily")] == [2, 1]
 
 
+def test_restore_replaces_a_corrupt_completed_snapshot(place) -> None:
+    """What the corrupt-state error advises: restore from the history."""
+    store = place.store()
+    for number in (1, 2):
+        state = store.get_or_create("daily")
+        state["number"] = number
+        store.complete(state)
+    place.put_raw("daily_completed.json", b'{"job_name": "daily", "da')  # a torn copy
+    with pytest.raises(CorruptStateError, match=r"Restore it from the job's history"):
+        store.get_or_create("daily")
+
+    restored = store.restore(store.history("daily")[0])
+
+    assert restored["number"] == 1
+    assert place.store().get_or_create("daily")["number"] == 1
+    # The corrupt file is kept as it was, newest in the history.
+    assert place.get_raw(store.history("daily")[0].name) == b'{"job_name": "daily", "da'
+
+
 def test_restore_is_refused_while_the_job_runs(place) -> None:
     store = place.store()
     for number in (1, 2):
