@@ -50,8 +50,13 @@ def get_or_create_spark(
 
 
 def _submit_conf_keys() -> set[str]:
-    from pyspark import SparkConf
+    """The keys of the configuration Spark is launched with: spark-submit's ``--master`` and
+    ``--conf``, ``spark-defaults.conf`` (EMR sets ``spark.master`` there)."""
+    from pyspark import SparkConf, SparkContext
 
+    # They live in the JVM: without it SparkConf() is an empty dict, and a job submitted to a
+    # cluster was started on local[*] instead. Under spark-submit the JVM is already running.
+    SparkContext._ensure_initialized()
     return {key for key, _ in SparkConf().getAll()}
 
 

@@ -159,7 +159,12 @@ def test_job_runs_on_a_standalone_cluster(
 
     assert result.returncode == 0, result.stderr[-3000:]
     # The job ran on the cluster, not on a local master it fell back to.
-    finished = master_status(standalone_cluster.ui_port).get("completedapps", [])
+    wait_until(
+        lambda: master_status(standalone_cluster.ui_port).get("completedapps"),
+        "the master to list the application as completed",
+        timeout=30,
+    )
+    finished = master_status(standalone_cluster.ui_port)["completedapps"]
     assert [app["state"] for app in finished] == ["FINISHED"], finished
     with SQLiteRunManifest(manifest) as runs:
         entries = list(runs.entries())

@@ -650,7 +650,7 @@ def test_close_closes_a_manifest_the_source_opened(make_source, tmp_path) -> Non
 
     with make_source(manifest=str(tmp_path / "opened.sqlite")) as source:
         opened = source.manifest
-    with pytest.raises(SparkManifestsError, match="closed database"):
+    with pytest.raises(SparkManifestsError, match="the manifest was closed"):
         list(opened.entries())
 
 
