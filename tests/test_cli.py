@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
 from pathlib import Path
 
 import pytest
 
 from spark_manifests import RunStatus, SQLiteRunManifest, StateStore, write_sample_archive
-from spark_manifests.cli import main
+from spark_manifests._events import Progress, RunEvent
+from spark_manifests.cli import ProgressDisplay, main
 
 RUNS = 3
 
@@ -209,3 +213,61 @@ def test_manifest_edits_report_what_changed(demo: Path, tmp_path: Path, capsys) 
     entries = {e.run_id: e for e in SQLiteRunManifest(manifest).entries()}
     assert entries[committed].status is RunStatus.COMMITTED
     assert (entries[pending].status, entries[pending].error) == (RunStatus.SKIPPED, "replayed")
+
+    assert main(["runs", "--manifest", manifest, "--ids"]) == 0
+    shown = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert shown[pending].split()[1] == "SKIPPED"
+    assert shown[pending].rstrip().endswith("replayed")  # the error column, last
+
+    assert main(["manifest", "mark", pending, "--manifest", manifest]) == 0
+    assert "mark: 1 of 1 run(s) changed" in capsys.readouterr().out
+    assert SQLiteRunManifest(manifest).contains(pending)
+
+
+def test_runs_of_an_archive_and_state_history(demo: Path, capsys) -> None:
+    archive = demo / "d" / "archive"
+    where = ["--manifest", str(demo / "m.sqlite")]
+    assert main(["runs", "--archive", str(archive), *where]) == 0
+    listed = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[:2] for line in listed] == [
+        [run.split("=", 1)[1], "COMMITTED"] for run in sorted(os.listdir(archive))
+    ]
+
+    state = ["--state", str(demo / "state"), "--job", "demo"]
+    assert main(["state", "show", *state, "--history"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["origin"] == "completed"
+    assert len(shown["history"]) >= 1  # the first demo's completed state, replaced by the second
+
+
+def test_provisioned_capacity_is_for_dynamodb_only(tmp_path: Path, capsys) -> None:
+    manifest = str(tmp_path / "m.sqlite")
+    assert main(["manifest", "create", "--manifest", manifest, "--provisioned", "5", "5"]) == 2
+    assert "--provisioned applies to DynamoDB manifests" in error_line(capsys)
+    assert main(["manifest", "create", "--manifest", manifest]) == 0
+    assert f"Manifest ready: {manifest}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_is_one_line_on_a_terminal_and_log_lines_otherwise(terminal: bool, caplog) -> None:
+    class Stream(io.StringIO):
+        def isatty(self) -> bool:
+            return terminal
+
+    stream = Stream()
+    caplog.set_level("INFO", logger="spark_manifests")
+    display = ProgressDisplay(stream)
+    display.committed(RunEvent("run_committed", ("r",), 1, {"rows_out": 1234}))
+    display.progress(Progress(1, 4, "batch 1 done"))
+    display.progress(Progress(4, 4, "batch 2 done"))
+
+    if terminal:
+        drawn = stream.getvalue().split("\r")[1:]
+        assert [line.split()[:4] for line in drawn] == [
+            ["runs", "1/4", "rows", "1,234"],
+            ["runs", "4/4", "rows", "1,234"],
+        ]
+        assert "progress:" not in caplog.text
+    else:
+        assert stream.getvalue() == ""
+        assert "progress: 1/4 runs, 1234 rows: batch 1 done" in caplog.text

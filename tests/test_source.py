@@ -34,6 +34,7 @@ from spark_manifests import (
 )
 from spark_manifests import source as source_module
 from spark_manifests.retry import RetryPolicy
+from spark_manifests.sinks import Sink
 
 RUNS = 4
 EVENTS_PER_RUN = 120
@@ -225,6 +226,68 @@ def test_a_retryable_error_is_retried(make_source) -> None:
     assert calls["transform"] == 3
     assert summary.runs_committed == RUNS
     assert summary.runs_failed == 0
+
+
+def test_a_retryable_error_that_persists_fails_only_its_run(make_source, archive) -> None:
+    stuck_label = sorted(os.listdir(archive))[0].split("=", 1)[1]
+    tries = Counter()
+
+    def throttled(events: DataFrame, runs) -> DataFrame:
+        if any(run.label == stuck_label for run in runs):
+            tries[stuck_label] += 1
+            raise RetryableError("throttled, try again")
+        return events
+
+    source = make_source(transform=throttled, max_runs_per_batch=1)
+    summary = source.run()
+
+    assert tries[stuck_label] == NO_WAIT.max_retries + 1
+    assert (summary.runs_committed, summary.runs_failed) == (RUNS - 1, 1)
+    [failed] = [e for e in source.manifest.entries() if e.status is RunStatus.FAILED]
+    assert failed.run_id.rstrip("/").endswith(stuck_label)
+    assert "throttled" in failed.error
+
+
+def test_a_failing_event_handler_is_logged_and_the_job_goes_on(make_source, caplog) -> None:
+    def broken(event) -> None:
+        raise ValueError("handler bug")
+
+    summary = make_source().on("run_committed", broken).run()
+
+    assert summary.runs_committed == RUNS
+    failures = [r for r in caplog.records if "handler of the run_committed event" in r.message]
+    assert len(failures) == RUNS
+    assert all("handler bug" in str(r.exc_info[1]) for r in failures)
+
+
+def test_a_custom_sink_gets_every_run(make_source, spark) -> None:
+    class CountingSink(Sink):
+        def __init__(self) -> None:
+            self.rows: dict[str, int] = {}
+
+        def write(self, events: DataFrame, runs) -> None:
+            for row in events.groupBy("run").count().collect():
+                self.rows[row["run"]] = row["count"]
+
+        def has_output(self, run) -> bool:
+            return run.label in self.rows
+
+        def output_path(self, run) -> str:
+            return f"memory://{run.label}"
+
+    sink = CountingSink()
+    source = make_source(sink=sink, output=None)
+    committed: list[dict] = []
+    source.on("run_committed", lambda event: committed.append(event.data))
+    summary = source.run()
+
+    assert summary.runs_committed == RUNS
+    assert sorted(sink.rows) == [row["run"] for row in source.status_rows()]
+    assert sum(sink.rows.values()) == summary.rows_out
+    assert sum(data["rows_out"] for data in committed) == summary.rows_out
+    assert {e.output_path for e in source.manifest.entries()} == {
+        f"memory://{label}" for label in sink.rows
+    }
 
 
 def test_a_non_retryable_error_fails_only_its_run(make_source, archive) -> None:
