@@ -191,17 +191,7 @@ class SQLiteRunManifest(RunManifest):
             if entry is not None and entry.status in DONE:
                 _logger.debug("%s was committed already; kept its record", run_id)
                 return
-            now = self._clock()
-            _upsert(
-                conn,
-                run_id,
-                entry,
-                status=RunStatus.COMMITTED.value,
-                committed_at=now,
-                updated_at=now,
-                lease_expires_at=None,
-                error=None,
-            )
+            _mark_committed(conn, run_id, entry, self._clock())
 
     def claim(
         self,
@@ -252,17 +242,7 @@ class SQLiteRunManifest(RunManifest):
         given = {name: value for name, value in metrics.items() if value is not None}
         with self._held("commit", run_id, owner, done=RunStatus.COMMITTED) as (conn, entry, now):
             if entry is not None:
-                _upsert(
-                    conn,
-                    run_id,
-                    entry,
-                    status=RunStatus.COMMITTED.value,
-                    committed_at=now,
-                    updated_at=now,
-                    lease_expires_at=None,
-                    error=None,
-                    **given,
-                )
+                _mark_committed(conn, run_id, entry, now, **given)
 
     def renew(self, run_id: str, owner: str, *, lease_seconds: float) -> None:
         check_claim(run_id, owner, lease_seconds, 1)
@@ -422,6 +402,26 @@ def _upsert(
     assignments = ", ".join(f"{name} = ?" for name in values)
     conn.execute(
         f"UPDATE run_manifest SET {assignments} WHERE run_id = ?", [*values.values(), run_id]
+    )
+
+
+def _mark_committed(
+    conn: sqlite3.Connection,
+    run_id: str,
+    entry: ManifestEntry | None,
+    now: float,
+    **metrics: Any,
+) -> None:
+    _upsert(
+        conn,
+        run_id,
+        entry,
+        status=RunStatus.COMMITTED.value,
+        committed_at=now,
+        updated_at=now,
+        lease_expires_at=None,
+        error=None,
+        **metrics,
     )
 
 

@@ -250,12 +250,18 @@ def test_history_keeps_the_last_completed_snapshots(place) -> None:
     assert len([n for n in place.names() if n.startswith("history/daily/")]) == 3
 
 
-def test_restore_brings_back_a_snapshot_and_keeps_the_current_one(place) -> None:
-    store = place.store()
+def completed_twice(store: StateStore) -> StateData:
+    """Job "daily" completed with number 1, then 2 (1 is in its history); the last state."""
     for number in (1, 2):
         state = store.get_or_create("daily")
         state["number"] = number
         store.complete(state)
+    return state
+
+
+def test_restore_brings_back_a_snapshot_and_keeps_the_current_one(place) -> None:
+    store = place.store()
+    completed_twice(store)
     (previous,) = store.history("daily")
 
     restored = place.store().restore(previous)
@@ -268,10 +274,7 @@ def test_restore_brings_back_a_snapshot_and_keeps_the_current_one(place) -> None
 def test_restore_replaces_a_corrupt_completed_snapshot(place) -> None:
     """What the corrupt-state error advises: restore from the history."""
     store = place.store()
-    for number in (1, 2):
-        state = store.get_or_create("daily")
-        state["number"] = number
-        store.complete(state)
+    completed_twice(store)
     place.put_raw("daily_completed.json", b'{"job_name": "daily", "da')  # a torn copy
     with pytest.raises(CorruptStateError, match=r"Restore it from the job's history"):
         store.get_or_create("daily")
@@ -286,10 +289,7 @@ def test_restore_replaces_a_corrupt_completed_snapshot(place) -> None:
 
 def test_restore_is_refused_while_the_job_runs(place) -> None:
     store = place.store()
-    for number in (1, 2):
-        state = store.get_or_create("daily")
-        state["number"] = number
-        store.complete(state)
+    state = completed_twice(store)
     store.update(state)
 
     with pytest.raises(StateConflictError, match="running snapshot"):
