@@ -8,36 +8,11 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-import pytest
-
 from spark_manifests import RunStatus, SQLiteRunManifest
 from spark_manifests.cli import main
 from spark_manifests.samples import generate_enriched_lines
 
-
-def process(tmp_path: Path, archive: Path | str, *extra: str) -> int:
-    return main(
-        [
-            "process",
-            "--archive",
-            str(archive),
-            "--output",
-            str(tmp_path / "out"),
-            "--manifest",
-            str(tmp_path / "m.sqlite"),
-            "--state",
-            str(tmp_path / "state"),
-            "--job",
-            "sweep",
-            *extra,
-        ]
-    )
-
-
-def error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("spark-")]
-    assert len(lines) == 1, lines
-    return lines[0]
+from .commands import error_line, process
 
 
 def test_malformed_lines_become_bad_rows_and_nothing_is_lost(spark, tmp_path: Path, capsys) -> None:
@@ -72,13 +47,17 @@ def test_a_run_folder_with_no_files_fails_and_says_what_to_do(
     err = capsys.readouterr().err
     assert "has no data files" in err
     assert "manifest skip" in err
+    [entry] = SQLiteRunManifest(str(tmp_path / "m.sqlite")).entries()
+    assert entry.status is RunStatus.FAILED
 
 
 def test_an_impossible_run_date_is_not_a_run(spark, tmp_path: Path, caplog) -> None:
     (tmp_path / "archive" / "run=2021-02-30-00-00-00").mkdir(parents=True)
     (tmp_path / "archive" / "run=2021-02-30-00-00-00" / "part-0").write_text("x\n")
     assert process(tmp_path, tmp_path / "archive") == 0
+    assert "run=2021-02-30-00-00-00" in caplog.text
     assert "impossible date" in caplog.text
+    assert list(SQLiteRunManifest(str(tmp_path / "m.sqlite")).entries()) == []
 
 
 def test_a_missing_archive_is_one_line(spark, tmp_path: Path, capsys) -> None:

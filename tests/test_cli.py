@@ -13,13 +13,9 @@ from spark_manifests import RunStatus, SQLiteRunManifest, StateStore, write_samp
 from spark_manifests._events import Progress, RunEvent
 from spark_manifests.cli import ProgressDisplay, main
 
+from .commands import error_line, process
+
 RUNS = 3
-
-
-def error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("spark-")]
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +146,6 @@ def test_debug_may_follow_the_command(tmp_path: Path) -> None:
         main(["runs", "--manifest", str(tmp_path / "none.sqlite"), "--debug"])
 
 
-def process(tmp_path: Path, archive: Path, *extra: str) -> int:
-    where = ["--manifest", str(tmp_path / "m.sqlite"), "--state", str(tmp_path / "state")]
-    return main(["process", "--archive", str(archive), *where, *extra])
-
-
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -167,7 +158,7 @@ def test_bad_options_are_one_line_and_claim_nothing(
     tmp_path: Path, capsys, options: list[str], message: str
 ) -> None:
     write_sample_archive(tmp_path / "a", runs=1, events_per_run=5, files_per_run=1)
-    assert process(tmp_path, tmp_path / "a", "--output", str(tmp_path / "out"), *options) == 2
+    assert process(tmp_path, tmp_path / "a", *options) == 2
     assert message in error_line(capsys)
     assert (
         not (tmp_path / "m.sqlite").exists()
@@ -178,21 +169,22 @@ def test_bad_options_are_one_line_and_claim_nothing(
 def test_an_output_that_is_a_file_claims_nothing(tmp_path: Path, capsys) -> None:
     write_sample_archive(tmp_path / "a", runs=1, events_per_run=5, files_per_run=1)
     (tmp_path / "out").write_text("not a folder")
-    assert process(tmp_path, tmp_path / "a", "--output", str(tmp_path / "out")) == 2
+    assert process(tmp_path, tmp_path / "a") == 2
     assert "is a file" in error_line(capsys)
+    assert list(SQLiteRunManifest(str(tmp_path / "m.sqlite")).entries()) == []
 
 
 def test_fail_fast_exits_1_as_a_failed_run(spark, tmp_path: Path, capsys) -> None:
     (tmp_path / "a" / "run=2021-06-01-00-00-00").mkdir(parents=True)  # a run with no files
-    code = process(tmp_path, tmp_path / "a", "--output", str(tmp_path / "out"), "--fail-fast")
+    code = process(tmp_path, tmp_path / "a", "--fail-fast")
     assert code == 1
     assert "fail_fast" in error_line(capsys)
 
 
 def test_an_archive_without_runs_warns(tmp_path: Path, caplog) -> None:
     (tmp_path / "a" / "2017-04-11").mkdir(parents=True)
-    assert process(tmp_path, tmp_path / "a", "--output", str(tmp_path / "out")) == 0
-    assert "No run folders" in caplog.text
+    assert process(tmp_path, tmp_path / "a") == 0
+    assert f"No run folders (run=YYYY-mm-DD-hh-MM-SS) in {tmp_path / 'a'}" in caplog.text
 
 
 def test_manifest_edits_report_what_changed(demo: Path, tmp_path: Path, capsys) -> None:
