@@ -16,6 +16,8 @@ _logger = logging.getLogger(__name__)
 
 _LISTING_THRESHOLD = "spark.sql.sources.parallelPartitionDiscovery.threshold"
 _SPARK_LISTING_THRESHOLD = 32  # Spark's default for it
+# The name spark-submit gives the JVM pyspark starts for a plain Python process.
+_PLAIN_PYTHON_APP_NAME = "pyspark-shell"
 
 
 def get_or_create_spark(
@@ -23,41 +25,50 @@ def get_or_create_spark(
     master: str | None = None,
     config: Mapping[str, str] | None = None,
 ) -> SparkSession:
-    """The active SparkSession, or a new one (with ``config`` set on it).
+    """The running SparkSession, or a new one.
 
-    Under spark-submit or on a cluster the master comes from the submit configuration; on a
-    plain machine (the CLI, a notebook without Spark config) a local session on every core is
-    started. Outputs and parsing assume UTC.
+    What Spark was launched with wins over this package's defaults: spark-submit's
+    ``--master``, ``--name`` and ``--conf``, and ``spark-defaults.conf`` (EMR sets
+    ``spark.master=yarn`` there). Without them the session runs on every local core, is named
+    ``app_name`` and uses UTC. ``master`` (the command's ``--master``) wins over all; ``config``
+    is set on the session, and on the JVM when this starts it (driver memory, jars).
     """
     from pyspark.sql import SparkSession
 
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-    # Executors must run this interpreter, or a pyspark job started from a venv fails to
-    # import its own functions on the workers.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
+    # getActiveSession() sees only this thread's session; a notebook's may be another's.
+    running = SparkSession.getActiveSession() or SparkSession._instantiatedSession
+    if running is not None:
+        return running
+    launched = _launch_conf(config or {})
+    builder = SparkSession.builder
     for key, value in (config or {}).items():
         builder = builder.config(key, value)
-    if master:
-        builder = builder.master(master)
-    elif "spark.master" not in _submit_conf_keys():
-        builder = builder.master("local[*]")
-    session = builder.getOrCreate()
+    if launched.get("spark.app.name") in (None, _PLAIN_PYTHON_APP_NAME):
+        builder = builder.appName(app_name)
+    if "spark.sql.session.timeZone" not in launched:
+        builder = builder.config("spark.sql.session.timeZone", "UTC")
+    master = master or launched.get("spark.master") or "local[*]"
+    if master.startswith("local"):
+        # Python workers must run this interpreter, or a job started from a venv cannot import
+        # its own functions; on a cluster the workers' Python is the cluster's to choose.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = builder.master(master).getOrCreate()
     _logger.info("Started SparkSession %s (master %s)", app_name, session.sparkContext.master)
     return session
 
 
-def _submit_conf_keys() -> set[str]:
-    """The keys of the configuration Spark is launched with: spark-submit's ``--master`` and
-    ``--conf``, ``spark-defaults.conf`` (EMR sets ``spark.master`` there)."""
+def _launch_conf(config: Mapping[str, str]) -> dict[str, str]:
+    """The configuration of the JVM that runs Spark, started here with ``config`` when there
+    is none yet (under spark-submit it runs already, with the submit configuration).
+
+    Read from the JVM: before it starts, SparkConf() is an empty dict, and a job submitted to
+    a cluster would be started on local[*].
+    """
     from pyspark import SparkConf, SparkContext
 
-    # They live in the JVM: without it SparkConf() is an empty dict, and a job submitted to a
-    # cluster was started on local[*] instead. Under spark-submit the JVM is already running.
-    SparkContext._ensure_initialized()
-    return {key for key, _ in SparkConf().getAll()}
+    launch = SparkConf(loadDefaults=False).setAll(list(config.items()))
+    SparkContext._ensure_initialized(conf=launch)
+    return dict(SparkConf().getAll())
 
 
 def set_job_description(spark: SparkSession, description: str | None) -> None:

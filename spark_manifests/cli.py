@@ -236,7 +236,10 @@ def _spark(args: argparse.Namespace) -> Any:
     spark = get_or_create_spark(
         "spark-manifests", master=args.master, config={"spark.ui.showConsoleProgress": "false"}
     )
-    spark.sparkContext.setLogLevel("ERROR")
+    if sys.stderr.isatty():
+        # Spark's warnings would break the progress line; in a log (a scheduler's, a
+        # cluster's driver log) they stay, for lost executors and retried reads.
+        spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
