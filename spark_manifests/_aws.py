@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import botocore
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -22,9 +23,11 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
+    ParamValidationError,
     PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.utils import InstanceMetadataRegionFetcher
 
 from .exceptions import (
     AccessDeniedError,
@@ -36,6 +39,10 @@ from .exceptions import (
 )
 
 _logger = logging.getLogger(__name__)
+
+#: The oldest boto3 (and botocore) with S3's conditional writes (IfMatch, IfNoneMatch), which
+#: the S3 state store uses; setup.cfg requires it.
+MIN_BOTO3 = "1.35.70"
 
 # Standard mode retries throttling and 5xx with jittered backoff; a backfill must ride out
 # bursts of ProvisionedThroughputExceeded and SlowDown rather than fail on the first one.
@@ -86,7 +93,15 @@ def make_client(
         # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other SDKs, the
         # EMR and Glue docs, and this package's docs name.
         region = None if session.region_name else os.environ.get("AWS_REGION") or None
-        return session.client(service, region_name=region, config=DEFAULT_CONFIG)
+        try:
+            return session.client(service, region_name=region, config=DEFAULT_CONFIG)
+        except NoRegionError:
+            # On EC2 and EMR the instance knows its region, but botocore never asks it.
+            region = _instance_region()
+            if region is None:
+                raise
+            _logger.info("AWS region for %s: %s, the instance's", service, region)
+            return session.client(service, region_name=region, config=DEFAULT_CONFIG)
     except NoRegionError as exc:
         raise SparkManifestsError(
             f"No AWS region is configured for {service}: set AWS_REGION (or AWS_DEFAULT_REGION) "
@@ -97,6 +112,12 @@ def make_client(
             f"Cannot make an AWS {service} client: {exc}. Check AWS_PROFILE and the AWS "
             "config and credentials files."
         ) from exc
+
+
+def _instance_region() -> str | None:
+    """The region of the EC2 instance this runs on (EMR's nodes), from the instance metadata
+    service; ``None`` elsewhere (after one second) or with AWS_EC2_METADATA_DISABLED=true."""
+    return InstanceMetadataRegionFetcher(timeout=1, num_attempts=1).retrieve_region()
 
 
 def error_code(exc: ClientError) -> str:
@@ -147,6 +168,12 @@ def translate_error(exc: Exception, *, action: str, resource: str) -> Exception:
         if code == "NoSuchBucket":
             return ArchiveNotFoundError(f"Could not {where}: the S3 bucket does not exist.")
         return SparkManifestsError(f"Could not {where}: {code or status} {message}".rstrip())
+    if isinstance(exc, ParamValidationError) and "Unknown parameter" in str(exc):
+        return SparkManifestsError(
+            f"Could not {where}: botocore {botocore.__version__} is too old for the call "
+            f"({exc}). Install boto3>={MIN_BOTO3} where the job's driver runs "
+            f"(pip install -U 'boto3>={MIN_BOTO3}'; on EMR, a bootstrap action)."
+        )
     if isinstance(exc, BotoCoreError):
         return SparkManifestsError(f"Could not {where}: {exc}")
     return exc

@@ -901,22 +901,6 @@ def test_open_manifest_forms(aws: Any, tmp_path: Path, monkeypatch: pytest.Monke
         assert manifest.pending([RUN]) == [RUN]
 
 
-def test_the_region_comes_from_aws_region_too(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # botocore reads only AWS_DEFAULT_REGION; EMR, Glue and the other SDKs set AWS_REGION.
-    monkeypatch.delenv("AWS_DEFAULT_REGION")
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    with open_manifest("dynamodb://acme-runs") as manifest:
-        assert manifest.dynamodb.meta.region_name == "eu-west-1"
-
-
-def test_a_missing_aws_profile_is_one_clear_error(
-    aws: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
-    with pytest.raises(SparkManifestsError, match=r"no-such-profile.*Check AWS_PROFILE"):
-        open_manifest("dynamodb://acme-runs")
-
-
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
