@@ -53,7 +53,8 @@ def get_or_create_spark(
         # its own functions; on a cluster the workers' Python is the cluster's to choose.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = builder.master(master).getOrCreate()
-    _logger.info("Started SparkSession %s (master %s)", app_name, session.sparkContext.master)
+    context = session.sparkContext
+    _logger.info("Started SparkSession %s (master %s)", context.appName, context.master)
     return session
 
 

@@ -224,6 +224,7 @@ class ManifestedRunSource:
         # The lease renewal thread saves the state too.
         self._state_lock = threading.RLock()
         self._read_cursor: set[str] = set()
+        self._storage_checked = False
         self.progress = Progress(0, 0, "not started")
 
     # -- the data-source contract -------------------------------------------------------
@@ -812,11 +813,46 @@ class ManifestedRunSource:
         """Start Spark before claiming a batch: a session that cannot start (a wrong master,
         no Java) is the job's failure, not the runs', and must not use up their attempts."""
         try:
-            self.spark  # noqa: B018 - the property starts the session
+            spark = self.spark
         except Exception as exc:
             raise JobFailedError(
                 f"Job {self.job_name} stopped: Spark did not start: {describe_error(exc)}"
             ) from exc
+        if not self._storage_checked:
+            self._storage_checked = True
+            self._check_storage_outlives_the_driver(spark)
+
+    def _check_storage_outlives_the_driver(self, spark: SparkSession) -> None:
+        """Warn when the manifest or state is on the driver's disk while Spark runs on a
+        cluster, whose drivers' disks are not kept; refuse in cluster deploy mode, where the
+        driver's working directory goes with its YARN container."""
+        context = spark.sparkContext
+        local = [
+            f"{what} {where}"
+            for what, where, on_driver in (
+                ("manifest", getattr(self.manifest, "path", ""), _is_sqlite(self.manifest)),
+                ("state", self.state_store.location.uri, not self.state_store.location.is_s3),
+            )
+            if on_driver
+        ]
+        master = context.master or ""
+        if master.startswith("local") or not local:
+            return
+        problem = (
+            f"Job {self.job_name}: the {' and the '.join(local)} are on the driver's disk, but "
+            f"Spark runs on {master}"
+        )
+        advice = "give --manifest dynamodb://TABLE and --state s3://bucket/prefix/"
+        if context.getConf().get("spark.submit.deployMode", "client") == "cluster":
+            raise JobFailedError(
+                f"{problem} in cluster mode: they would go with the driver's container and "
+                f"every run would be processed again. Stopped before claiming a run; {advice}."
+            )
+        _logger.warning(
+            "%s: unless that disk is kept between jobs, every run will be processed again; %s.",
+            problem,
+            advice,
+        )
 
     def _stage(
         self,
@@ -893,6 +929,12 @@ def _refuse_shared_labels(runs: Sequence[Run]) -> None:
                 f"partition run={label}. Merge their files into one of the folders and "
                 "remove the other, or move one out of the archive."
             )
+
+
+def _is_sqlite(manifest: RunManifest) -> bool:
+    from .manifest_sqlite import SQLiteRunManifest
+
+    return isinstance(manifest, SQLiteRunManifest)
 
 
 def _same_place(one: Location, other: Location) -> bool:

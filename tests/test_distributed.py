@@ -158,6 +158,9 @@ def test_job_runs_on_a_standalone_cluster(
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
+    # Client mode on a cluster with the manifest and state on the driver's disk: a warning
+    # (spark-submit passes the Python driver's stderr to its stdout).
+    assert "are on the driver's disk, but Spark runs on spark://" in result.stdout
     # The job ran on the cluster, not on a local master it fell back to.
     wait_until(
         lambda: master_status(standalone_cluster.ui_port).get("completedapps"),

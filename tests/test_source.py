@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from chispa import assert_df_equality
@@ -743,6 +744,25 @@ def test_spark_that_cannot_start_fails_the_job_not_its_runs(make_source) -> None
 
     source = make_source(spark=no_spark)
     with pytest.raises(JobFailedError, match=r"Spark did not start: RuntimeError: \[JAVA_GATEWAY"):
+        source.run()
+    assert list(source.manifest.entries()) == []
+
+
+class ClusterSession:
+    """What the source asks of a session on a cluster: its master and deploy mode."""
+
+    def __init__(self, master: str, deploy_mode: str) -> None:
+        conf = {"spark.submit.deployMode": deploy_mode}
+        self.sparkContext = SimpleNamespace(
+            master=master, getConf=lambda: SimpleNamespace(get=lambda key, default: conf[key])
+        )
+
+
+def test_local_storage_under_a_cluster_driver_is_refused(make_source) -> None:
+    """In YARN cluster mode the driver's working directory goes with its container: the
+    embedded manifest and state would be lost, and every run processed again."""
+    source = make_source(spark=ClusterSession("yarn", "cluster"))
+    with pytest.raises(JobFailedError, match=r"on the driver's disk, but Spark runs on yarn"):
         source.run()
     assert list(source.manifest.entries()) == []
 
