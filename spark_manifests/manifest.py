@@ -166,7 +166,7 @@ def parse_status(run_id: str, status: str | None) -> RunStatus:
         ) from None
 
 
-def can_claim(entry: ManifestEntry | None, owner: str, now: float, max_attempts: int) -> bool:
+def can_claim(entry: ManifestEntry | None, now: float, max_attempts: int) -> bool:
     """The claim rule both backends follow (DynamoDB states it as a condition expression).
 
     A run can be claimed when it is unknown; or processing under an expired lease, or

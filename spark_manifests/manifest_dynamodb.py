@@ -37,11 +37,11 @@ Every expression names attributes through ``ExpressionAttributeNames`` (``Owner`
 missing item, an expired lease, or a failed run with attempts left (a run the caller holds
 under a live lease is renewed instead); ``commit``, ``fail`` and ``release`` only while the
 caller holds the run, else :class:`~spark_manifests.OwnershipLostError` and nothing is
-written. botocore resends a write whose answer timed out; when the resent write fails its
-condition on the item its first sending already wrote (committed or failed under the caller),
-it counts as done. A failed condition
-returns the item as it was (``ReturnValuesOnConditionCheckFailure='ALL_OLD'``), so the error
-says who holds the run without a second read.
+written. A failed condition returns the item as it was
+(``ReturnValuesOnConditionCheckFailure='ALL_OLD'``), so the error says who holds the run
+without a second read. botocore resends a write whose answer timed out; when the resent write
+fails its condition on the item its first sending wrote (committed or failed under the
+caller), it counts as done.
 
 Caveat for tables shared with SDK-based readers: the SDK's ``contains`` is true for any
 item, so it also counts runs that are only claimed, failed or skipped as processed.

@@ -208,7 +208,7 @@ class SQLiteRunManifest(RunManifest):
             if holds_live(entry, owner, now):
                 _upsert(conn, run_id, entry, lease_expires_at=now + lease_seconds, updated_at=now)
                 return True
-            if not can_claim(entry, owner, now, max_attempts):
+            if not can_claim(entry, now, max_attempts):
                 return False
             _upsert(
                 conn,

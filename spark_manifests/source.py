@@ -839,8 +839,8 @@ class ManifestedRunSource:
         if master.startswith("local") or not local:
             return
         problem = (
-            f"Job {self.job_name}: the {' and the '.join(local)} are on the driver's disk, but "
-            f"Spark runs on {master}"
+            f"Job {self.job_name}: the {' and the '.join(local)} "
+            f"{'are' if len(local) > 1 else 'is'} on the driver's disk, but Spark runs on {master}"
         )
         advice = "give --manifest dynamodb://TABLE and --state s3://bucket/prefix/"
         if context.getConf().get("spark.submit.deployMode", "client") == "cluster":

@@ -762,7 +762,7 @@ def test_local_storage_under_a_cluster_driver_is_refused(make_source) -> None:
     """In YARN cluster mode the driver's working directory goes with its container: the
     embedded manifest and state would be lost, and every run processed again."""
     source = make_source(spark=ClusterSession("yarn", "cluster"))
-    with pytest.raises(JobFailedError, match=r"on the driver's disk, but Spark runs on yarn"):
+    with pytest.raises(JobFailedError, match=r"are on the driver's disk, but Spark runs on yarn"):
         source.run()
     assert list(source.manifest.entries()) == []
 
