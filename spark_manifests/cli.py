@@ -66,14 +66,14 @@ def _cmd_process(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .samples import write_sample_archive
-    from .source import DEFAULT_HOME
+    from .source import default_home
 
     if args.runs < 1 or args.events < 1:
         raise ValueError(
             "The demo needs at least 1 run of 1 event, "
             f"not --runs {args.runs} --events {args.events}."
         )
-    home = os.path.abspath(args.dir or os.path.join(DEFAULT_HOME, "demo"))
+    home = os.path.abspath(args.dir or os.path.join(default_home(), "demo"))
     archive, output = os.path.join(home, "archive"), os.path.join(home, "output")
     if not os.path.isdir(archive):
         write_sample_archive(
@@ -87,8 +87,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"Wrote a sample archive of {args.runs} runs x {args.events} events to {archive}")
     else:
         print(f"Using the sample archive already in {archive}")
-    args.manifest = args.manifest or os.path.join(DEFAULT_HOME, "manifest.sqlite")
-    args.state = args.state or os.path.join(DEFAULT_HOME, "state")
+    args.manifest = args.manifest or os.path.join(default_home(), "manifest.sqlite")
+    args.state = args.state or os.path.join(default_home(), "state")
     summaries = []
     for attempt in ("first", "second"):
         print(f"\n== {attempt} run of the job: archive {archive} -> {output}")
@@ -168,10 +168,10 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def _cmd_state(args: argparse.Namespace) -> int:
-    from .source import DEFAULT_HOME
+    from .source import default_home
     from .state import StateStore
 
-    store = StateStore(args.state or os.path.join(DEFAULT_HOME, "state"))
+    store = StateStore(args.state or os.path.join(default_home(), "state"))
     state = store.get_or_create(args.job)
     if state.origin == "new":
         jobs = store.jobs()
@@ -315,9 +315,9 @@ def _manifest(args: argparse.Namespace, *, must_exist: bool = False) -> Any:
     """The manifest of ``--manifest`` (default: the embedded one). With ``must_exist``, a
     SQLite file that is not there is an error rather than a new, empty manifest."""
     from .manifest import open_manifest, sqlite_path
-    from .source import DEFAULT_HOME
+    from .source import default_home
 
-    args.manifest = args.manifest or os.path.join(DEFAULT_HOME, "manifest.sqlite")
+    args.manifest = args.manifest or os.path.join(default_home(), "manifest.sqlite")
     path = sqlite_path(args.manifest)
     if must_exist and path is not None and path != ":memory:" and not os.path.isfile(path):
         raise ValueError(

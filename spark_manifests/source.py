@@ -49,10 +49,25 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_HOME", "JobSummary", "ManifestedRunSource", "RetryPolicy"]
+# DEFAULT_HOME comes from the module's __getattr__ (read when used).
+__all__ = ["DEFAULT_HOME", "JobSummary", "ManifestedRunSource", "RetryPolicy", "default_home"]  # noqa: F822
 
-#: Where the embedded default keeps its SQLite manifest and state, unless told otherwise.
-DEFAULT_HOME = os.environ.get("SPARK_MANIFESTS_HOME", ".spark-manifests")
+
+def default_home() -> str:
+    """Where the embedded default keeps its SQLite manifest and state, unless told otherwise:
+    ``$SPARK_MANIFESTS_HOME``, else ``.spark-manifests`` in the working directory.
+
+    Read when used, so that a notebook may set the variable after importing the package;
+    ``DEFAULT_HOME`` gives the same value.
+    """
+    return os.environ.get("SPARK_MANIFESTS_HOME") or ".spark-manifests"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DEFAULT_HOME":  # the value now, not at import
+        return default_home()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: How many runs, and how many input bytes, one Spark job takes at most unless told otherwise.
 DEFAULT_MAX_RUNS_PER_BATCH = 100
@@ -903,14 +918,14 @@ class ManifestedRunSource:
 def _open_manifest(manifest: ManifestArg, *, session: Any) -> RunManifest:
     if isinstance(manifest, RunManifest):
         return manifest
-    uri = manifest if manifest is not None else os.path.join(DEFAULT_HOME, "manifest.sqlite")
+    uri = manifest if manifest is not None else os.path.join(default_home(), "manifest.sqlite")
     return open_manifest(os.fspath(uri), session=session)
 
 
 def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateStore:
     if isinstance(state, StateStore):
         return state
-    location = state if state is not None else os.path.join(DEFAULT_HOME, "state")
+    location = state if state is not None else os.path.join(default_home(), "state")
     return StateStore(location, client=client, session=session)
 
 

@@ -748,6 +748,18 @@ def test_spark_that_cannot_start_fails_the_job_not_its_runs(make_source) -> None
     assert list(source.manifest.entries()) == []
 
 
+def test_the_embedded_defaults_follow_spark_manifests_home_set_after_import(
+    tmp_path, monkeypatch, archive
+) -> None:
+    monkeypatch.setenv("SPARK_MANIFESTS_HOME", str(tmp_path / "home"))
+    source = ManifestedRunSource(archive, output=str(tmp_path / "out"))
+    assert source.manifest.path == str(tmp_path / "home" / "manifest.sqlite")
+    assert source.state_store.location.key == str(tmp_path / "home" / "state")
+    home_now = source_module.DEFAULT_HOME  # the module's value follows the variable too
+    assert home_now == str(tmp_path / "home")
+    source.close()
+
+
 class ClusterSession:
     """What the source asks of a session on a cluster: its master and deploy mode."""
 
