@@ -134,14 +134,14 @@ def check_owner(owner: object) -> str:
     return owner
 
 
-def check_lease_seconds(lease_seconds: float) -> float:
-    """A lease from a second to a year: its expiry must be a time the manifest can store."""
+def check_lease_seconds(lease_seconds: float) -> None:
+    """Refuse a lease of 0 or less (it protects nothing), or over a year, infinite or NaN:
+    its expiry must be a time the manifest can store and read back."""
     if not 0 < lease_seconds <= MAX_LEASE_SECONDS:
         raise ValueError(
             f"lease_seconds must be more than 0 and at most {MAX_LEASE_SECONDS} (a year), "
             f"not {lease_seconds!r}."
         )
-    return lease_seconds
 
 
 def check_claim(run_id: str, owner: str, lease_seconds: float, max_attempts: int) -> None:
