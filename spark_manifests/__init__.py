@@ -38,10 +38,11 @@ if TYPE_CHECKING:
     from .manifest import ManifestEntry, RunManifest, RunStatus, open_manifest
     from .manifest_dynamodb import RunManifests
     from .manifest_sqlite import SQLiteRunManifest
+    from .retry import RetryPolicy
     from .runs import Run, list_runids, list_runs, parse_run_id
     from .samples import write_sample_archive
     from .sinks import ParquetSink, Sink
-    from .source import ManifestedRunSource
+    from .source import JobSummary, ManifestedRunSource
     from .state import StateData, StateSnapshot, StateStore
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -69,6 +70,8 @@ _LAZY = {
     "Sink": "sinks",
     "ParquetSink": "sinks",
     "ManifestedRunSource": "source",
+    "JobSummary": "source",
+    "RetryPolicy": "retry",
 }
 
 __all__ = [
@@ -82,11 +85,13 @@ __all__ = [
     "InvalidRunIdError",
     "JobAlreadyRunningError",
     "JobFailedError",
+    "JobSummary",
     "ManifestEntry",
     "ManifestTableNotFoundError",
     "ManifestedRunSource",
     "OwnershipLostError",
     "ParquetSink",
+    "RetryPolicy",
     "RetryableError",
     "Run",
     "RunInProgressError",

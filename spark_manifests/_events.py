@@ -16,6 +16,7 @@ EVENTS = (
     "run_committed",
     "run_failed",
     "run_skipped",
+    "run_deferred",
     "progress",
 )
 
@@ -48,9 +49,20 @@ class EventHandlers:
         self._handlers: dict[str, list[Handler]] = {name: [] for name in EVENTS}
 
     def add(self, event: str, handler: Handler) -> None:
+        """Add a handler; one already added to the event is not added twice."""
+        handlers = self._of(event)
+        if handler not in handlers:
+            handlers.append(handler)
+
+    def remove(self, event: str, handler: Handler | None = None) -> None:
+        """Remove a handler of the event, or all of them."""
+        handlers = self._of(event)
+        handlers[:] = [] if handler is None else [h for h in handlers if h != handler]
+
+    def _of(self, event: str) -> list[Handler]:
         if event not in self._handlers:
             raise ValueError(f"Unknown event {event!r}; expected one of: {', '.join(EVENTS)}")
-        self._handlers[event].append(handler)
+        return self._handlers[event]
 
     def fire(self, event: str, payload: RunEvent | Progress) -> None:
         for handler in self._handlers[event]:

@@ -225,6 +225,7 @@ def _source(args: argparse.Namespace, archive: str, output: str, job: str) -> An
         limit=getattr(args, "limit", None),
         fail_fast=getattr(args, "fail_fast", False),
         take_over=getattr(args, "take_over", False),
+        settle_seconds=getattr(args, "settle", 0),
         transform=getattr(args, "transform", None),
     )
 
@@ -255,8 +256,9 @@ def _run_source(source: Any) -> Any:
     print(
         f"Job {summary.job_name}: {summary.runs_committed} runs committed, "
         f"{summary.runs_failed} failed, {summary.runs_skipped} skipped, "
-        f"{summary.runs_resumed} resumed; rows in {summary.rows_in:,}, out {summary.rows_out:,}, "
-        f"bad {summary.bad_rows:,}; {summary.seconds:.1f}s"
+        f"{summary.runs_deferred} deferred, {summary.runs_resumed} resumed; "
+        f"rows in {summary.rows_in:,}, out {summary.rows_out:,}, bad {summary.bad_rows:,}; "
+        f"{summary.seconds:.1f}s"
     )
     for run_id, message in summary.failures.items():
         print(f"  FAILED {run_id}: {message}", file=sys.stderr)
@@ -548,6 +550,14 @@ def _parser() -> argparse.ArgumentParser:
     where(process)
     window(process)
     process.add_argument("--limit", type=int, help="process at most this many runs")
+    process.add_argument(
+        "--settle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="leave a run for a later start while its newest file is younger than this "
+        "(for runs still being copied into the archive; default: %(default)s)",
+    )
     process.add_argument(
         "--take-over",
         action="store_true",

@@ -3,7 +3,7 @@
 Errors raised while a batch runs come from boto3, from Spark through Py4J, or from user code.
 :func:`classify_error` maps each onto a package exception whose ``retryable`` flag the driver
 loop acts on: retryable ones (throttling, 5xx, timeouts, lost executors) are retried with
-backoff; others fail the run with their message.
+backoff; a cancelled Spark job stops the job; others fail the run with their message.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ._aws import translate_error
 from .exceptions import (
     AccessDeniedError,
     InvalidLocationError,
+    JobFailedError,
     RetryableError,
     RunInputError,
     SparkManifestsError,
@@ -43,6 +44,11 @@ _ACCESS_DENIED = re.compile(
 _NO_FILESYSTEM = re.compile(
     r"No FileSystem for scheme|UnsupportedFileSystemException|ClassNotFoundException: "
     r"\S*S3AFileSystem"
+)
+# Someone cancelled the Spark jobs (the UI's kill link, cancelAllJobs, a notebook's stop
+# button, Spark Connect's interrupt): they want the job to stop, not its runs failed.
+_CANCELLED = re.compile(
+    r"SPARK_JOB_CANCELLED|OPERATION_CANCELED|\b(?:Job|Stage) \d+ (?:was )?cancelled"
 )
 _PY4J_PREAMBLE = "An error occurred while calling"
 _MISSING_INPUT = re.compile(r"PATH_NOT_FOUND|Path does not exist|FileNotFoundException|NoSuchKey")
@@ -91,6 +97,11 @@ def classify_error(exc: BaseException, *, what: str) -> SparkManifestsError:
     # Spark wraps the cause several levels deep ("Caused by: ..."): every line counts.
     text = "\n".join(lines)
     shown = _describe(exc, lines)
+    if _CANCELLED.search(text):
+        return JobFailedError(
+            f"{what} was cancelled ({shown}): the job stops. Its runs are not marked failed; "
+            "start the job again to process them."
+        )
     if isinstance(exc, (TimeoutError, ConnectionError)) or _TRANSIENT.search(text):
         return RetryableError(f"{what} failed with a transient error: {shown}")
     if _ACCESS_DENIED.search(text):

@@ -23,7 +23,12 @@ from typing import Any
 
 from ._aws import aws_errors, make_client
 from ._locations import Location, PathLike, parse_location
-from .exceptions import ArchiveNotFoundError, InvalidLocationError, InvalidRunIdError
+from .exceptions import (
+    ArchiveNotFoundError,
+    InvalidLocationError,
+    InvalidRunIdError,
+    RunInputError,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -31,6 +36,8 @@ __all__ = [
     "COLD_STORAGE_CLASSES",
     "Run",
     "RunFile",
+    "RunListing",
+    "inspect_runs",
     "list_run_files",
     "list_runids",
     "list_runs",
@@ -85,16 +92,50 @@ class Run:
 
 @dataclass(frozen=True)
 class RunFile:
-    """A data file of a run; ``restored`` is known only for cold objects."""
+    """A data file of a run; ``restored`` is known only for cold objects, ``modified`` (UTC)
+    when the listing gives it."""
 
     path: str
     size: int
     storage_class: str | None = None
     restored: bool | None = None
+    modified: datetime | None = None
 
     @property
     def cold(self) -> bool:
         return self.storage_class in COLD_STORAGE_CLASSES and not self.restored
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """A run with its data files as listed, or why they cannot be read as they stand.
+
+    ``problem`` is set (and ``files`` empty) for a run that has no data files, holds another
+    run folder, or has a file or folder that cannot be read.
+    """
+
+    run: Run
+    files: list[RunFile]
+    problem: RunInputError | None = None
+
+    @property
+    def cold_files(self) -> list[RunFile]:
+        """The files in cold storage and not restored: one makes the run unreadable."""
+        return [file for file in self.files if file.cold]
+
+    @property
+    def size(self) -> int:
+        return sum(file.size for file in self.files)
+
+    @property
+    def last_modified(self) -> datetime | None:
+        """When the newest file was written, if the listing says."""
+        times = [file.modified for file in self.files if file.modified is not None]
+        return max(times) if times else None
+
+    def signature(self) -> frozenset[tuple[str, int, datetime | None]]:
+        """What a second listing must find again for the run to be unchanged."""
+        return frozenset((file.path, file.size, file.modified) for file in self.files)
 
 
 def parse_run_id(text: str) -> datetime:
@@ -194,8 +235,10 @@ def list_runids(s3_client: Any, full_path: str) -> list[str]:
             f"list_runids takes an S3 path (s3://bucket/prefix/), got {full_path!r}; "
             "use list_runs for local archives."
         )
-    with_files = _runs_with_files_in_s3(s3_client, location)
-    return [run.id for run, _ in _drop_cold_runs(with_files)]
+    listings = [
+        RunListing(run, files) for run, files in _runs_with_files_in_s3(s3_client, location)
+    ]
+    return [listing.run.id for listing in listings if not is_cold(listing)]
 
 
 def list_run_files(
@@ -207,6 +250,12 @@ def list_run_files(
     object whose restore status S3 did not report is checked with a HeadObject, stopping at
     the first one not restored (one is enough to make the run cold).
 
+    Raises
+    ------
+    RunInputError
+        The run holds another run folder (its events would be filed under that run), or a
+        folder or file of a local run cannot be read.
+
     >>> [f.path for f in list_run_files(run)]  # doctest: +SKIP
     ['s3://acme/enriched/archive/run=2017-04-11-10-31-05/part-00000.gz']
     """
@@ -214,8 +263,39 @@ def list_run_files(
     if not location.is_s3:
         return sorted(_files_in_directory(location.key), key=lambda f: f.path)
     s3 = make_client("s3", client=client, session=session)
-    files = [file for relative, file in _objects_in_s3(s3, location) if _is_data_path(relative)]
-    return _settle_restore_status(s3, files)
+    listed = [
+        (relative, file)
+        for relative, file in _objects_in_s3(s3, location)
+        if _is_data_path(relative)
+    ]
+    for relative, _ in listed:
+        _refuse_nested_run(run.path, relative.split("/")[:-1])
+    return _settle_restore_status(s3, [file for _, file in listed])
+
+
+def inspect_runs(
+    runs: Iterable[Run], *, client: Any | None = None, session: Any | None = None
+) -> list[RunListing]:
+    """Each run with its data files, or the problem that keeps it from being read.
+
+    A run with no data files, one holding another run folder, or one with an unreadable
+    file gets a ``problem`` instead of failing the whole listing. Cold files are kept (see
+    :attr:`RunListing.cold_files`).
+
+    >>> [listing.size for listing in inspect_runs(list_runs("archive/"))]  # doctest: +SKIP
+    [5242880, 4718592]
+    """
+    runs = list(runs)
+    s3 = _s3_client_for(runs, client, session)
+    listings = []
+    for run in runs:
+        try:
+            files = list_run_files(run, client=s3)
+        except RunInputError as problem:
+            listings.append(RunListing(run, [], problem))
+            continue
+        listings.append(RunListing(run, files, None if files else _no_data_files(run)))
+    return listings
 
 
 def without_cold_runs(
@@ -230,30 +310,50 @@ def without_cold_runs(
     >>> usable = without_cold_runs(list_runs("s3://acme/archive/")[:10])  # doctest: +SKIP
     """
     runs = list(runs)
-    s3 = None
+    s3 = _s3_client_for(runs, client, session)
+    listings = [RunListing(run, list_run_files(run, client=s3)) for run in runs]
+    return [(listing.run, listing.files) for listing in listings if not is_cold(listing)]
+
+
+def is_cold(listing: RunListing) -> bool:
+    """Whether a run must be restored before it is read; logs a warning saying so."""
+    cold = listing.cold_files
+    if cold:
+        _logger.warning(
+            "Skipping run %s: %d of its %d objects are in cold storage (%s) and not "
+            "restored. Restore them, or mark the run skipped.",
+            listing.run.path,
+            len(cold),
+            len(listing.files),
+            cold[0].storage_class,
+        )
+    return bool(cold)
+
+
+def _s3_client_for(runs: list[Run], client: Any | None, session: Any | None) -> Any | None:
     if any(parse_location(run.path, what="run").is_s3 for run in runs):
-        s3 = make_client("s3", client=client, session=session)
-    return _drop_cold_runs((run, list_run_files(run, client=s3)) for run in runs)
+        return make_client("s3", client=client, session=session)
+    return None
 
 
-def _drop_cold_runs(
-    runs_with_files: Iterable[tuple[Run, list[RunFile]]],
-) -> list[tuple[Run, list[RunFile]]]:
-    usable = []
-    for run, files in runs_with_files:
-        cold = [file for file in files if file.cold]
-        if cold:
-            _logger.warning(
-                "Skipping run %s: %d of its %d objects are in cold storage (%s) and not "
-                "restored. Restore them, or mark the run skipped.",
-                run.path,
-                len(cold),
-                len(files),
-                cold[0].storage_class,
+def _no_data_files(run: Run) -> RunInputError:
+    return RunInputError(
+        f"Run {run.path} has no data files. If it is still being written, unmark it "
+        "later (`spark-manifests manifest unmark`); if it is empty for good, skip it "
+        "(`spark-manifests manifest skip`)."
+    )
+
+
+def _refuse_nested_run(run_path: str, folders: Iterable[str]) -> None:
+    """Refuse a run folder inside a run: its files' rows would carry the inner run's label,
+    so writing them would replace that run's output."""
+    for folder in folders:
+        if RUN_FOLDER_RE.match(folder):
+            raise RunInputError(
+                f"Run {run_path} holds another run folder, {folder}/: its events would be "
+                f"filed under that run and replace its output. Move {folder}/ out of the "
+                "run (into the archive, if it is a run of its own), then process it again."
             )
-            continue
-        usable.append((run, files))
-    return usable
 
 
 # -- local archives ----------------------------------------------------------------------------
@@ -274,12 +374,45 @@ def _runs_in_directory(location: Location) -> Iterator[Run]:
 
 
 def _files_in_directory(folder: str) -> Iterator[RunFile]:
-    for current, folders, names in os.walk(folder):
-        folders[:] = [name for name in folders if _is_data_name(name)]
+    """The data files under a local run folder, following links to folders (once each)."""
+    seen = {os.path.realpath(folder)}
+
+    def refuse(error: OSError) -> None:
+        raise RunInputError(
+            f"Cannot list {error.filename} in run {folder}: {error.strerror}. "
+            "Make it readable, then process the run again."
+        )
+
+    for current, folders, names in os.walk(folder, onerror=refuse, followlinks=True):
+        kept = [name for name in folders if _is_data_name(name)]
+        _refuse_nested_run(folder, kept)
+        folders[:] = [name for name in kept if _first_visit(os.path.join(current, name), seen)]
         for name in names:
             if _is_data_name(name):
-                path = os.path.join(current, name)
-                yield RunFile(path, os.path.getsize(path))
+                yield _local_file(os.path.join(current, name), folder)
+
+
+def _first_visit(path: str, seen: set[str]) -> bool:
+    """Whether a folder is seen for the first time: a link back up must not loop."""
+    real = os.path.realpath(path)
+    if real in seen:
+        return False
+    seen.add(real)
+    return True
+
+
+def _local_file(path: str, run_folder: str) -> RunFile:
+    try:
+        status = os.stat(path)
+    except OSError as error:
+        raise RunInputError(
+            f"Cannot read {path} in run {run_folder}: {error.strerror} (a broken link, or a "
+            "file removed while the run was listed?). Fix or remove it, then process the "
+            "run again."
+        ) from error
+    return RunFile(
+        path, status.st_size, modified=datetime.fromtimestamp(status.st_mtime, timezone.utc)
+    )
 
 
 # -- S3 archives -------------------------------------------------------------------------------
@@ -347,6 +480,7 @@ def _file_from_listing(location: Location, item: dict[str, Any]) -> RunFile:
         int(item["Size"]),
         storage_class,
         restored,
+        _utc(item.get("LastModified")),
     )
 
 

@@ -37,9 +37,15 @@ from .exceptions import (
     RunInputError,
     SparkManifestsError,
 )
-from .manifest import RunManifest, RunStatus, check_lease_seconds, open_manifest
+from .manifest import (
+    MAX_LEASE_SECONDS,
+    RunManifest,
+    RunStatus,
+    check_lease_seconds,
+    open_manifest,
+)
 from .retry import RetryPolicy, classify_error, describe_error
-from .runs import Run, RunFile, check_window, list_runs, without_cold_runs
+from .runs import Run, RunListing, check_window, inspect_runs, is_cold, list_runs
 from .sinks import RUN_COLUMN, ParquetSink, Sink
 from .state import StateData, StateStore
 
@@ -88,6 +94,7 @@ class JobSummary:
     runs_committed: int = 0
     runs_failed: int = 0
     runs_skipped: int = 0
+    runs_deferred: int = 0
     runs_resumed: int = 0
     batches: int = 0
     rows_in: int = 0
@@ -146,7 +153,8 @@ class ManifestedRunSource:
         ``reader(spark, paths)`` returning an ``EnrichedRead`` (events, bad rows), a pair
         of DataFrames, or a DataFrame; each must carry a ``run`` column. An
         ``EnrichedRead`` with ``lines_per_run`` lets the source skip the bad rows of a batch
-        that has none. Default: :func:`read_enriched`.
+        that has none. The paths are the batch's files, Hadoop glob characters escaped.
+        Default: :func:`read_enriched`.
     transform
         ``transform(df)`` or ``transform(df, runs)``; keeps the ``run`` column. Identity by default.
     max_runs_per_batch, max_bytes_per_batch
@@ -160,6 +168,11 @@ class ManifestedRunSource:
     owner, lease_seconds
         Who claims the runs (default: job, host, process) and for how long a claim holds
         before another job may take it over.
+    settle_seconds
+        Leave a run for a later start while its newest file is younger than this: a run
+        still being copied into the archive would be committed with only part of its
+        files. Whatever this is, a run whose files change while it is processed is not
+        committed (see :meth:`run`).
     take_over
         Resume the job's running state even when it was saved less than ``lease_seconds``
         ago by a process that may still be at work (by default that raises
@@ -198,6 +211,7 @@ class ManifestedRunSource:
         fail_fast: bool = False,
         owner: str | None = None,
         lease_seconds: int = 3600,
+        settle_seconds: float = 0,
         take_over: bool = False,
         client: Any | None = None,
         session: boto3.session.Session | None = None,
@@ -210,6 +224,10 @@ class ManifestedRunSource:
             raise ValueError(f"max_bytes_per_batch must be at least 1, got {max_bytes_per_batch}")
         check_window(since, until, limit)
         check_lease_seconds(lease_seconds)
+        if not 0 <= settle_seconds <= MAX_LEASE_SECONDS:
+            raise ValueError(
+                f"settle_seconds must be between 0 and {MAX_LEASE_SECONDS}, got {settle_seconds}"
+            )
         self.archive = parse_location(archive, what="archive")
         self.job_name = job_name
         # A manifest this source opened is closed with it; one it was given is the caller's.
@@ -229,6 +247,7 @@ class ManifestedRunSource:
         self.retry = retry or RetryPolicy()
         self.fail_fast = fail_fast
         self.lease_seconds = lease_seconds
+        self.settle_seconds = settle_seconds
         self.take_over = take_over
         self._owner = owner
         self._s3_client = client
@@ -264,12 +283,22 @@ class ManifestedRunSource:
         """Call ``handler`` on ``event``; returns the source so calls chain.
 
         Events: ``run_claimed``, ``batch_loaded``, ``batch_written``, ``run_committed``,
-        ``run_failed``, ``run_skipped`` (a :class:`RunEvent` each) and ``progress`` (a
-        ``Progress(done, total, message)``).
+        ``run_failed``, ``run_skipped``, ``run_deferred`` (left for a later start: in cold
+        storage, still settling, or changed while processed) (a :class:`RunEvent` each) and
+        ``progress`` (a ``Progress(done, total, message)``).
 
         >>> source.on("run_committed", lambda e: print(e.run_ids))  # doctest: +SKIP
         """
         self._handlers.add(event, handler)
+        return self
+
+    def off(self, event: str, handler: Callable[[Any], None] | None = None) -> ManifestedRunSource:
+        """Stop calling ``handler`` (or every handler) on ``event``: a notebook cell run again
+        adds its lambda again.
+
+        >>> source.off("run_committed")  # doctest: +SKIP
+        """
+        self._handlers.remove(event, handler)
         return self
 
     def pending(self) -> list[Run]:
@@ -301,11 +330,11 @@ class ManifestedRunSource:
         runs = [run for run in self.pending() if run.id not in self._read_cursor][:n]
         if not runs:
             return None
-        batch = without_cold_runs(runs, client=self._s3_client, session=self._session)
+        batch = [listing for listing in self._inspect(runs) if _readable(listing)]
         self._read_cursor.update(run.id for run in runs)
         if not batch:
             return self.read(n)
-        loaded = [run for run, _ in batch]
+        loaded = [listing.run for listing in batch]
         events = self._load(loaded, _paths(batch)).events
         return self._apply_transform(events, loaded)
 
@@ -313,16 +342,21 @@ class ManifestedRunSource:
         """A table of the archive's runs with their manifest status, rows and times.
 
         A pandas DataFrame when pandas is installed (or a Spark DataFrame with
-        ``as_spark=True``); runs the manifest has never seen have status ``PENDING``.
+        ``as_spark=True``) with the columns of :data:`STATUS_COLUMNS`, even when empty;
+        runs the manifest has never seen have status ``PENDING``.
         """
         rows = self.status_rows()
-        if as_spark:
-            return self.spark.createDataFrame(rows) if rows else None
-        try:
-            import pandas
-        except ImportError:
-            return self.spark.createDataFrame(rows) if rows else None
-        return pandas.DataFrame(rows)
+        if not as_spark:
+            try:
+                import pandas
+            except ImportError:
+                pass
+            else:
+                return pandas.DataFrame(rows, columns=list(STATUS_COLUMNS))
+        # Typed up front: inferred from the rows, a column that is None in all of them
+        # (no run failed yet: error) has no type, and Spark refuses the table.
+        schema = ", ".join(f"{name} {kind}" for name, kind in STATUS_COLUMNS.items())
+        return self.spark.createDataFrame([tuple(row.values()) for row in rows], schema)
 
     def status_rows(self) -> list[dict[str, Any]]:
         """The rows of :meth:`status` as plain dictionaries."""
@@ -386,7 +420,7 @@ class ManifestedRunSource:
         self._report(0, total, f"{total} runs pending")
         # Progress counts the pending runs only, not those the resume settled.
         settled_before = _settled(summary)
-        for number, batch in enumerate(self._batches(pending), start=1 + summary.batches):
+        for number, batch in enumerate(self._batches(pending, summary), start=1 + summary.batches):
             self._process_batch(number, batch, state, summary)
             summary.batches = number
             done = _settled(summary) - settled_before
@@ -396,12 +430,13 @@ class ManifestedRunSource:
         state["in_flight"] = {}
         self._save_state(state, "completing", complete=True)
         _logger.info(
-            "Job %s done: %d runs committed, %d failed, %d skipped, %d rows in, %d out, "
-            "%d bad, %.1fs",
+            "Job %s done: %d runs committed, %d failed, %d skipped, %d deferred, %d rows in, "
+            "%d out, %d bad, %.1fs",
             self.job_name,
             summary.runs_committed,
             summary.runs_failed,
             summary.runs_skipped,
+            summary.runs_deferred,
             summary.rows_in,
             summary.rows_out,
             summary.bad_rows,
@@ -499,71 +534,86 @@ class ManifestedRunSource:
         state["in_flight"] = in_flight
         self._save_state(state, "resuming")
 
-    def _batches(self, pending: Sequence[Run]) -> Iterator[list[tuple[Run, list[RunFile]]]]:
+    def _batches(self, pending: Sequence[Run], summary: JobSummary) -> Iterator[list[RunListing]]:
         """Consecutive runs grouped by ``max_runs_per_batch`` and ``max_bytes_per_batch``.
 
-        Only the runs about to be processed are inspected (cold storage, sizes), a window at
-        a time, so a long backlog costs no listing up front.
+        Only the runs about to be processed are inspected (cold storage, sizes, age), a
+        window at a time, so a long backlog costs no listing up front. Runs in cold storage
+        or still settling are left for a later start.
         """
-        batch: list[tuple[Run, list[RunFile]]] = []
+        batch: list[RunListing] = []
         batch_bytes = 0
         for start in range(0, len(pending), self.max_runs_per_batch):
-            window = pending[start : start + self.max_runs_per_batch]
-            usable = without_cold_runs(window, client=self._s3_client, session=self._session)
-            for item in usable:
-                size = sum(f.size for f in item[1])
+            for listing in self._inspect(pending[start : start + self.max_runs_per_batch]):
+                if is_cold(listing) or self._settling(listing):
+                    self._defer(listing.run, summary)
+                    continue
                 too_big = (
                     self.max_bytes_per_batch is not None
-                    and batch_bytes + size > self.max_bytes_per_batch
+                    and batch_bytes + listing.size > self.max_bytes_per_batch
                 )
                 if batch and (len(batch) >= self.max_runs_per_batch or too_big):
                     yield batch
                     batch, batch_bytes = [], 0
-                batch.append(item)
-                batch_bytes += size
+                batch.append(listing)
+                batch_bytes += listing.size
         if batch:
             yield batch
+
+    def _inspect(self, runs: Sequence[Run]) -> list[RunListing]:
+        return inspect_runs(runs, client=self._s3_client, session=self._session)
+
+    def _settling(self, listing: RunListing) -> bool:
+        """Whether a run's newest file is too young to be sure the run is complete."""
+        newest = listing.last_modified
+        if not self.settle_seconds or newest is None:
+            return False
+        age = (datetime.now(timezone.utc) - newest).total_seconds()
+        if age >= self.settle_seconds:
+            return False
+        _logger.info(
+            "Leaving run %s for a later start: its newest file was written %.0fs ago, "
+            "within the %ss settle time",
+            listing.run.id,
+            max(age, 0),
+            self.settle_seconds,
+        )
+        return True
+
+    def _defer(self, run: Run, summary: JobSummary, batch: int | None = None) -> None:
+        summary.runs_deferred += 1
+        self._handlers.fire("run_deferred", RunEvent("run_deferred", (run.id,), batch))
 
     def _process_batch(
         self,
         number: int,
-        batch: list[tuple[Run, list[RunFile]]],
+        batch: list[RunListing],
         state: StateData,
         summary: JobSummary,
     ) -> None:
         self._start_spark()
-        claimed = [(run, files) for run, files in batch if self._claim(run, batch=number)]
-        refused = [run for run, _ in batch if not any(run is other for other, _ in claimed)]
+        claimed = [listing for listing in batch if self._claim(listing.run, batch=number)]
+        refused = [listing.run for listing in batch if listing not in claimed]
         self._settle_refused(refused, number, summary)
-        if not claimed:
-            return
-        empty = [run for run, files in claimed if not files]
-        for run in empty:
-            self._fail(
-                run,
-                RunInputError(
-                    f"Run {run.path} has no data files. If it is still being written, unmark it "
-                    "later (`spark-manifests manifest unmark`); if it is empty for good, skip it "
-                    "(`spark-manifests manifest skip`)."
-                ),
-                summary,
-                number,
-            )
-        claimed = [(run, files) for run, files in claimed if files]
+        for listing in claimed:
+            if listing.problem is not None:
+                self._fail(listing.run, listing.problem, summary, number)
+        claimed = [listing for listing in claimed if listing.problem is None]
         if claimed:
-            self._stage(state, [run for run, _ in claimed], "claimed", number)
+            runs = [listing.run for listing in claimed]
+            self._stage(state, runs, "claimed", number)
             fault_point("after_claim")
-            with self._leases_renewed([run for run, _ in claimed], state):
+            with self._leases_renewed(runs, state):
                 self._write_with_retries(number, claimed, state, summary)
 
     def _write_with_retries(
         self,
         number: int,
-        batch: list[tuple[Run, list[RunFile]]],
+        batch: list[RunListing],
         state: StateData,
         summary: JobSummary,
     ) -> None:
-        runs = [run for run, _ in batch]
+        runs = [listing.run for listing in batch]
         what = f"batch {number} ({_describe_runs(runs)})"
         delays = self.retry.delays()
         while True:
@@ -574,6 +624,8 @@ class ManifestedRunSource:
                 raise
             except Exception as exc:  # classified below: retried, split, or recorded
                 error = classify_error(exc, what=what)
+                if isinstance(error, JobFailedError):  # the Spark jobs were cancelled
+                    raise error from exc
                 if isinstance(
                     error, (AccessDeniedError, CredentialsMissingError, InvalidLocationError)
                 ):
@@ -593,16 +645,19 @@ class ManifestedRunSource:
                     return
                 self._fail(runs[0], error, summary, number)
                 return
+        changed = self._changed_since_listed(batch)
         for run in runs:
-            if not self._commit(run, metrics[run.id], number, summary):
+            if run.id in changed:
+                self._release_changed(run, changed[run.id], number, summary)
+            elif not self._commit(run, metrics[run.id], number, summary):
                 self._count_skipped(run, number, summary)
         fault_point("after_commit")
         self._stage(state, runs, "committed", number)
 
     def _load_and_write(
-        self, number: int, batch: list[tuple[Run, list[RunFile]]], state: StateData
+        self, number: int, batch: list[RunListing], state: StateData
     ) -> dict[str, _RunMetrics]:
-        runs = [run for run, _ in batch]
+        runs = [listing.run for listing in batch]
         set_job_description(self.spark, f"{self.job_name} batch {number}: {_describe_runs(runs)}")
         try:
             loaded = self._load(runs, _paths(batch))
@@ -714,6 +769,44 @@ class ManifestedRunSource:
             "run_committed", RunEvent("run_committed", (run.id,), batch, asdict(metrics))
         )
         return True
+
+    def _changed_since_listed(self, batch: Sequence[RunListing]) -> dict[str, str]:
+        """The runs of a batch whose files changed since they were listed, and how.
+
+        A run still being copied into the archive would otherwise be committed with only
+        the files listed. Runs whose files are all older than a day are not listed again.
+        """
+        now = datetime.now(timezone.utc)
+        recent = [
+            listing
+            for listing in batch
+            if listing.last_modified is None
+            or (now - listing.last_modified).total_seconds() < _RECHECKED_FOR_SECONDS
+        ]
+        changed = {}
+        for before, after in zip(recent, self._inspect([listing.run for listing in recent])):
+            if before.signature() != after.signature():
+                changed[before.run.id] = (
+                    f"{len(before.files)} files of {before.size:,} bytes when listed, "
+                    f"{len(after.files)} of {after.size:,} now"
+                )
+        return changed
+
+    def _release_changed(self, run: Run, how: str, batch: int, summary: JobSummary) -> None:
+        """Give back a run whose files changed while it was processed, uncommitted."""
+        _logger.warning(
+            "Run %s changed while it was processed (%s): not committed. It is processed "
+            "again, as it then stands, by the next start. If runs are still being copied "
+            "when jobs start, give them time to settle (settle_seconds, --settle).",
+            run.id,
+            how,
+        )
+        try:
+            self.manifest.release(run.id, self.owner)
+        except OwnershipLostError:
+            _logger.warning("Could not release %s: another owner holds it now", run.id)
+        self._held.discard(run.id)
+        self._defer(run, summary, batch)
 
     def _settle_refused(self, runs: Sequence[Run], batch: int, summary: JobSummary) -> None:
         """Count the runs a claim refused, saying which are out of attempts; a run its jobs
@@ -834,14 +927,14 @@ class ManifestedRunSource:
                 f"Job {self.job_name} stopped: Spark did not start: {describe_error(exc)}"
             ) from exc
         if not self._storage_checked:
-            self._storage_checked = True
+            # Checked again by the next run() if it refused: a retry must not get past it.
             self._check_storage_outlives_the_driver(spark)
+            self._storage_checked = True
 
     def _check_storage_outlives_the_driver(self, spark: SparkSession) -> None:
         """Warn when the manifest or state is on the driver's disk while Spark runs on a
         cluster, whose drivers' disks are not kept; refuse in cluster deploy mode, where the
         driver's working directory goes with its YARN container."""
-        context = spark.sparkContext
         local = [
             f"{what} {where}"
             for what, where, on_driver in (
@@ -850,7 +943,8 @@ class ManifestedRunSource:
             )
             if on_driver
         ]
-        master = context.master or ""
+        # From the session's conf, not its SparkContext: a Spark Connect session has none.
+        master = spark.conf.get("spark.master", "") or ""
         if master.startswith("local") or not local:
             return
         problem = (
@@ -858,7 +952,7 @@ class ManifestedRunSource:
             f"{'are' if len(local) > 1 else 'is'} on the driver's disk, but Spark runs on {master}"
         )
         advice = "give --manifest dynamodb://TABLE and --state s3://bucket/prefix/"
-        if context.getConf().get("spark.submit.deployMode", "client") == "cluster":
+        if spark.conf.get("spark.submit.deployMode", "client") == "cluster":
             raise JobFailedError(
                 f"{problem} in cluster mode: they would go with the driver's container and "
                 f"every run would be processed again. Stopped before claiming a run; {advice}."
@@ -958,12 +1052,20 @@ def _same_place(one: Location, other: Location) -> bool:
 
 
 def _settled(summary: JobSummary) -> int:
-    return summary.runs_committed + summary.runs_failed + summary.runs_skipped
+    return (
+        summary.runs_committed + summary.runs_failed + summary.runs_skipped + summary.runs_deferred
+    )
 
 
 def _ids(runs: Sequence[Run]) -> tuple[str, ...]:
     return tuple(run.id for run in runs)
 
+
+_GLOB_CHARACTERS = re.compile(r"[\\{}\[\]*?]")
+
+# A run whose files are all older than this when listed is taken as complete: it is not
+# listed again before its commit.
+_RECHECKED_FOR_SECONDS = 24 * 3600
 
 # The owner a source makes itself: "<job>@<host>:<pid>:<8 hex digits>".
 _OWNER_PATTERN = re.compile(r"@(?P<host>[^@:]+):(?P<pid>[0-9]+):[0-9a-f]{8}$")
@@ -1009,8 +1111,19 @@ def _run_from_record(record: Mapping[str, Any]) -> Run:
     )
 
 
-def _paths(batch: Sequence[tuple[Run, Sequence[RunFile]]]) -> list[str]:
-    return [file.path for _, files in batch for file in files]
+def _paths(batch: Sequence[RunListing]) -> list[str]:
+    """The files of a batch as the reader gets them: Hadoop reads every path given to
+    Spark as a glob, so a file named ``part[1]`` would match ``part1`` instead."""
+    return [
+        _GLOB_CHARACTERS.sub(r"\\\g<0>", file.path) for listing in batch for file in listing.files
+    ]
+
+
+def _readable(listing: RunListing) -> bool:
+    """Whether :meth:`ManifestedRunSource.read` can load a run; says why not."""
+    if listing.problem is not None:
+        _logger.warning("Not reading run %s: %s", listing.run.id, listing.problem)
+    return listing.problem is None and not is_cold(listing)
 
 
 def _is_dataframe(value: Any) -> bool:
@@ -1179,6 +1292,22 @@ class _RowCounting:
         }
 
 
+#: The columns of :meth:`ManifestedRunSource.status`, in order, with their Spark types.
+STATUS_COLUMNS = {
+    "run": "string",
+    "run_id": "string",
+    "status": "string",
+    "attempts": "int",
+    "owner": "string",
+    "rows_in": "bigint",
+    "rows_out": "bigint",
+    "bad_rows": "bigint",
+    "started_at": "timestamp",
+    "committed_at": "timestamp",
+    "error": "string",
+}
+
+
 def status_rows(runs: Sequence[Run], manifest: RunManifest) -> list[dict[str, Any]]:
     """One row per run: its label, id and manifest status (``PENDING`` if never seen)."""
     entries = manifest.get_many([run.id for run in runs])
@@ -1191,15 +1320,6 @@ def _status_row(run: Run, entry: Any) -> dict[str, Any]:
         "run_id": run.id,
         "status": entry.status.value if entry else "PENDING",
     }
-    for name in (
-        "attempts",
-        "owner",
-        "rows_in",
-        "rows_out",
-        "bad_rows",
-        "started_at",
-        "committed_at",
-        "error",
-    ):
+    for name in list(STATUS_COLUMNS)[len(row) :]:
         row[name] = getattr(entry, name, None) if entry else None
     return row

@@ -34,3 +34,12 @@ def test_import_needs_no_spark_and_configures_no_logging() -> None:
     )
     loaded = json.loads(answer.stdout)
     assert loaded == {"pyspark": [], "handlers": ["NullHandler"], "root_handlers": 0}
+
+
+def test_every_public_name_is_importable_from_the_package() -> None:
+    """README names `RetryPolicy` and `JobSummary` as `spark_manifests` names, among others."""
+    import spark_manifests
+
+    missing = [name for name in spark_manifests.__all__ if not hasattr(spark_manifests, name)]
+    assert missing == []
+    assert {"RetryPolicy", "JobSummary"} <= set(spark_manifests.__all__)

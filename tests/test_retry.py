@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_manifests import AccessDeniedError, RetryableError, RunInputError
+from spark_manifests import AccessDeniedError, JobFailedError, RetryableError, RunInputError
 from spark_manifests.retry import RetryPolicy, classify_error
 
 
@@ -31,6 +31,10 @@ SPARK_FAILURES = {
     "java.nio.file.AccessDeniedException: s3a://acme/archive/run=2017-04-11-10-31-05/part-0: "
     "getFileStatus: AmazonS3Exception: Forbidden (Status Code: 403)": AccessDeniedError,
     "[PATH_NOT_FOUND] Path does not exist: file:/archive/run=2017-04-11-10-31-05": RunInputError,
+    # Cancelled by a user: stop the job, fail no run.
+    "[SPARK_JOB_CANCELLED] Job 2 cancelled part of cancelled job group 7 SQLSTATE: "
+    "XXKDA": JobFailedError,
+    "Job 3 cancelled because SparkContext was shut down": JobFailedError,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -14,12 +15,13 @@ from spark_manifests import (
     ArchiveNotFoundError,
     InvalidLocationError,
     InvalidRunIdError,
+    RunInputError,
     list_runids,
     list_runs,
     parse_run_id,
 )
 from spark_manifests._locations import parse_location
-from spark_manifests.runs import Run, list_run_files, without_cold_runs
+from spark_manifests.runs import Run, inspect_runs, list_run_files, without_cold_runs
 
 UTC = timezone.utc
 FOLDERS = [
@@ -366,3 +368,79 @@ def test_a_missing_bucket_is_a_clear_error_everywhere(aws) -> None:
     )
     with pytest.raises(ArchiveNotFoundError, match=r"s3://nobucket/archive/run=2017"):
         without_cold_runs([run], client=s3)
+
+
+def test_a_run_folder_inside_a_run_is_refused(aws, tmp_path: Path) -> None:
+    """Its rows would carry the inner run's label and replace that run's output."""
+    archive = make_local_archive(tmp_path / "archive", ["run=2017-01-01-00-00-00"])
+    nested = archive / "run=2017-01-01-00-00-00" / "copy" / "run=2016-12-31-00-00-00"
+    nested.mkdir(parents=True)
+    (nested / "part-00000").write_bytes(b"x")
+    s3 = aws.client("s3")
+    make_s3_archive(s3, "acme", "a/", folders=["run=2017-01-01-00-00-00"])
+    s3.put_object(
+        Bucket="acme", Key="a/run=2017-01-01-00-00-00/run-2016-12-31-00-00-00/p", Body=b"x"
+    )
+
+    for runs in (list_runs(str(archive)), list_runs("s3://acme/a/", client=s3)):
+        with pytest.raises(RunInputError, match=r"holds another run folder, run[=-]2016-12-31"):
+            list_run_files(runs[0], client=s3)
+        [listing] = inspect_runs(runs, client=s3)
+        assert listing.files == []
+        assert "Move run" in str(listing.problem)
+
+
+def test_unreadable_local_files_make_a_problem_of_their_run_only(
+    tmp_path: Path, monkeypatch
+) -> None:
+    archive = make_local_archive(
+        tmp_path / "archive",
+        ["run=2017-01-01-00-00-00", "run=2017-01-02-00-00-00", "run=2017-01-03-00-00-00"],
+    )
+    (archive / "run=2017-01-01-00-00-00" / "part-00001").symlink_to(tmp_path / "gone")
+    locked = archive / "run=2017-01-02-00-00-00" / "locked"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):  # permissions do not stop root, so the refusal is simulated
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    broken, unlisted, fine = inspect_runs(list_runs(str(archive)))
+
+    assert re.search(r"Cannot read .*part-00001 in run .*: No such file", str(broken.problem))
+    assert re.search(r"Cannot list .*locked in run .*: Permission denied", str(unlisted.problem))
+    assert fine.problem is None
+    assert [Path(f.path).name for f in fine.files] == ["part-00000.gz"]
+
+
+def test_linked_folders_in_a_run_are_read_once(tmp_path: Path) -> None:
+    archive = make_local_archive(tmp_path / "archive", ["run=2017-01-01-00-00-00"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "part-00001").write_bytes(b"12345")
+    run_dir = archive / "run=2017-01-01-00-00-00"
+    (run_dir / "linked").symlink_to(elsewhere)
+    (elsewhere / "loop").symlink_to(run_dir)  # a link back up must not loop
+
+    [run] = list_runs(str(archive))
+    files = list_run_files(run)
+    assert [(Path(f.path).name, f.size) for f in files] == [("part-00001", 5), ("part-00000.gz", 4)]
+    assert Path(files[0].path).parent.name == "linked"
+
+
+def test_listed_files_carry_their_modification_time(aws, tmp_path: Path) -> None:
+    archive = make_local_archive(tmp_path / "archive", ["run=2017-01-01-00-00-00"])
+    os.utime(archive / "run=2017-01-01-00-00-00" / "part-00000.gz", (0, 86400))
+    s3 = aws.client("s3")
+    make_s3_archive(s3, "acme", "a/", folders=["run=2017-01-01-00-00-00"])
+    before = datetime.now(UTC) - timedelta(minutes=5)
+
+    [local] = inspect_runs(list_runs(str(archive)))
+    [remote] = inspect_runs(list_runs("s3://acme/a/", client=s3), client=s3)
+    assert local.last_modified == datetime(1970, 1, 2, tzinfo=UTC)
+    assert remote.last_modified is not None
+    assert remote.last_modified > before
+    assert remote.size == 4

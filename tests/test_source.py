@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -380,6 +381,16 @@ def test_status_lists_every_run(make_source) -> None:
     assert list(table["status"]).count("COMMITTED") == 1
     assert list(table["status"]).count("PENDING") == RUNS - 1
     assert table["rows_in"].dropna().tolist() == [EVENTS_PER_RUN]
+    in_spark = source.status(as_spark=True)  # "error" is None in every row
+    assert in_spark.where("status = 'PENDING'").count() == RUNS - 1
+    assert dict(in_spark.dtypes)["committed_at"] == "timestamp"
+
+
+def test_status_of_an_archive_without_runs_keeps_its_columns(make_source, tmp_path) -> None:
+    (tmp_path / "no_runs").mkdir()
+    source = make_source(archive=str(tmp_path / "no_runs"))
+    assert list(source.status().columns) == list(source_module.STATUS_COLUMNS)
+    assert source.status(as_spark=True).columns == list(source_module.STATUS_COLUMNS)
 
 
 def test_a_transform_that_drops_the_run_column_is_refused(make_source) -> None:
@@ -761,21 +772,27 @@ def test_the_embedded_defaults_follow_spark_manifests_home_set_after_import(
 
 
 class ClusterSession:
-    """What the source asks of a session on a cluster: its master and deploy mode."""
+    """What the source asks of a session on a cluster: its master and deploy mode, from its
+    conf. Like a Spark Connect session, it has no SparkContext."""
 
     def __init__(self, master: str, deploy_mode: str) -> None:
-        conf = {"spark.submit.deployMode": deploy_mode}
-        self.sparkContext = SimpleNamespace(
-            master=master, getConf=lambda: SimpleNamespace(get=lambda key, default: conf[key])
-        )
+        settings = {"spark.master": master, "spark.submit.deployMode": deploy_mode}
+        self.conf = SimpleNamespace(get=lambda key, default=None: settings.get(key, default))
+
+    @property
+    def sparkContext(self):
+        raise AttributeError("[JVM_ATTRIBUTE_NOT_SUPPORTED] sparkContext: not in Spark Connect")
 
 
 def test_local_storage_under_a_cluster_driver_is_refused(make_source) -> None:
     """In YARN cluster mode the driver's working directory goes with its container: the
     embedded manifest and state would be lost, and every run processed again."""
     source = make_source(spark=ClusterSession("yarn", "cluster"))
-    with pytest.raises(JobFailedError, match=r"are on the driver's disk, but Spark runs on yarn"):
-        source.run()
+    for _ in range(2):  # a second try is refused too
+        with pytest.raises(
+            JobFailedError, match=r"are on the driver's disk, but Spark runs on yarn"
+        ):
+            source.run()
     assert list(source.manifest.entries()) == []
 
 
@@ -829,3 +846,133 @@ def test_a_failure_lost_to_another_job_counts_the_run_skipped(make_source, tmp_p
     assert (summary.runs_failed, summary.runs_skipped, failed) == (0, 1, [])
     assert summary.ok
     assert manifest.get(lost).owner == "other-job"
+
+
+def _small_archive(path: Path, runs: int = 2) -> Path:
+    write_sample_archive(path, runs=runs, events_per_run=30, files_per_run=1, seed=11)
+    return path
+
+
+def test_a_run_folder_inside_a_run_fails_its_run_and_leaves_the_other_alone(
+    make_source, spark, tmp_path
+) -> None:
+    """A copy of run A inside run B would be read as run A and replace A's output."""
+    archive = _small_archive(tmp_path / "nested_archive")
+    first, second = sorted(archive.iterdir())
+    shutil.copytree(first, second / first.name)
+    copied = second / first.name / "part-00000"
+    copied.write_text("".join(copied.read_text().splitlines(keepends=True)[:5]))
+    source = make_source(archive=str(archive))
+
+    summary = source.run()
+
+    assert (summary.runs_committed, summary.runs_failed) == (1, 1)
+    assert "holds another run folder" in summary.failures[f"{second}/"]
+    assert read_output(spark, source).where(F.col("run") == _label(first.name)).count() == 30
+
+
+def test_file_names_with_glob_characters_are_read_as_named(make_source, spark, tmp_path) -> None:
+    """Spark reads each path as a glob: part[1] would match part1 and be read twice."""
+    archive = _small_archive(tmp_path / "glob_archive", runs=1)
+    [run] = list(archive.iterdir())
+    lines = (run / "part-00000").read_text().splitlines(keepends=True)
+    (run / "part-00000").unlink()
+    for number, name in enumerate(["part1", "part[1]", "part{2}", "part*", "part?"]):
+        (run / name).write_text("".join(lines[number * 6 : number * 6 + 6]))
+    source = make_source(archive=str(archive))
+
+    summary = source.run()
+
+    assert (summary.runs_committed, summary.rows_in) == (1, 30)
+    events = read_output(spark, source)
+    assert events.select("event_id").distinct().count() == events.count() == summary.rows_out
+
+
+def test_a_run_that_changes_while_processed_is_left_uncommitted(make_source, tmp_path) -> None:
+    """A run still being copied: a file arrives after the listing."""
+    archive = _small_archive(tmp_path / "growing_archive", runs=1)
+    [run] = list(archive.iterdir())
+    late = (run / "part-00000").read_text()
+    source = make_source(archive=str(archive))
+    deferred: list[tuple[str, ...]] = []
+    source.on("run_deferred", lambda event: deferred.append(event.run_ids))
+    source.on("batch_loaded", lambda _: (run / "part-00001").write_text(late))
+
+    summary = source.run()
+
+    assert (summary.runs_committed, summary.runs_deferred, summary.ok) == (0, 1, True)
+    assert deferred == [(f"{run}/",)]
+    assert list(source.manifest.entries()) == []  # released: pending, no attempt counted
+    again = make_source(archive=str(archive), manifest=source.manifest).run()
+    assert (again.runs_committed, again.rows_in) == (1, 60)
+
+
+def test_runs_still_settling_are_left_for_a_later_start(make_source, tmp_path) -> None:
+    archive = _small_archive(tmp_path / "fresh_archive")
+    old, _fresh = sorted(archive.iterdir())
+    hour_ago = time.time() - 3600
+    for file in old.iterdir():
+        os.utime(file, (hour_ago, hour_ago))
+    source = make_source(archive=str(archive), settle_seconds=600)
+    progress: list[tuple[int, int]] = []
+    source.on("progress", lambda p: progress.append((p.done, p.total)))
+
+    summary = source.run()
+
+    assert (summary.runs_committed, summary.runs_deferred) == (1, 1)
+    assert [entry.run_id for entry in source.manifest.entries()] == [f"{old}/"]
+    assert progress[-1] == (2, 2)
+    with pytest.raises(ValueError, match="settle_seconds must be between 0"):
+        make_source(settle_seconds=-1)
+
+
+def test_an_unreadable_file_fails_its_run_and_the_job_goes_on(make_source, tmp_path) -> None:
+    archive = _small_archive(tmp_path / "broken_archive")
+    broken, fine = sorted(archive.iterdir())
+    (broken / "part-00001").symlink_to(tmp_path / "nowhere")
+    source = make_source(archive=str(archive))
+
+    summary = source.run()
+
+    assert (summary.runs_committed, summary.runs_failed) == (1, 1)
+    assert "Cannot read" in summary.failures[f"{broken}/"]
+    assert source.manifest.get(f"{fine}/").status is RunStatus.COMMITTED
+
+
+def test_cancelled_spark_jobs_stop_the_job_without_failing_its_runs(
+    make_source, spark, tmp_path
+) -> None:
+    """Cancelling (the UI's kill link, a notebook's stop) means stop, not "this run is bad"."""
+    archive = _small_archive(tmp_path / "slow_archive")
+    slow = F.expr("java_method('java.lang.Thread', 'sleep', CAST(300 AS BIGINT))")
+    source = make_source(archive=str(archive), transform=lambda df: df.withColumn("slow", slow))
+    cancel = threading.Timer(2, spark.sparkContext.cancelAllJobs)
+    source.on("batch_loaded", lambda _: cancel.start())
+
+    with pytest.raises(JobFailedError, match="was cancelled"):
+        source.run()
+
+    entries = list(source.manifest.entries())
+    assert {entry.status for entry in entries} == {RunStatus.PROCESSING}
+    assert all(entry.error is None for entry in entries)
+    source.close()
+    assert make_source(archive=str(archive), manifest=source.manifest).run().runs_committed == 2
+
+
+def test_handlers_are_added_once_and_can_be_removed(make_source, tmp_path) -> None:
+    (tmp_path / "no_runs").mkdir()
+    source = make_source(archive=str(tmp_path / "no_runs"))
+    calls: list[str] = []
+
+    def count(_) -> None:
+        calls.append("count")
+
+    source.on("progress", count).on("progress", count).on("progress", lambda _: calls.append("l"))
+    source.run()
+    assert calls == ["count", "l"]
+    source.off("progress", count).run()
+    assert calls == ["count", "l", "l"]
+    source.off("progress").run()
+    assert calls == ["count", "l", "l"]
+    with pytest.raises(ValueError, match="Unknown event 'progres'"):
+        source.off("progres")
