@@ -131,11 +131,14 @@ def typed_value(raw: str, kind: str) -> str:
         # 'Z' makes the value UTC whatever the session time zone, and timestamp_ltz an
         # instant whatever spark.sql.timestampType says. The shape check keeps out values
         # the cast would read as something else (a bare time of day means today, 1:2:3 is
-        # 01:02:03) and years of five or more digits, which make even try_cast throw.
+        # 01:02:03, a final N would make "NZ", New Zealand's time), years of five or more
+        # digits, which make even try_cast throw, and year 0, which Python cannot hold.
+        last = f"substr(rtrim({raw}), -1)"
         return (
             f"CASE WHEN substr({raw}, 5, 1) = '-' AND substr({raw}, 11, 1) = ' ' "
             f"AND substr({raw}, 14, 1) = ':' AND substr({raw}, 17, 1) = ':' "
             f"AND octet_length({raw}) >= 19 AND octet_length({raw}) <= 29 "
+            f"AND {last} >= '0' AND {last} <= '9' AND substr({raw}, 1, 4) != '0000' "
             f"THEN try_cast(concat({raw}, 'Z') AS timestamp_ltz) END"
         )
     raise ValueError(f"No typed value for kind {kind!r}")
@@ -408,8 +411,16 @@ def unstruct_column(name: str, uris: Sequence[str]) -> str:
 
 
 def schema_sequence(line: str = "value") -> str:
-    """SQL: the schema URIs of ``line``, in order."""
-    return f"regexp_extract_all({line}, {literal(SCHEMA_URI_PATTERN)}, 1)"
+    """SQL: the schema URIs of ``line``, in order.
+
+    A line with a JSON escape of an ASCII character (``\\u0069glu:``, ``sch\\u0065ma``)
+    may hide a URI from the pattern: its sequence ends with a lone backslash, which no URI
+    is, so that it is sorted by parsing the line's JSON instead.
+    """
+    uris = f"regexp_extract_all({line}, {literal(SCHEMA_URI_PATTERN)}, 1)"
+    # instr compares bytes, without decoding the line as the regular expression does.
+    escaped = f"instr({line}, {literal(chr(92) + 'u00')}) > 0"
+    return f"if({escaped}, concat({uris}, array({literal(chr(92))})), {uris})"
 
 
 def exact_schema_pairs() -> str:

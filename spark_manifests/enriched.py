@@ -57,14 +57,19 @@ Differences from the Snowplow SDK 0.2.3
 - Entities of one schema found in both ``contexts`` and ``derived_contexts`` are all kept,
   ``contexts`` first; the SDK keeps only the ``derived_contexts`` ones.
 - Stricter: integers must fit 32 bits (Snowplow's ``INT`` columns); timestamps must read
-  ``YYYY-MM-DD HH:MM:SS`` with an optional fraction (the SDK passes any text through); an
-  entity needs a non-null ``data``; ``contexts`` must hold an array under ``data``.
+  ``YYYY-MM-DD HH:MM:SS`` with an optional fraction, in years 1 to 9999 (the SDK passes any
+  text through); an entity or unstructured event needs a non-null ``data``; ``contexts``
+  must hold an array under ``data``.
 - Integers and doubles are read as Spark casts them, not as Python's ``int``/``float``:
-  ``1d``, ``0x1p3`` and surrounding control characters are accepted, ``1_000`` and
-  non-ASCII digits are not. Spaces around a timestamp are trimmed.
+  ``1d``, ``0x1p3`` and surrounding control characters are accepted; ``1_000``, non-ASCII
+  digits, Unicode spaces (a no-break space) around a number and ``-nan`` are not. Spaces
+  around a timestamp are trimmed.
 - An entity ``data`` that is a JSON string, not an object, is shredded as its bare text.
-  Entity data is JSON text as Spark's parser writes it again: ``NaN`` and ``Infinity`` become
-  strings, and a number of more than 1,000 digits makes the line a bad row.
+  Entity data is JSON text as Spark's parser writes it again: ``NaN``, ``Infinity``,
+  ``+Infinity`` and ``INF`` become strings (the SDK refuses the last two), as does a number
+  too large for a double (``1e400``, which the SDK reads as ``inf``). Spark's JSON parser
+  refuses a number of more than 1,000 digits or a key of more than 50,000 characters (the
+  line is a bad row), and reads nesting up to 1,000 levels deep (the SDK stops near 990).
 - Text after the JSON value of a field is refused only when it does not end in ``}``.
 - The discovery scan sorts URIs by the Snowplow wrapper before them: an ``unstruct_event``
   without its wrapper schema on a line with ``contexts``, or a field under the other

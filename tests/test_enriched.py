@@ -330,6 +330,9 @@ BAD_LINES = {
         event_id="j9", contexts=contexts(("com.acme/product/jsonschema/1-0-0\r", {"sku": "c"}))
     ),
     "time not HH:MM:SS": tsv(event_id="t5", collector_tstamp="2017-04-11 1:2:3.0000"),
+    # +"Z" would give "NZ": New Zealand's time, 12 hours off.
+    "time ending in a letter": tsv(event_id="t6", collector_tstamp="2017-04-11 10:31:05 N"),
+    "year 0": tsv(event_id="t7", dvce_created_tstamp="0000-01-01 00:00:00"),
 }
 
 
@@ -354,6 +357,8 @@ def test_every_bad_line_is_a_bad_row_with_its_reason(bad_read: EnrichedRead) -> 
         "year of five digits": ("derived_tstamp", "+12017-04-11 10:31:05", "datetime"),
         "words for a time": ("true_tstamp", "yesterday", "datetime"),
         "time not HH:MM:SS": ("collector_tstamp", "2017-04-11 1:2:3.0000", "datetime"),
+        "time ending in a letter": ("collector_tstamp", "2017-04-11 10:31:05 N", "datetime"),
+        "year 0": ("dvce_created_tstamp", "0000-01-01 00:00:00", "datetime"),
         "boolean not 1/0": ("br_cookies", "true", "boolean"),
     }
     for cause, (key, value, into) in expected_keys.items():
@@ -533,6 +538,16 @@ def edge_case_lines() -> list[str]:
             + "  ",
         ),
         tsv(
+            event_id="edge-escaped-schema",
+            # JSON escapes of plain letters hide the URI from the discovery scan's pattern.
+            contexts=contexts(("com.acme/escaped_key/jsonschema/1-0-0", {"e": 1}))
+            .replace('"iglu:com.acme', '"\\u0069glu:com.acme')
+            .replace('"schema":"iglu:com.snowplow', '"sch\\u0065ma":"iglu:com.snowplow'),
+            derived_contexts=contexts(("com.acme/escaped_derived/jsonschema/1-0-0", {})).replace(
+                '"schema":"iglu:com.acme', '"sch\\u0065ma":"iglu:com.acme'
+            ),
+        ),
+        tsv(
             event_id="edge-data-before-schema",
             unstruct_event=json.dumps(
                 {
@@ -563,8 +578,10 @@ def test_parity_with_the_snowplow_sdk(spark: SparkSession, tmp_path: Path) -> No
         sdk = sdk_view(transform(line), tstamps)
         assert ours[sdk["event_id"]] == sdk, sdk["event_id"]
         compared += 1
-    assert compared == 306
+    assert compared == 307
     assert "contexts_com_acme_web_page_section_2" in events.columns
+    assert "contexts_com_acme_escaped_key_1" in events.columns
+    assert "contexts_com_acme_escaped_derived_1" in events.columns
     assert "contexts_com_acme_escaped_1" in events.columns
     assert "unstruct_event_com_acme_late_schema_3" in events.columns
 
@@ -582,6 +599,8 @@ def test_sdk_refuses_what_we_refuse(bad_read: EnrichedRead) -> None:
         "year of five digits",
         "words for a time",
         "time not HH:MM:SS",
+        "time ending in a letter",
+        "year 0",
     }
     refused = {row.line for row in bad_read.bad_rows.select("line").collect()}
     for cause, line in BAD_LINES.items():
