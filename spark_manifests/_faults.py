@@ -3,7 +3,8 @@
 The driver loop calls :func:`fault_point` at each stage boundary. Nothing happens unless the
 environment variable ``SPARK_MANIFESTS_KILL_AT`` names that point, in which case the process
 kills itself with SIGKILL (no cleanup, no flush: exactly what a lost driver looks like). An
-optional ``SPARK_MANIFESTS_KILL_AFTER=N`` lets the point pass N times first.
+optional ``SPARK_MANIFESTS_KILL_AFTER=N`` lets the point pass N times first, and
+``SPARK_MANIFESTS_KILL_SIGNAL=SIGTERM`` sends that signal instead (a scheduler's stop).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 
 KILL_AT_ENV = "SPARK_MANIFESTS_KILL_AT"
 KILL_AFTER_ENV = "SPARK_MANIFESTS_KILL_AFTER"
+KILL_SIGNAL_ENV = "SPARK_MANIFESTS_KILL_SIGNAL"
 
 POINTS = ("after_claim", "after_load", "mid_write", "after_write", "after_commit")
 
@@ -24,4 +26,4 @@ def fault_point(name: str) -> None:
         return
     _passes[name] = _passes.get(name, 0) + 1
     if _passes[name] > int(os.environ.get(KILL_AFTER_ENV, "0")):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, os.environ.get(KILL_SIGNAL_ENV, "SIGKILL")))

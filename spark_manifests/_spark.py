@@ -72,6 +72,20 @@ def _launch_conf(config: Mapping[str, str]) -> dict[str, str]:
     return dict(SparkConf().getAll())
 
 
+def spark_is_gone(spark: SparkSession) -> bool:
+    """Whether the session's JVM has stopped or died, so that nothing more can run on it.
+
+    A Spark Connect session has no JVM here: its server's health is not judged.
+    """
+    context = getattr(spark, "_sc", None)
+    if context is None:
+        return False
+    try:
+        return context._jsc is None or bool(context._jsc.sc().isStopped())
+    except Exception:  # the JVM does not answer: killed, or out of memory
+        return True
+
+
 def set_job_description(spark: SparkSession, description: str | None) -> None:
     """Label the Spark jobs started next, so the Spark UI shows which runs they process."""
     try:

@@ -6,13 +6,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterable, Sequence
+import traceback
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, Callable, TextIO
 
@@ -39,21 +43,52 @@ def main(argv: Sequence[str] | None = None, *, transform: Callable[..., Any] | N
     args = parser.parse_args(argv)
     args.transform = transform
     _configure_logging(args.verbose)
+    with _sigterm_as_interrupt():
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return int(args.command(args) or 0)
     except BrokenPipeError:
         # The reader of the output went away (`| head`): not an error of the command.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_to_devnull()
         return 0
     except (SparkManifestsError, ValueError, OSError, BotoCoreError) as exc:
+        # The traceback is extra: the exit status stays what it says about the job.
         if args.debug:
-            raise
+            traceback.print_exc()
         print(f"spark-manifests: error: {exc} (--debug shows the traceback)", file=sys.stderr)
         # 1: a run failed (fail_fast); 2: the job could not run as configured.
         return 1 if isinstance(exc, JobFailedError) and exc.run_id else 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        # The claims were released on the way out; the next start resumes the job.
+        if isinstance(stop, Terminated):
+            print("spark-manifests: terminated (SIGTERM)", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("spark-manifests: interrupted", file=sys.stderr)
         return 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler stopping the job, YARN, ``timeout``), handled as Ctrl-C is: the
+    job releases its claims and records that it stopped, instead of dying holding them."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -253,6 +288,21 @@ def _run_source(source: Any) -> Any:
             summary = source.run()
     finally:
         display.finish()
+    try:
+        _print_summary(summary)
+    except BrokenPipeError:  # `| head`: the exit status must still tell of failed runs
+        _stdout_to_devnull()
+    for run_id, message in summary.failures.items():
+        print(f"  FAILED {run_id}: {message}", file=sys.stderr)
+    return summary
+
+
+def _stdout_to_devnull() -> None:
+    """Let later writes to a closed pipe go nowhere, and exit without a broken-pipe error."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _print_summary(summary: Any) -> None:
     print(
         f"Job {summary.job_name}: {summary.runs_committed} runs committed, "
         f"{summary.runs_failed} failed, {summary.runs_skipped} skipped, "
@@ -260,9 +310,6 @@ def _run_source(source: Any) -> Any:
         f"rows in {summary.rows_in:,}, out {summary.rows_out:,}, bad {summary.bad_rows:,}; "
         f"{summary.seconds:.1f}s"
     )
-    for run_id, message in summary.failures.items():
-        print(f"  FAILED {run_id}: {message}", file=sys.stderr)
-    return summary
 
 
 class ProgressDisplay:

@@ -39,7 +39,10 @@ _TRANSIENT = re.compile(
 )
 _ACCESS_DENIED = re.compile(
     r"AccessDenied|Access Denied|Forbidden|status code: 403|Status Code: 403"
+    r"|Permission denied"
 )
+# A folder Spark must create cannot be: a file stands where a folder of the path should be.
+_UNWRITABLE = re.compile(r"ParentNotDirectoryException|Mkdirs failed to create")
 # Spark cannot reach the location at all: the job's setup, not the run, is wrong.
 _NO_FILESYSTEM = re.compile(
     r"No FileSystem for scheme|UnsupportedFileSystemException|ClassNotFoundException: "
@@ -106,6 +109,11 @@ def classify_error(exc: BaseException, *, what: str) -> SparkManifestsError:
         return RetryableError(f"{what} failed with a transient error: {shown}")
     if _ACCESS_DENIED.search(text):
         return AccessDeniedError(f"{what} failed: access denied: {shown}")
+    if _UNWRITABLE.search(text):
+        return InvalidLocationError(
+            f"{what} failed: a folder cannot be created there: {shown}. Check the output "
+            "location: a file may stand where a folder of its path should be."
+        )
     if _NO_FILESYSTEM.search(text):
         return InvalidLocationError(
             f"{what} failed: Spark has no file system for a location: {shown}. On EMR, use "

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 from ._events import EventHandlers, Progress, RunEvent
 from ._faults import fault_point
 from ._locations import Location, PathLike, parse_location
-from ._spark import get_or_create_spark, set_job_description
+from ._spark import get_or_create_spark, set_job_description, spark_is_gone
 from ._time import from_iso
 from .exceptions import (
     AccessDeniedError,
@@ -43,6 +43,7 @@ from .manifest import (
     RunStatus,
     check_lease_seconds,
     open_manifest,
+    sqlite_path,
 )
 from .retry import RetryPolicy, classify_error, describe_error
 from .runs import Run, RunListing, check_window, inspect_runs, is_cold, list_runs
@@ -407,8 +408,20 @@ class ManifestedRunSource:
         _OWNERS_AT_WORK.add(self.owner)
         try:
             return self._resume_and_process(runs, state, started)
+        except KeyboardInterrupt:
+            self._record_stop(state)
+            raise
         finally:
             _OWNERS_AT_WORK.discard(self.owner)
+
+    def _record_stop(self, state: StateData) -> None:
+        """Note in the running state that the job was stopped (Ctrl-C, SIGTERM), so a start
+        on any host resumes it at once rather than wait for a lease as for a lost job."""
+        state["stopped_at"] = datetime.now(timezone.utc).isoformat()
+        try:
+            self._save_state(state, "stopping")
+        except Exception:  # the interrupt matters more than this note
+            _logger.warning("Could not record that job %s stopped", self.job_name, exc_info=True)
 
     def _resume_and_process(
         self, runs: Sequence[Run], state: StateData, started: float
@@ -460,6 +473,10 @@ class ManifestedRunSource:
             state["archive"] = self.archive.uri
             state["in_flight"] = {}
         state["owner"] = self.owner
+        state["stopped_at"] = None
+        # The owner of a resumed job names the dead process it took over from: the process
+        # at work is recorded apart, for a later start to tell whether it still is.
+        state["process"] = f"{socket.gethostname()}:{os.getpid()}"
         self._save_state(state, "starting")
         return state
 
@@ -470,10 +487,10 @@ class ManifestedRunSource:
         A snapshot saved a lease ago or more is a dead job's (its claims have expired too);
         so is one whose owner was a process of this host that has ended, or this process.
         """
-        if self.take_over or not previous or previous == self._owner:
+        if self.take_over or not previous or previous == self._owner or state.get("stopped_at"):
             return
         saved = state.updated_at
-        if saved is None or _owner_process_gone(previous):
+        if saved is None or _saver_gone(state.get("process"), previous):
             return
         age = (datetime.now(timezone.utc) - saved).total_seconds()
         if age >= self.lease_seconds:
@@ -623,6 +640,14 @@ class ManifestedRunSource:
             except JobFailedError:
                 raise
             except Exception as exc:  # classified below: retried, split, or recorded
+                if spark_is_gone(self.spark):
+                    # Every retry and every run would fail alike, each burning an attempt.
+                    raise JobFailedError(
+                        f"Job {self.job_name} stopped: Spark stopped while processing {what} "
+                        f"(its JVM was stopped or died: out of memory, killed?): "
+                        f"{describe_error(exc)}. Its runs are not marked failed; start the "
+                        "job again."
+                    ) from exc
                 error = classify_error(exc, what=what)
                 if isinstance(error, JobFailedError):  # the Spark jobs were cancelled
                     raise error from exc
@@ -1012,8 +1037,24 @@ class ManifestedRunSource:
 def _open_manifest(manifest: ManifestArg, *, session: Any) -> RunManifest:
     if isinstance(manifest, RunManifest):
         return manifest
-    uri = manifest if manifest is not None else os.path.join(default_home(), "manifest.sqlite")
-    return open_manifest(os.fspath(uri), session=session)
+    if manifest is None:
+        return open_manifest(os.path.join(default_home(), "manifest.sqlite"), session=session)
+    _refuse_missing_folder(os.fspath(manifest))
+    return open_manifest(os.fspath(manifest), session=session)
+
+
+def _refuse_missing_folder(manifest: str) -> None:
+    """A SQLite manifest named in a folder that does not exist is most likely mistyped (or on
+    a volume not mounted): a new, empty manifest there would have every run processed again."""
+    path = sqlite_path(manifest)
+    if path is None or path == ":memory:":
+        return
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+    if not os.path.isdir(folder):
+        raise InvalidLocationError(
+            f"The folder of the manifest file {path} does not exist: check the path (a new, "
+            "empty manifest would have every run processed again), or create the folder."
+        )
 
 
 def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateStore:
@@ -1069,16 +1110,22 @@ _RECHECKED_FOR_SECONDS = 24 * 3600
 
 # The owner a source makes itself: "<job>@<host>:<pid>:<8 hex digits>".
 _OWNER_PATTERN = re.compile(r"@(?P<host>[^@:]+):(?P<pid>[0-9]+):[0-9a-f]{8}$")
+# The process that saved a running state: "<host>:<pid>".
+_PROCESS_PATTERN = re.compile(r"^(?P<host>[^@:]+):(?P<pid>[0-9]+)$")
 
 # The owners of the sources of this process inside run() now.
 _OWNERS_AT_WORK: set[str] = set()
 
 
-def _owner_process_gone(owner: str) -> bool:
-    """Whether ``owner`` is not at work: a process of this host that has ended, or a source
-    of this process no longer running (a run that stopped on an error, started again in
-    the same notebook)."""
-    found = _OWNER_PATTERN.search(owner)
+def _saver_gone(process: Any, owner: str) -> bool:
+    """Whether the process that saved a running state as ``owner`` is not at work: a process
+    of this host that has ended, or a source of this process no longer running (a run that
+    stopped on an error, started again in the same notebook).
+
+    ``process`` (``host:pid``) is recorded by this version; an older one's state has only
+    the owner, which names its process.
+    """
+    found = _PROCESS_PATTERN.match(str(process or "")) or _OWNER_PATTERN.search(owner)
     if os.name != "posix" or not found or found["host"] != socket.gethostname():
         return False
     pid = int(found["pid"])

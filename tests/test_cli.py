@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_manifests import RunStatus, SQLiteRunManifest, StateStore, write_sample_archive
+from spark_manifests import RunStatus, SQLiteRunManifest, StateStore, cli, write_sample_archive
 from spark_manifests._events import Progress, RunEvent
 from spark_manifests.cli import ProgressDisplay, main
 
@@ -141,9 +141,25 @@ def test_state_show_of_an_unknown_job_names_the_known_ones(demo: Path, capsys) -
     assert "jobs with a state there: demo" in error_line(capsys)
 
 
-def test_debug_may_follow_the_command(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="No manifest"):
-        main(["runs", "--manifest", str(tmp_path / "none.sqlite"), "--debug"])
+def test_debug_may_follow_the_command_and_keeps_the_exit_status(tmp_path: Path, capsys) -> None:
+    status = main(["runs", "--manifest", str(tmp_path / "none.sqlite"), "--debug"])
+    err = capsys.readouterr().err
+    assert status == 2  # as without --debug: 1 would say a run failed
+    assert "Traceback (most recent call last)" in err
+    assert "ValueError: No manifest" in err
+
+
+def test_a_closed_pipe_does_not_hide_failed_runs(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`process ... | head` whose reader is gone: the exit status still says a run failed."""
+    (tmp_path / "archive" / "run=2020-01-01-00-00-00").mkdir(parents=True)  # no files: fails
+
+    def closed_pipe(*args, **kwargs) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_print_summary", closed_pipe)
+    monkeypatch.setattr(cli, "_stdout_to_devnull", lambda: None)  # keep pytest's stdout
+    assert process(tmp_path, tmp_path / "archive") == 1
+    assert "FAILED" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

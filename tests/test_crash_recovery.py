@@ -6,6 +6,7 @@ no event_id is written twice, and the job's state snapshot is completed.
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from chispa import assert_df_equality
 
 from spark_manifests import SQLiteRunManifest, StateStore, write_sample_archive
-from spark_manifests._faults import KILL_AFTER_ENV, KILL_AT_ENV, POINTS
+from spark_manifests._faults import KILL_AFTER_ENV, KILL_AT_ENV, KILL_SIGNAL_ENV, POINTS
 from spark_manifests.source import ManifestedRunSource
 
 from .reliability import (
@@ -87,3 +88,36 @@ def test_killed_job_resumes_to_the_clean_result(
     assert_df_equality(events_of(spark, clean_output), events)
     assert_df_equality(bad_rows_of(spark, clean_output), bad_rows_of(spark, output))
     assert StateStore(state).get_or_create("crashy").origin == "completed"
+
+
+def test_a_terminated_job_releases_its_claims_and_resumes_on_any_host(
+    spark, archive: Path, clean_output: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (YARN, a step cancelled, `timeout`): the job stops cleanly instead of dying
+    with its claims held for a lease, during which a start elsewhere would be refused."""
+    output, manifest, state = tmp_path / "out", str(tmp_path / "m.sqlite"), str(tmp_path / "st")
+    stop_in_batch_2 = {KILL_AT_ENV: "after_load", KILL_AFTER_ENV: "1", KILL_SIGNAL_ENV: "SIGTERM"}
+
+    stopped = run_job(archive, output, manifest, state, "stoppy", *BATCH, env=stop_in_batch_2)
+
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    assert "spark-manifests: terminated (SIGTERM)" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    with SQLiteRunManifest(manifest) as runs:
+        assert len(list(runs.entries())) == 2  # batch 1's, committed
+    running = Path(state) / "stoppy_running.json"
+    document = json.loads(running.read_text())
+    assert document["data"]["stopped_at"]
+    # As if the next start ran in another container: the stop lets it resume at once.
+    document["data"]["owner"] = "stoppy@elsewhere.example:4242:0123abcd"
+    document["data"]["process"] = "elsewhere.example:4242"
+    running.write_text(json.dumps(document))
+
+    resumed = run_job(archive, output, manifest, state, "stoppy", *BATCH)
+
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    with SQLiteRunManifest(manifest) as runs:
+        entries = list(runs.entries())
+    assert_all_committed_once(entries, RUNS)
+    assert all(entry.attempts == 1 for entry in entries)  # released, not abandoned
+    assert_df_equality(events_of(spark, clean_output), events_of(spark, output))

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -668,9 +669,13 @@ def test_a_second_start_of_a_running_job_is_refused(make_source) -> None:
     assert first.state_store.get_or_create("test_job").origin == "completed"
 
 
-def _leave_running_state(store: StateStore, owner: str, *, age_seconds: float = 0) -> None:
+def _leave_running_state(
+    store: StateStore, owner: str, *, age_seconds: float = 0, process: str | None = None
+) -> None:
     state = store.get_or_create("test_job")
     state["owner"] = owner
+    if process is not None:
+        state["process"] = process
     state["in_flight"] = {}
     store.update(state)
     if age_seconds:  # as if saved that long ago
@@ -689,6 +694,8 @@ def _leave_running_state(store: StateStore, owner: str, *, age_seconds: float = 
         ("another host", 7200, False, False),
         ("a live process here", 0, False, True),
         ("an ended process here", 0, False, False),
+        # A resumed job keeps the owner of the dead process it took over from.
+        ("a live process here that resumed an ended one", 0, False, True),
     ],
 )
 def test_a_running_state_is_resumed_only_when_its_job_is_gone(
@@ -702,8 +709,12 @@ def test_a_running_state_is_resumed_only_when_its_job_is_gone(
             process.kill()
             process.wait()
         owner = f"test_job@{socket.gethostname()}:{process.pid}:0123abcd"
+    saver = None
+    if previous == "a live process here that resumed an ended one":
+        saver = f"{socket.gethostname()}:{process.pid}"
+        owner = f"test_job@{socket.gethostname()}:{_ended_pid()}:0123abcd"
     source = make_source(take_over=take_over, limit=1)
-    _leave_running_state(source.state_store, owner, age_seconds=age)
+    _leave_running_state(source.state_store, owner, age_seconds=age, process=saver)
     try:
         if refused:
             with pytest.raises(JobAlreadyRunningError, match="take_over=True"):
@@ -712,7 +723,7 @@ def test_a_running_state_is_resumed_only_when_its_job_is_gone(
             assert source.run().runs_committed == 1
             assert source.owner == owner
     finally:
-        if previous == "a live process here":
+        if previous.startswith("a live process here"):
             process.kill()
             process.wait()
 
@@ -976,3 +987,66 @@ def test_handlers_are_added_once_and_can_be_removed(make_source, tmp_path) -> No
     assert calls == ["count", "l", "l"]
     with pytest.raises(ValueError, match="Unknown event 'progres'"):
         source.off("progres")
+
+
+_KILL_THE_JVM_MID_BATCH = """
+import json, os, signal, sys
+from spark_manifests import JobFailedError, ManifestedRunSource, SQLiteRunManifest
+from spark_manifests._spark import get_or_create_spark
+
+archive, root = sys.argv[1:]
+spark = get_or_create_spark(master="local[1]")
+jvm_pid = spark._jvm.java.lang.ProcessHandle.current().pid()
+manifest = SQLiteRunManifest(os.path.join(root, "manifest.sqlite"))
+source = ManifestedRunSource(
+    archive, output=os.path.join(root, "out"), manifest=manifest,
+    state=os.path.join(root, "state"), spark=spark,
+)
+source.on("batch_loaded", lambda _: os.kill(jvm_pid, signal.SIGKILL))
+try:
+    source.run()
+    error = None
+except JobFailedError as exc:
+    error = str(exc)
+print(json.dumps({"error": error, "statuses": [e.status.value for e in manifest.entries()]}))
+"""
+
+
+def test_a_dead_spark_stops_the_job_without_failing_its_runs(tmp_path) -> None:
+    """The JVM killed (out of memory, a kill of spark-submit): no retry or run can succeed,
+    and failing every pending run would burn their attempts."""
+    archive = _small_archive(tmp_path / "archive")
+    answer = subprocess.run(
+        [sys.executable, "-c", _KILL_THE_JVM_MID_BATCH, str(archive), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    outcome = json.loads(answer.stdout.strip().splitlines()[-1])
+    assert "Spark stopped while processing batch 1" in outcome["error"], answer.stderr[-2000:]
+    assert outcome["statuses"] == ["PROCESSING", "PROCESSING"]  # resumed by the next start
+
+
+def test_an_output_that_cannot_be_created_stops_the_job(make_source, tmp_path) -> None:
+    """Every run would fail the same way, each losing an attempt."""
+    (tmp_path / "afile").write_text("not a folder")
+    source = make_source(output=str(tmp_path / "afile" / "out"))
+
+    with pytest.raises(JobFailedError, match="a folder cannot be created there"):
+        source.run()
+    assert {entry.status for entry in source.manifest.entries()} == {RunStatus.PROCESSING}
+
+
+def _ended_pid() -> int:
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    return ended.pid
+
+
+def test_a_manifest_file_in_a_missing_folder_is_refused(make_source, tmp_path) -> None:
+    """A mistyped folder (or a volume not mounted) would start an empty manifest."""
+    with pytest.raises(
+        InvalidLocationError, match=r"folder of the manifest file .* does not exist"
+    ):
+        make_source(manifest=str(tmp_path / "typo" / "manifest.sqlite"))
+    assert not (tmp_path / "typo").exists()
