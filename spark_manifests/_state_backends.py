@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from ._aws import aws_errors, error_code, http_status, make_client
 from ._locations import Location
+from .exceptions import InvalidLocationError
 
 try:  # POSIX only; elsewhere the version check still runs, without the lock around it.
     import fcntl
@@ -102,6 +103,11 @@ class LocalBackend:
     """Files in a directory, replaced atomically, versions compared under an flock."""
 
     def __init__(self, root: str) -> None:
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise InvalidLocationError(
+                f"The state location {root} is a file, not a directory: give a directory "
+                "(or s3://bucket/prefix/) for the state files."
+            )
         self.root = root
 
     def describe(self, name: str) -> str:

@@ -11,13 +11,14 @@ import functools
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, TextIO
 
 from botocore.exceptions import BotoCoreError
@@ -521,6 +522,15 @@ def _timestamp(text: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+def _until(text: str) -> datetime:
+    """An --until value; a date alone means the end of that day, so that ``--since D
+    --until D`` is the runs of day D, not the ones at midnight."""
+    parsed = _timestamp(text)
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text.strip()):
+        return parsed + timedelta(days=1, microseconds=-1)
+    return parsed
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -569,8 +579,13 @@ def _parser() -> argparse.ArgumentParser:
             )
 
     def window(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--since", type=_timestamp, help="first run time to include")
-        sub.add_argument("--until", type=_timestamp, help="last run time to include")
+        forms = "a run label, or ISO 8601"
+        sub.add_argument("--since", type=_timestamp, help=f"first run time to include ({forms})")
+        sub.add_argument(
+            "--until",
+            type=_until,
+            help=f"last run time to include ({forms}; a date alone includes its whole day)",
+        )
 
     def spark_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--master", help="Spark master (default: from spark-submit, or local[*])")

@@ -279,3 +279,19 @@ def test_progress_is_one_line_on_a_terminal_and_log_lines_otherwise(terminal: bo
     else:
         assert stream.getvalue() == ""
         assert "progress: 1/4 runs, 1234 rows: batch 1 done" in caplog.text
+
+
+def test_a_state_location_that_is_a_file_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "afile").write_text("")
+    status = main(["state", "show", "--state", str(tmp_path / "afile")])
+    assert status == 2
+    assert "is a file, not a directory" in error_line(capsys)
+
+
+def test_until_a_date_includes_that_whole_day(tmp_path: Path, capsys) -> None:
+    write_sample_archive(tmp_path / "a", runs=3, events_per_run=5, files_per_run=1)
+    SQLiteRunManifest(str(tmp_path / "m.sqlite")).close()
+    runs = ["runs", "--archive", str(tmp_path / "a"), "--manifest", str(tmp_path / "m.sqlite")]
+    assert main([*runs, "--since", "2017-04-11", "--until", "2017-04-11"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if "2017-04-11-" in line]
+    assert len(listed) == 3
