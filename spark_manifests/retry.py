@@ -53,6 +53,9 @@ _NO_FILESYSTEM = re.compile(
 _CANCELLED = re.compile(
     r"SPARK_JOB_CANCELLED|OPERATION_CANCELED|\b(?:Job|Stage) \d+ (?:was )?cancelled"
 )
+# S3 refuses to read an object in Glacier, Deep Archive or an Intelligent-Tiering archive
+# tier until it is restored.
+_ARCHIVED = re.compile(r"InvalidObjectState")
 _PY4J_PREAMBLE = "An error occurred while calling"
 _MISSING_INPUT = re.compile(r"PATH_NOT_FOUND|Path does not exist|FileNotFoundException|NoSuchKey")
 
@@ -118,6 +121,12 @@ def classify_error(exc: BaseException, *, what: str) -> SparkManifestsError:
         return InvalidLocationError(
             f"{what} failed: Spark has no file system for a location: {shown}. On EMR, use "
             "s3://; elsewhere s3a:// with the hadoop-aws jars on the classpath."
+        )
+    if _ARCHIVED.search(text):
+        return RunInputError(
+            f"{what} failed: an object is archived (Glacier, Deep Archive or an "
+            f"Intelligent-Tiering archive tier): {shown}. Restore it, then process the run "
+            "again (`spark-manifests manifest unmark`), or skip the run."
         )
     if isinstance(exc, FileNotFoundError) or _MISSING_INPUT.search(text):
         return RunInputError(f"{what} failed: input not found: {shown}")

@@ -608,7 +608,8 @@ class ManifestedRunSource:
         state: StateData,
         summary: JobSummary,
     ) -> None:
-        self._start_spark()
+        if any(listing.problem is None for listing in batch):
+            self._start_spark()  # not for a batch of runs that only fail without a read
         claimed = [listing for listing in batch if self._claim(listing.run, batch=number)]
         refused = [listing.run for listing in batch if listing not in claimed]
         self._settle_refused(refused, number, summary)

@@ -31,6 +31,8 @@ SPARK_FAILURES = {
     "java.nio.file.AccessDeniedException: s3a://acme/archive/run=2017-04-11-10-31-05/part-0: "
     "getFileStatus: AmazonS3Exception: Forbidden (Status Code: 403)": AccessDeniedError,
     "[PATH_NOT_FOUND] Path does not exist: file:/archive/run=2017-04-11-10-31-05": RunInputError,
+    "java.io.IOException: com.amazonaws.services.s3.model.AmazonS3Exception: The operation "
+    "is not valid for the object's access tier (Error Code: InvalidObjectState)": RunInputError,
     # Cancelled by a user: stop the job, fail no run.
     "[SPARK_JOB_CANCELLED] Job 2 cancelled part of cancelled job group 7 SQLSTATE: "
     "XXKDA": JobFailedError,
@@ -59,3 +61,14 @@ def test_backoff_grows_and_stops_at_the_ceiling() -> None:
     assert 0.5 <= delays[0] <= 1
     assert 1 <= delays[1] <= 2
     assert all(1.5 <= delay <= 3 for delay in delays[2:])
+
+
+def test_an_archived_object_says_to_restore_it(spark) -> None:
+    from py4j.protocol import Py4JJavaError
+
+    java_error = spark._jvm.java.io.IOException(
+        "AmazonS3Exception: The operation is not valid for the object's access tier "
+        "(Error Code: InvalidObjectState)"
+    )
+    error = Py4JJavaError("An error occurred while calling o142.parquet.\n", java_error)
+    assert "is archived" in str(classify_error(error, what="batch 1"))

@@ -474,9 +474,11 @@ def test_two_runs_of_one_time_are_refused_before_anything_is_written(make_source
 def test_a_run_folder_without_files_fails_with_advice(make_source, tmp_path) -> None:
     archive = tmp_path / "empty_archive"
     (archive / "run=2020-01-01-00-00-00").mkdir(parents=True)
-    source = make_source(archive=str(archive))
+    started: list[bool] = []
+    source = make_source(archive=str(archive), spark=lambda: started.append(True))
     summary = source.run()
     assert summary.runs_failed == 1
+    assert started == []  # nothing to read: no Spark started
     [entry] = source.manifest.entries()
     assert entry.status is RunStatus.FAILED
     assert "has no data files" in entry.error
