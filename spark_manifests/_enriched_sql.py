@@ -55,8 +55,10 @@ GEO_LOCATION = "geo_location"
 RUN_LABEL_PATTERN = r"^.*/run[=-]([0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2})/"
 
 # Every "schema": "iglu:..." of a line, in order. It starts with a literal, so Java's regex
-# engine skips through the line (Boyer-Moore) instead of trying every position.
-SCHEMA_URI_PATTERN = r'"schema"\s*:\s*"(iglu:[^"\t]*)"'
+# engine skips through the line (Boyer-Moore) instead of trying every position. A value
+# starting with a JSON escape (\u0069glu:...) is taken too: holding a backslash, it makes
+# its line's sequence one to sort by parsing the JSON.
+SCHEMA_URI_PATTERN = r'"schema"\s*:\s*"((?:iglu:|\\u)[^"\t]*)"'
 
 # A field name no JSON key is expected to use: from_json puts unparsable input there.
 _CORRUPT = "_sm_corrupt_json"
@@ -411,16 +413,8 @@ def unstruct_column(name: str, uris: Sequence[str]) -> str:
 
 
 def schema_sequence(line: str = "value") -> str:
-    """SQL: the schema URIs of ``line``, in order.
-
-    A line with a JSON escape of an ASCII character (``\\u0069glu:``, ``sch\\u0065ma``)
-    may hide a URI from the pattern: its sequence ends with a lone backslash, which no URI
-    is, so that it is sorted by parsing the line's JSON instead.
-    """
-    uris = f"regexp_extract_all({line}, {literal(SCHEMA_URI_PATTERN)}, 1)"
-    # instr compares bytes, without decoding the line as the regular expression does.
-    escaped = f"instr({line}, {literal(chr(92) + 'u00')}) > 0"
-    return f"if({escaped}, concat({uris}, array({literal(chr(92))})), {uris})"
+    """SQL: the schema URIs of ``line``, in order."""
+    return f"regexp_extract_all({line}, {literal(SCHEMA_URI_PATTERN)}, 1)"
 
 
 def exact_schema_pairs() -> str:

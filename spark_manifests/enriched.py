@@ -75,6 +75,9 @@ Differences from the Snowplow SDK 0.2.3
   without its wrapper schema on a line with ``contexts``, or a field under the other
   field's wrapper, may have its entity taken for the other kind and the line made a bad row
   (the SDK reads the data under any outer schema).
+- An entity whose ``schema`` key (not its value) is written with JSON escapes of plain
+  letters (``"sch\\u0065ma"``) is not seen by the discovery scan: its line becomes a bad
+  row naming the schema the scan did not find.
 - Files are split into lines by Hadoop, which also ends a line at a bare ``\\r``.
 
 How it reads

@@ -539,12 +539,12 @@ def edge_case_lines() -> list[str]:
         ),
         tsv(
             event_id="edge-escaped-schema",
-            # JSON escapes of plain letters hide the URI from the discovery scan's pattern.
+            # JSON escapes of plain letters: the line is parsed for its schemas.
             contexts=contexts(("com.acme/escaped_key/jsonschema/1-0-0", {"e": 1}))
             .replace('"iglu:com.acme', '"\\u0069glu:com.acme')
             .replace('"schema":"iglu:com.snowplow', '"sch\\u0065ma":"iglu:com.snowplow'),
             derived_contexts=contexts(("com.acme/escaped_derived/jsonschema/1-0-0", {})).replace(
-                '"schema":"iglu:com.acme', '"sch\\u0065ma":"iglu:com.acme'
+                '"iglu:com.acme', '"\\u0069glu:com.acme'
             ),
         ),
         tsv(
