@@ -367,12 +367,7 @@ class ManifestedRunSource:
         """Release the claims this source still holds, so another job can take them at once,
         and close the manifest if the source opened it (from a URI or the default)."""
         for run_id in sorted(self._held):
-            try:
-                self.manifest.release(run_id, self.owner)
-                _logger.info("Released %s", run_id)
-            except OwnershipLostError:
-                _logger.warning("Could not release %s: another owner holds it now", run_id)
-        self._held.clear()
+            self._release(run_id)
         if self._owns_manifest:
             self.manifest.close()
 
@@ -827,12 +822,17 @@ class ManifestedRunSource:
             run.id,
             how,
         )
-        try:
-            self.manifest.release(run.id, self.owner)
-        except OwnershipLostError:
-            _logger.warning("Could not release %s: another owner holds it now", run.id)
-        self._held.discard(run.id)
+        self._release(run.id)
         self._defer(run, summary, batch)
+
+    def _release(self, run_id: str) -> None:
+        """Give back a run this source holds, uncommitted: it is pending again at once."""
+        try:
+            self.manifest.release(run_id, self.owner)
+            _logger.info("Released %s", run_id)
+        except OwnershipLostError:
+            _logger.warning("Could not release %s: another owner holds it now", run_id)
+        self._held.discard(run_id)
 
     def _settle_refused(self, runs: Sequence[Run], batch: int, summary: JobSummary) -> None:
         """Count the runs a claim refused, saying which are out of attempts; a run its jobs
