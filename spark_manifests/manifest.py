@@ -204,6 +204,27 @@ def is_abandoned(entry: ManifestEntry | None, now: float, max_attempts: int) -> 
     )
 
 
+def _is_pending(entry: ManifestEntry | None, max_attempts: int | None) -> bool:
+    if entry is None:
+        return True
+    if entry.status in SETTLED:
+        return False
+    out_of_attempts = max_attempts is not None and entry.attempts >= max_attempts
+    return not (entry.status is RunStatus.FAILED and out_of_attempts)
+
+
+def _warn_out_of_attempts(entries: list[ManifestEntry], shown: int = 5) -> None:
+    if not entries:
+        return
+    _logger.warning(
+        "%d failed runs have no attempts left and are not processed again: %s%s. Unmark "
+        "them to process them again (`spark-manifests manifest unmark`), or skip them.",
+        len(entries),
+        "; ".join(f"{entry.run_id} ({clip_error(entry.error, 300)})" for entry in entries[:shown]),
+        "" if len(entries) <= shown else f"; and {len(entries) - shown} more",
+    )
+
+
 def can_skip(entry: ManifestEntry | None, now: float) -> bool:
     """Skipping overwrites failed, skipped, unknown and abandoned runs only."""
     if entry is None:
@@ -217,10 +238,10 @@ def utc_from_epoch(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, tz=timezone.utc)
 
 
-def clip_error(text: str | None) -> str | None:
-    if text is None or len(text) <= MAX_ERROR_CHARS:
+def clip_error(text: str | None, limit: int = MAX_ERROR_CHARS) -> str | None:
+    if text is None or len(text) <= limit:
         return text
-    return text[: MAX_ERROR_CHARS - 15] + " ...[truncated]"
+    return text[: limit - 15] + " ...[truncated]"
 
 
 def describe_holder(entry: ManifestEntry | None) -> str:
@@ -388,22 +409,31 @@ class RunManifest(abc.ABC):
         entry = self.get(run_id)
         return entry is not None and entry.status in DONE
 
-    def pending(self, run_ids: Iterable[str]) -> list[str]:
+    def pending(self, run_ids: Iterable[str], *, max_attempts: int | None = None) -> list[str]:
         """The given runs still to process, in the order given (duplicates dropped).
 
         Pending means never seen, processing, or failed: not committed, legacy or skipped.
-        Read in batches (DynamoDB: BatchGetItem, 100 keys a call), not one read per run.
+        With ``max_attempts``, a failed run with that many attempts is not pending either
+        (a claim would refuse it): one warning counts such runs, which wait for an
+        ``unmark`` or a ``skip``. Read in batches (DynamoDB: BatchGetItem, 100 keys a
+        call), not one read per run.
 
         >>> manifest.pending(["a/run=2017-04-11-10-31-05/"])  # doctest: +SKIP
         ['a/run=2017-04-11-10-31-05/']
         """
         wanted = unique_run_ids(run_ids)
-        known = self._statuses(wanted)
-        return [run_id for run_id in wanted if known.get(run_id) not in SETTLED]
+        known = self._pending_facts(wanted)
+        pending = [run_id for run_id in wanted if _is_pending(known.get(run_id), None)]
+        if max_attempts is None:
+            return pending
+        retryable = [run_id for run_id in pending if _is_pending(known.get(run_id), max_attempts)]
+        _warn_out_of_attempts([known[run_id] for run_id in pending if run_id not in retryable])
+        return retryable
 
-    def _statuses(self, run_ids: list[str]) -> dict[str, RunStatus]:
-        """The status of each run the manifest knows; backends may read less than entries."""
-        return {run_id: entry.status for run_id, entry in self.get_many(run_ids).items()}
+    def _pending_facts(self, run_ids: list[str]) -> dict[str, ManifestEntry]:
+        """The entries of the runs the manifest knows; a backend may read only their status
+        and attempts, which is all :meth:`pending` needs."""
+        return self.get_many(run_ids)
 
     def __enter__(self) -> RunManifest:
         return self

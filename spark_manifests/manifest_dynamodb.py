@@ -273,10 +273,11 @@ class RunManifests(RunManifest):
         entries = (_entry(item) for item in self._batch_get(run_ids))
         return {entry.run_id: entry for entry in entries}
 
-    def _statuses(self, run_ids: list[str]) -> dict[str, RunStatus]:
-        # pending() needs two attributes, not whole items with their metrics and errors.
-        items = self._batch_get(run_ids, projection="#id, #status")
-        return {entry.run_id: entry.status for entry in map(_entry, items)}
+    def _pending_facts(self, run_ids: list[str]) -> dict[str, ManifestEntry]:
+        # pending() needs a few attributes, not whole items with their metrics; the error
+        # is read too, for the warning about failed runs out of attempts.
+        items = self._batch_get(run_ids, projection="#id, #status, #attempts, #error")
+        return {entry.run_id: entry for entry in map(_entry, items)}
 
     def _batch_get(
         self, run_ids: Iterable[str], *, projection: str | None = None

@@ -310,7 +310,10 @@ class ManifestedRunSource:
 
     def _pending_among(self, runs: Sequence[Run]) -> list[Run]:
         by_id = {run.id: run for run in runs}
-        pending = [by_id[run_id] for run_id in self.manifest.pending(list(by_id))]
+        # Failed runs out of attempts are left out before the limit: a claim would refuse
+        # them, and a limit they filled would stall the job on them for good.
+        pending_ids = self.manifest.pending(list(by_id), max_attempts=self._max_attempts)
+        pending = [by_id[run_id] for run_id in pending_ids]
         return pending[: self.limit] if self.limit is not None else pending
 
     def _archive_runs(self) -> list[Run]:

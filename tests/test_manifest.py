@@ -418,6 +418,27 @@ def test_claim_arguments_are_checked(manifest: RunManifest) -> None:
         manifest.commit(RUN, "")
 
 
+def test_pending_with_max_attempts_leaves_out_failed_runs_out_of_attempts(
+    manifest: RunManifest, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A claim refuses such runs: listing them pending made a limited job stall on them.
+    for attempt in range(2):
+        assert manifest.claim(RUN, f"job-{attempt}", max_attempts=2)
+        manifest.fail(RUN, f"job-{attempt}", f"bad schema {attempt}")
+    assert manifest.claim(OTHER, "job-a", max_attempts=2)
+    manifest.fail(OTHER, "job-a", "bad schema")
+    caplog.set_level("WARNING", logger="spark_manifests")
+
+    assert manifest.pending([RUN, OTHER]) == [RUN, OTHER]
+    assert "no attempts left" not in caplog.text
+    assert manifest.pending([RUN, OTHER], max_attempts=2) == [OTHER]
+    assert (
+        f"1 failed runs have no attempts left and are not processed again: {RUN} (bad schema 1)"
+        in caplog.text
+    )
+    assert manifest.pending([RUN, OTHER], max_attempts=3) == [RUN, OTHER]
+
+
 def test_pending_refuses_a_bare_string(manifest: RunManifest) -> None:
     # Iterating it would ask for one-character run ids.
     with pytest.raises(TypeError, match="single string"):
@@ -651,8 +672,9 @@ def test_pending_is_batched_100_keys_a_call(aws: Any) -> None:
 
     client.meta.events.register("provide-client-params.dynamodb.BatchGetItem", record)
     assert manifest.pending(run_ids) == run_ids[1::2]
-    # Only the two attributes pending needs are read back.
-    assert calls == [(100, "#id, #status"), (100, "#id, #status"), (50, "#id, #status")]
+    # Only the attributes pending needs are read back, not the metrics.
+    facts = "#id, #status, #attempts, #error"
+    assert calls == [(100, facts), (100, facts), (50, facts)]
     calls.clear()
     assert len(manifest.get_many(run_ids)) == 125
     assert calls == [(100, None), (100, None), (50, None)]

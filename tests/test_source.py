@@ -338,8 +338,22 @@ def test_a_run_its_jobs_kept_dying_on_is_recorded_failed(make_source, tmp_path, 
 
     caplog.set_level("WARNING", logger="spark_manifests")
     again = make_source(manifest=manifest, state=source.state_store).run()
-    assert (again.runs_failed, again.runs_skipped) == (0, 1)
-    assert "has no attempts left" in caplog.text
+    assert (again.runs_failed, again.runs_skipped) == (0, 0)
+    assert "1 failed runs have no attempts left" in caplog.text
+
+
+def test_failed_runs_out_of_attempts_do_not_fill_the_limit(make_source, tmp_path) -> None:
+    manifest = SQLiteRunManifest(str(tmp_path / "manifest.sqlite"))
+    source = make_source(manifest=manifest, limit=1)
+    oldest = source.pending()[0].id
+    for attempt in range(NO_WAIT.max_retries + 1):
+        assert manifest.claim(oldest, f"job-{attempt}", max_attempts=9)
+        manifest.fail(oldest, f"job-{attempt}", "bad schema")
+
+    assert [run.id for run in source.pending()] != [oldest]
+    summary = source.run()
+
+    assert (summary.runs_committed, summary.runs_failed, summary.runs_skipped) == (1, 0, 0)
 
 
 def test_fail_fast_stops_at_the_first_failure(make_source) -> None:
