@@ -567,11 +567,15 @@ class ManifestedRunSource:
                     self.max_bytes_per_batch is not None
                     and batch_bytes + listing.size > self.max_bytes_per_batch
                 )
-                if batch and (len(batch) >= self.max_runs_per_batch or too_big):
+                if batch and too_big:
                     yield batch
                     batch, batch_bytes = [], 0
                 batch.append(listing)
                 batch_bytes += listing.size
+                if len(batch) >= self.max_runs_per_batch:
+                    # Now, not after the next window is listed: its runs may change meanwhile.
+                    yield batch
+                    batch, batch_bytes = [], 0
         if batch:
             yield batch
 

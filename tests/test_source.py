@@ -25,6 +25,7 @@ from spark_manifests import (
     InvalidLocationError,
     JobAlreadyRunningError,
     JobFailedError,
+    JobSummary,
     ManifestedRunSource,
     RetryableError,
     RunInputError,
@@ -199,6 +200,26 @@ def test_batches_group_runs_by_count_and_bytes(make_source) -> None:
         manifest=SQLiteRunManifest(":memory:"),
     )
     assert by_bytes.run().batches == RUNS
+
+
+def test_a_full_batch_is_processed_before_the_next_runs_are_listed(make_source) -> None:
+    # Runs listed long before their batch may change meanwhile, and each listing costs a
+    # request on S3.
+    source = make_source(max_runs_per_batch=2)
+    inspected: list[str] = []
+    inspect = source._inspect
+
+    def recording(runs):
+        inspected.extend(run.id for run in runs)
+        return inspect(runs)
+
+    source._inspect = recording
+    pending = source.pending()
+    batches = source._batches(pending, JobSummary("job", "owner"))
+
+    first = next(batches)
+    assert [listing.run for listing in first] == pending[:2]
+    assert inspected == [run.id for run in pending[:2]]
 
 
 def test_read_returns_runs_without_touching_the_manifest(make_source) -> None:
