@@ -42,9 +42,11 @@ class Sink(abc.ABC):
     Implementations must be idempotent per run: writing the same run twice leaves one copy.
     """
 
-    #: Whether the sink keeps bad rows (:meth:`write_bad_rows`); the source computes and counts
-    #: them only then.
-    writes_bad_rows: bool = False
+    @property
+    def writes_bad_rows(self) -> bool:
+        """Whether the sink keeps bad rows: by default, whether it defines
+        :meth:`write_bad_rows`. The source writes them only then (it counts them always)."""
+        return type(self).write_bad_rows is not Sink.write_bad_rows
 
     @abc.abstractmethod
     def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
@@ -55,8 +57,8 @@ class Sink(abc.ABC):
     def write_bad_rows(self, bad_rows: DataFrame, runs: Sequence[Run]) -> None:
         """Write the bad rows of ``runs``, replacing what those runs had.
 
-        Called after :meth:`write`, and only when ``writes_bad_rows`` is set and the batch
-        may have bad rows.
+        Called after :meth:`write`, and only when ``writes_bad_rows`` is true (a sink that
+        defines this method) and the batch may have bad rows.
         """
         raise NotImplementedError(f"{type(self).__name__} does not write bad rows")
 
@@ -88,7 +90,6 @@ class ParquetSink(Sink):
     's3://acme/enriched/parquet/events/run=2017-04-11-10-31-05/'
     """
 
-    writes_bad_rows = True
     events_folder = "events"
     bad_rows_folder = "bad_rows"
 

@@ -2,8 +2,8 @@
 
 For each batch of pending runs: claim them in the manifest, load them through the reader and
 transform, write them through the sink, commit them, and save a state snapshot after every
-stage, so that a job killed anywhere resumes where it stopped. See the README's "How a job
-runs" for the whole story.
+stage, so that a job killed anywhere resumes where it stopped. See the README's "In a job"
+and "Job state files" for the whole story.
 """
 
 from __future__ import annotations
@@ -158,12 +158,17 @@ class ManifestedRunSource:
         Default: :func:`read_enriched`.
     transform
         ``transform(df)`` or ``transform(df, runs)``; keeps the ``run`` column. Identity by default.
+    sink
+        A :class:`~spark_manifests.Sink`; default: a :class:`~spark_manifests.ParquetSink`
+        on ``output``.
     max_runs_per_batch, max_bytes_per_batch
         How many runs, and how many input bytes, one Spark job takes at most.
     since, until, limit
         Process only runs in the time window, and at most ``limit`` of them.
     retry
         How retryable failures are retried; see :class:`~spark_manifests.retry.RetryPolicy`.
+        Its ``max_retries + 1`` is also how many attempts a run gets across jobs (claims that
+        failed or died) before it stays failed until an ``unmark``.
     fail_fast
         Stop at the first failed run instead of going on with the next.
     owner, lease_seconds
@@ -704,6 +709,7 @@ class ManifestedRunSource:
         finally:
             set_job_description(self.spark, None)
         metrics = counting.metrics()
+        self._warn_unkept_bad_rows(number, metrics)
         self._stage(state, runs, "written", number, metrics)
         fault_point("after_write")
         self._handlers.fire(
@@ -716,6 +722,18 @@ class ManifestedRunSource:
             ),
         )
         return metrics
+
+    def _warn_unkept_bad_rows(self, number: int, metrics: Mapping[str, _RunMetrics]) -> None:
+        unkept = 0 if self.sink.writes_bad_rows else sum(m.bad_rows for m in metrics.values())
+        if unkept:
+            _logger.warning(
+                "Batch %d: %d bad lines were not kept, because %s does not write bad rows "
+                "(define write_bad_rows to keep them). They are counted in the manifest's "
+                "BadRows.",
+                number,
+                unkept,
+                type(self.sink).__name__,
+            )
 
     def _load(self, runs: Sequence[Run], paths: list[str]) -> _Loaded:
         if self.reader is None:
@@ -1276,7 +1294,12 @@ class _RowCounting:
     def __init__(self, loaded: _Loaded, runs: Sequence[Run], *, keeps_bad_rows: bool) -> None:
         self._runs = runs
         self._keeps_bad_rows = keeps_bad_rows and loaded.bad_rows is not None
-        self._lines = loaded.lines_per_run if self._keeps_bad_rows else None
+        # Bad rows a sink does not keep are still counted: from the lines read, or else
+        # by a job of their own.
+        self._unkept_bad_rows = None if keeps_bad_rows else loaded.bad_rows
+        self._lines = loaded.lines_per_run
+        # One total stands for the per-run counts only when the bad rows are counted too.
+        self._total_is_enough = self._keeps_bad_rows and self._lines is not None
         self._events_total: Callable[[], int] | None = None
         self._events: Callable[[], dict[str, int]] | None = None
         self._output: Callable[[], dict[str, int]] | None = None
@@ -1287,7 +1310,7 @@ class _RowCounting:
     def observe_events(self, events: DataFrame) -> DataFrame:
         """``events`` as the reader gave them, counted."""
         self._input = events
-        if self._lines is None:
+        if not self._total_is_enough:
             events, self._events = _observe_per_run(events, self._runs, self._names["in"])
         else:
             events, self._events_total = _observe_total(events, self._names["in"])
@@ -1331,6 +1354,8 @@ class _RowCounting:
         bad = self._bad() if self._bad is not None else {}
         if self._events is not None:
             events = self._events()
+            if self._unkept_bad_rows is not None:
+                bad = self._count_unkept_bad_rows(events)
         else:
             lines = self._lines or {}
             events = {
@@ -1345,6 +1370,16 @@ class _RowCounting:
             )
             for run in self._runs
         }
+
+    def _count_unkept_bad_rows(self, events: dict[str, int]) -> dict[str, int]:
+        if self._lines is not None:
+            lines = self._lines
+            return {
+                run.label: max(lines.get(run.label, 0) - events.get(run.label, 0), 0)
+                for run in self._runs
+            }
+        assert self._unkept_bad_rows is not None
+        return _count_per_run(self._unkept_bad_rows, self._runs)
 
 
 #: The columns of :meth:`ManifestedRunSource.status`, in order, with their Spark types.

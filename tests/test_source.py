@@ -284,7 +284,8 @@ def test_a_failing_event_handler_is_logged_and_the_job_goes_on(make_source, capl
     assert all("handler bug" in str(r.exc_info[1]) for r in failures)
 
 
-def test_a_custom_sink_gets_every_run(make_source, spark) -> None:
+@pytest.mark.parametrize("shred", [True, False], ids=["lines-counted", "lines-unknown"])
+def test_a_custom_sink_gets_every_run(make_source, spark, caplog, shred) -> None:
     class CountingSink(Sink):
         def __init__(self) -> None:
             self.rows: dict[str, int] = {}
@@ -300,18 +301,49 @@ def test_a_custom_sink_gets_every_run(make_source, spark) -> None:
             return f"memory://{run.label}"
 
     sink = CountingSink()
-    source = make_source(sink=sink, output=None)
+    source = make_source(
+        sink=sink, output=None, reader=lambda spark, paths: read_enriched(spark, paths, shred=shred)
+    )
     committed: list[dict] = []
     source.on("run_committed", lambda event: committed.append(event.data))
+    caplog.set_level("WARNING", logger="spark_manifests")
     summary = source.run()
 
     assert summary.runs_committed == RUNS
+    # Bad lines the sink does not keep are still counted, and said to be dropped.
+    assert summary.rows_in == RUNS * EVENTS_PER_RUN
+    assert summary.bad_rows == summary.rows_in - summary.rows_out > 0
+    assert f"{summary.bad_rows} bad lines were not kept, because CountingSink" in caplog.text
     assert sorted(sink.rows) == [row["run"] for row in source.status_rows()]
     assert sum(sink.rows.values()) == summary.rows_out
     assert sum(data["rows_out"] for data in committed) == summary.rows_out
     assert {e.output_path for e in source.manifest.entries()} == {
         f"memory://{label}" for label in sink.rows
     }
+
+
+def test_a_custom_sink_that_defines_write_bad_rows_gets_them(make_source) -> None:
+    class ListSink(Sink):
+        def __init__(self) -> None:
+            self.bad_rows = 0
+
+        def write(self, events: DataFrame, runs) -> None:
+            events.count()
+
+        def write_bad_rows(self, bad_rows: DataFrame, runs) -> None:
+            self.bad_rows += bad_rows.count()
+
+        def has_output(self, run) -> bool:
+            return False
+
+        def output_path(self, run) -> str:
+            return f"memory://{run.label}"
+
+    sink = ListSink()
+    summary = make_source(sink=sink, output=None).run()
+
+    assert sink.writes_bad_rows
+    assert sink.bad_rows == summary.bad_rows > 0
 
 
 def test_a_non_retryable_error_fails_only_its_run(make_source, archive) -> None:
