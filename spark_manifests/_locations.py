@@ -24,7 +24,8 @@ _URI_EXAMPLES = {
     "dynamodb": "dynamodb://TABLE",
     "sqlite": "sqlite:///path/to/manifest.sqlite",
 }
-_SCHEME_TYPO_RE = re.compile(rf"^({'|'.join(_URI_EXAMPLES)}):/?(?!/)", re.IGNORECASE)
+# s3:/b, s3:b (a slash short) and s3//b (the colon left out).
+_SCHEME_TYPO_RE = re.compile(rf"^({'|'.join(_URI_EXAMPLES)})(:/?(?!/)|//)", re.IGNORECASE)
 _EXPECTED_FORMS = "s3://bucket/prefix/ (or s3a://, s3n://), file:///absolute/path or a local path"
 
 

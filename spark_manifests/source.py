@@ -1065,21 +1065,37 @@ def _open_manifest(manifest: ManifestArg, *, session: Any) -> RunManifest:
         return manifest
     if manifest is None:
         return open_manifest(os.path.join(default_home(), "manifest.sqlite"), session=session)
-    _refuse_missing_folder(os.fspath(manifest))
+    _refuse_unlikely_new_manifest(os.fspath(manifest))
     return open_manifest(os.fspath(manifest), session=session)
 
 
-def _refuse_missing_folder(manifest: str) -> None:
-    """A SQLite manifest named in a folder that does not exist is most likely mistyped (or on
-    a volume not mounted): a new, empty manifest there would have every run processed again."""
+#: Names a new SQLite manifest may have when given as a plain path.
+_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+
+
+def _refuse_unlikely_new_manifest(manifest: str) -> None:
+    """Refuse a SQLite manifest that does not exist yet where the name is most likely
+    mistyped: a new, empty manifest would have every run processed again.
+
+    That is a file in a folder that does not exist (a typo, or a volume not mounted), and a
+    plain path without a SQLite file name (``acme-runs``: a DynamoDB table without its
+    ``dynamodb://``).
+    """
     path = sqlite_path(manifest)
-    if path is None or path == ":memory:":
+    if path is None or path == ":memory:" or os.path.exists(os.path.expanduser(path)):
         return
     folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
     if not os.path.isdir(folder):
         raise InvalidLocationError(
             f"The folder of the manifest file {path} does not exist: check the path (a new, "
             "empty manifest would have every run processed again), or create the folder."
+        )
+    plain = "://" not in manifest and not manifest.lower().startswith("file:")
+    if plain and not path.lower().endswith(_SQLITE_SUFFIXES):
+        raise InvalidLocationError(
+            f"No manifest at {os.path.abspath(path)}. For a DynamoDB table, write "
+            f"dynamodb://{os.path.basename(path)}; for a new SQLite manifest, give a file name "
+            f"ending in {', '.join(_SQLITE_SUFFIXES)} (or write sqlite:///{path})."
         )
 
 

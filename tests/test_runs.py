@@ -234,6 +234,7 @@ def test_errors_name_the_input(aws, tmp_path: Path) -> None:
     [
         ("s3:/acme/archive/", "write s3:// as in s3://bucket/prefix/"),
         ("S3A:acme/archive/", "write s3a:// as in"),
+        ("s3//acme/state/", "write s3:// as in s3://bucket/prefix/"),
         ("file://data/archive/", "not a file:// URI of this machine"),
         ("file:data/archive/", "not a file:// URI of this machine"),
     ],

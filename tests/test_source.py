@@ -1119,3 +1119,18 @@ def test_a_manifest_file_in_a_missing_folder_is_refused(make_source, tmp_path) -
     ):
         make_source(manifest=str(tmp_path / "typo" / "manifest.sqlite"))
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("typed", ["acme-runs", "dynamodb//acme-runs"])
+def test_a_table_name_without_dynamodb_is_not_a_new_sqlite_manifest(
+    make_source, tmp_path, monkeypatch, typed
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidLocationError, match="dynamodb://"):
+        make_source(manifest=typed)
+    assert not (tmp_path / "acme-runs").exists()
+    assert not (tmp_path / "dynamodb").exists()
+    # A SQLite file name, a sqlite: URI, or an existing file are taken as given.
+    make_source(manifest="runs.db").manifest.close()
+    make_source(manifest="sqlite:///acme-runs").manifest.close()
+    make_source(manifest="acme-runs").manifest.close()
