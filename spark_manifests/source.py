@@ -411,15 +411,17 @@ class ManifestedRunSource:
         _OWNERS_AT_WORK.add(self.owner)
         try:
             return self._resume_and_process(runs, state, started)
-        except KeyboardInterrupt:
+        except BaseException:
+            # Stopped (Ctrl-C, SIGTERM) or failed (a missing table, Spark gone): this process
+            # no longer works on the state, so a start on another host need not wait a lease.
             self._record_stop(state)
             raise
         finally:
             _OWNERS_AT_WORK.discard(self.owner)
 
     def _record_stop(self, state: StateData) -> None:
-        """Note in the running state that the job was stopped (Ctrl-C, SIGTERM), so a start
-        on any host resumes it at once rather than wait for a lease as for a lost job."""
+        """Note in the running state that the job stopped (Ctrl-C, SIGTERM, an error), so a
+        start on any host resumes it at once rather than wait for a lease as for a lost job."""
         state["stopped_at"] = datetime.now(timezone.utc).isoformat()
         try:
             self._save_state(state, "stopping")

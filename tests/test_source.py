@@ -738,6 +738,27 @@ def test_a_second_start_of_a_running_job_is_refused(make_source) -> None:
     assert first.state_store.get_or_create("test_job").origin == "completed"
 
 
+def test_a_job_stopped_by_an_error_is_resumed_at_once_on_another_host(make_source) -> None:
+    # The driver of the next start may land on any node (EMR cluster mode); it must not
+    # wait a lease for a job that ended with an error.
+    def broken(events: DataFrame) -> DataFrame:
+        raise RunInputError("cannot transform")
+
+    failed = make_source(transform=broken, fail_fast=True, max_runs_per_batch=1)
+    with pytest.raises(JobFailedError):
+        failed.run()
+    running = Path(failed.state_store.location.key) / "test_job_running.json"
+    document = json.loads(running.read_text())
+    assert document["data"]["stopped_at"]
+    document["data"]["owner"] = "test_job@elsewhere.example:4242:0123abcd"
+    document["data"]["process"] = "elsewhere.example:4242"
+    running.write_text(json.dumps(document))
+
+    resumed = make_source(state=failed.state_store).run()
+
+    assert resumed.runs_committed == RUNS  # the failed run has attempts left
+
+
 def _leave_running_state(
     store: StateStore, owner: str, *, age_seconds: float = 0, process: str | None = None
 ) -> None:
