@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import functools
 import json
@@ -407,12 +408,16 @@ def _named_run_ids(names: Sequence[str], manifest: Any) -> list[str]:
     from ._locations import parse_location
     from .runs import LABEL_RE, parse_run_id
 
-    ids, known = [], None
+    ids: list[str] = []
+    by_time: dict[datetime | None, list[str]] | None = None
     for name in names:
         time_of_run = parse_run_id(f"run={name}" if LABEL_RE.match(name) else name)
         if "/" not in name.rstrip("/"):
-            known = known if known is not None else [e.run_id for e in manifest.entries()]
-            ids.append(_the_run_at(time_of_run, name, known))
+            if by_time is None:  # read once: a thousand labels must not parse it a thousand times
+                by_time = collections.defaultdict(list)
+                for entry in manifest.entries():
+                    by_time[_run_time(entry.run_id)].append(entry.run_id)
+            ids.append(_the_run_at(name, by_time.get(time_of_run, [])))
             continue
         location = parse_location(name, what="run")
         if location.is_s3:
@@ -424,8 +429,8 @@ def _named_run_ids(names: Sequence[str], manifest: Any) -> list[str]:
     return ids
 
 
-def _the_run_at(time_of_run: datetime, name: str, run_ids: Sequence[str]) -> str:
-    matches = [run_id for run_id in run_ids if _run_time(run_id) == time_of_run]
+def _the_run_at(name: str, matches: Sequence[str]) -> str:
+    """The one run of the manifest ``name`` stands for, of the ``matches`` made at its time."""
     if len(matches) != 1:
         found = "no run" if not matches else f"{len(matches)} runs"
         raise ValueError(
