@@ -196,12 +196,38 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
         }[args.action]
         # A committed run stays committed when marked or skipped: say what really changed.
         before = manifest.get_many(run_ids)
-        for run_id in run_ids:
-            action(run_id)
+        refused = _apply_to_each(action, run_ids)
         after = manifest.get_many(run_ids)
         changed = sum(before.get(run_id) != after.get(run_id) for run_id in run_ids)
         print(f"{args.action}: {changed} of {len(run_ids)} run(s) changed in {args.manifest}")
-    return 0
+    if not refused:
+        return 0
+    # The other runs are done: one held run must not leave the rest of a window unchanged.
+    for line in refused[:_REFUSALS_SHOWN]:
+        print(f"refused: {line}", file=sys.stderr)
+    more = len(refused) - _REFUSALS_SHOWN
+    print(
+        f"{args.action}: {len(refused)} run(s) refused{f' ({more} not shown)' if more > 0 else ''};"
+        " run the command again once their jobs are done.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+_REFUSALS_SHOWN = 20
+
+
+def _apply_to_each(action: Callable[[str], None], run_ids: Sequence[str]) -> list[str]:
+    """Apply ``action`` to every run; the reasons of the runs it refused (held by a job)."""
+    from .exceptions import RunInProgressError
+
+    refused = []
+    for run_id in run_ids:
+        try:
+            action(run_id)
+        except RunInProgressError as error:
+            refused.append(str(error))
+    return refused
 
 
 def _cmd_state(args: argparse.Namespace) -> int:

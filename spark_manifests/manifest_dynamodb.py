@@ -464,7 +464,7 @@ class RunManifests(RunManifest):
             if skipped:
                 return
             if entry is not None and entry.status in DONE:
-                _logger.info("Not skipping %s: it is committed already", run_id)
+                _logger.debug("Not skipping %s: it is committed already", run_id)
                 return
             if not can_skip(entry, self._clock()):
                 raise in_progress("skip", run_id, entry)

@@ -278,7 +278,7 @@ class SQLiteRunManifest(RunManifest):
             now = self._clock()
             entry = _read(conn, run_id)
             if entry is not None and entry.status in DONE:
-                _logger.info("Not skipping %s: it is committed already", run_id)
+                _logger.debug("Not skipping %s: it is committed already", run_id)
                 return
             if not can_skip(entry, now):
                 raise in_progress("skip", run_id, entry)

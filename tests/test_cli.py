@@ -232,6 +232,25 @@ def test_manifest_edits_report_what_changed(demo: Path, tmp_path: Path, capsys) 
     assert SQLiteRunManifest(manifest).contains(pending)
 
 
+def test_a_run_held_by_a_job_does_not_stop_the_other_edits(tmp_path: Path, capsys) -> None:
+    manifest = str(tmp_path / "m.sqlite")
+    run_ids = [f"enriched/archive/run=2017-04-11-1{hour}-31-05/" for hour in range(3)]
+    with SQLiteRunManifest(manifest) as runs:
+        runs.add(run_ids[0])
+        assert runs.claim(run_ids[1], "live-job", lease_seconds=3600)
+        runs.add(run_ids[2])
+
+    assert main(["manifest", "unmark", *run_ids, "--manifest", manifest]) == 1
+
+    captured = capsys.readouterr()
+    assert "unmark: 2 of 3 run(s) changed" in captured.out
+    assert "refused: " in captured.err
+    assert "live-job" in captured.err
+    assert "1 run(s) refused; run the command again once their jobs are done" in captured.err
+    entries = {e.run_id: e.status for e in SQLiteRunManifest(manifest).entries()}
+    assert entries == {run_ids[1]: RunStatus.PROCESSING}
+
+
 def test_runs_of_an_archive_and_state_history(demo: Path, capsys) -> None:
     archive = demo / "d" / "archive"
     where = ["--manifest", str(demo / "m.sqlite")]
