@@ -320,8 +320,9 @@ def is_cold(listing: RunListing) -> bool:
     cold = listing.cold_files
     if cold:
         _logger.warning(
-            "Skipping run %s: %d of its %d objects are in cold storage (%s) and not "
-            "restored. Restore them, or mark the run skipped.",
+            "Leaving run %s for a later start: %d of its %d objects are in cold storage "
+            "(%s) and not restored. Restore them, or skip the run by its folder "
+            "(`spark-manifests manifest skip s3://bucket/.../run=.../`).",
             listing.run.path,
             len(cold),
             len(listing.files),

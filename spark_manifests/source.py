@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Union
@@ -34,7 +34,6 @@ from .exceptions import (
     JobAlreadyRunningError,
     JobFailedError,
     OwnershipLostError,
-    RunInputError,
     SparkManifestsError,
 )
 from .manifest import (
@@ -650,6 +649,8 @@ class ManifestedRunSource:
             except JobFailedError:
                 raise
             except Exception as exc:  # classified below: retried, split, or recorded
+                if _WRONG_RUN_VALUE in str(exc):
+                    raise self._plugin_broke(_wrong_run_value_message(exc)) from exc
                 if spark_is_gone(self.spark):
                     # Every retry and every run would fail alike, each burning an attempt.
                     raise JobFailedError(
@@ -700,6 +701,10 @@ class ManifestedRunSource:
             events = counting.observe_events(loaded.events)
             if self.transform is not None:
                 events = counting.observe_output(self._apply_transform(events, runs))
+            if self.transform is not None or self.reader is not _default_reader():
+                # The sink replaces the partitions the run column names: a value that is
+                # not one of the batch's runs would replace another run's output.
+                events = _runs_checked(events, runs, "transform" if self.transform else "reader")
             self._stage(state, runs, "loaded", number)
             self._handlers.fire("batch_loaded", RunEvent("batch_loaded", _ids(runs), number))
             fault_point("after_load")
@@ -707,7 +712,10 @@ class ManifestedRunSource:
             fault_point("mid_write")
             if counting.may_have_bad_rows():
                 assert loaded.bad_rows is not None
-                self.sink.write_bad_rows(counting.observe_bad_rows(loaded.bad_rows), runs)
+                bad_rows = loaded.bad_rows
+                if self.reader is not _default_reader():
+                    bad_rows = _runs_checked(bad_rows, runs, "reader")
+                self.sink.write_bad_rows(counting.observe_bad_rows(bad_rows), runs)
         finally:
             set_job_description(self.spark, None)
         metrics = counting.metrics()
@@ -739,19 +747,28 @@ class ManifestedRunSource:
 
     def _load(self, runs: Sequence[Run], paths: list[str]) -> _Loaded:
         if self.reader is None:
-            from .enriched import read_enriched
-
-            self.reader = read_enriched
+            self.reader = _default_reader()
         loaded = self.reader(self.spark, paths)
-        events, bad_rows = (loaded, None) if _is_dataframe(loaded) else tuple(loaded)
+        events, bad_rows = self._reader_frames(loaded)
         for name, frame in (("reader's events", events), ("reader's bad rows", bad_rows)):
             if frame is not None and RUN_COLUMN not in frame.columns:
-                raise RunInputError(
+                raise self._plugin_broke(
                     f"The {name} have no {RUN_COLUMN!r} column: the reader must add the run "
                     "label (YYYY-mm-DD-hh-MM-SS) of each row so each run is written to its own "
                     "partition."
                 )
         return _Loaded(events, bad_rows, getattr(loaded, "lines_per_run", None))
+
+    def _reader_frames(self, loaded: Any) -> tuple[DataFrame, DataFrame | None]:
+        if _is_dataframe(loaded):
+            return loaded, None
+        frames = tuple(loaded) if isinstance(loaded, Iterable) else ()
+        if len(frames) == 2 and all(_is_dataframe(frame) for frame in frames):
+            return frames[0], frames[1]
+        raise self._plugin_broke(
+            f"The reader returned {_describe_value(loaded)}, not a Spark DataFrame, a pair "
+            "(events, bad_rows) of them or an EnrichedRead."
+        )
 
     def _apply_transform(self, events: DataFrame, runs: Sequence[Run]) -> DataFrame:
         if self.transform is None:
@@ -761,12 +778,25 @@ class ManifestedRunSource:
             if _takes_two_arguments(self.transform)
             else self.transform(events)
         )
+        if not _is_dataframe(result):
+            raise self._plugin_broke(
+                f"The transform returned {_describe_value(result)}, not a Spark DataFrame "
+                "(a missing return?)."
+            )
         if RUN_COLUMN not in result.columns:
-            raise RunInputError(
+            raise self._plugin_broke(
                 f"The transform dropped the {RUN_COLUMN!r} column; keep it (e.g. group by it "
                 "too) so each run's output goes to its own partition."
             )
         return result
+
+    def _plugin_broke(self, problem: str) -> JobFailedError:
+        """The job's error for a reader, transform or sink that breaks its contract: it would
+        fail every run alike, so no run is marked failed or uses up an attempt."""
+        return JobFailedError(
+            f"Job {self.job_name} stopped: {problem} Its runs are not marked failed; fix it "
+            "and start the job again."
+        )
 
     # -- manifest and state steps ---------------------------------------------------------
 
@@ -976,8 +1006,14 @@ class ManifestedRunSource:
         try:
             spark = self.spark
         except Exception as exc:
+            advice = (
+                " Check that Java 17 is installed and on PATH, or JAVA_HOME names it."
+                if "JAVA_GATEWAY_EXITED" in str(exc) or "JAVA_HOME" in str(exc)
+                else ""
+            )
             raise JobFailedError(
-                f"Job {self.job_name} stopped: Spark did not start: {describe_error(exc)}"
+                f"Job {self.job_name} stopped: Spark did not start: "
+                f"{describe_error(exc).rstrip('.')}.{advice}"
             ) from exc
         if not self._storage_checked:
             # Checked again by the next run() if it refused: a retry must not get past it.
@@ -1218,16 +1254,67 @@ def _readable(listing: RunListing) -> bool:
 
 
 def _is_dataframe(value: Any) -> bool:
-    return hasattr(value, "columns") and hasattr(value, "write")
+    return hasattr(value, "columns") and hasattr(value, "write") and hasattr(value, "schema")
+
+
+def _describe_value(value: Any) -> str:
+    return "None" if value is None else f"a {type(value).__module__}.{type(value).__qualname__}"
+
+
+def _default_reader() -> Reader:
+    from .enriched import read_enriched
+
+    return read_enriched
 
 
 def _takes_two_arguments(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` is ``transform(df, runs)``: it has two required positional
+    parameters (one with a default, ``transform(df, column="x")``, is not for the runs)."""
     try:
         parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
         return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    required = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(required) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
+# The start of the error a row with a wrong run value raises from inside the Spark job.
+_WRONG_RUN_VALUE = "spark-manifests: the run value "
+
+
+def _runs_checked(frame: DataFrame, runs: Sequence[Run], what: str) -> DataFrame:
+    """``frame`` whose Spark job fails on a row whose run value is not the label of one of
+    ``runs`` (another run's, a day, NULL): written, it would replace that partition."""
+    from pyspark.sql import functions as F
+
+    labels = sorted({run.label for run in runs})
+    column = F.col(RUN_COLUMN)
+    error = F.concat(
+        F.lit(_WRONG_RUN_VALUE),
+        F.coalesce(column.cast("string"), F.lit("NULL")),
+        F.lit(
+            f" of a row the {what} gave is not the label of a run of this batch "
+            f"({_describe_runs(runs, most=3)}); "
+        ),
+    )
+    return frame.withColumn(
+        RUN_COLUMN, F.when(column.isin(labels), column).otherwise(F.raise_error(error))
+    )
+
+
+def _wrong_run_value_message(exc: BaseException) -> str:
+    text = str(exc)
+    start = text.index(_WRONG_RUN_VALUE) + len(_WRONG_RUN_VALUE)
+    end = text.find("; ", start)
+    return (
+        f"The run value {text[start : end if end >= 0 else None]}: written, it would replace "
+        "the output of the run (or partition) it names. Keep the run column as the reader "
+        "set it (group by it too)."
+    )
 
 
 def _describe_runs(runs: Sequence[Run], most: int = 20) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -461,10 +462,58 @@ def test_status_of_an_archive_without_runs_keeps_its_columns(make_source, tmp_pa
     assert source.status(as_spark=True).columns == list(source_module.STATUS_COLUMNS)
 
 
-def test_a_transform_that_drops_the_run_column_is_refused(make_source) -> None:
-    summary = make_source(transform=lambda df: df.drop("run")).run()
-    assert summary.runs_failed == RUNS
-    assert "The transform dropped the 'run' column" in next(iter(summary.failures.values()))
+@pytest.mark.parametrize(
+    ("plugins", "message"),
+    [
+        ({"transform": lambda df: df.drop("run")}, "The transform dropped the 'run' column"),
+        ({"transform": lambda df: None}, "The transform returned None, not a Spark DataFrame"),
+        ({"reader": lambda spark, paths: None}, "The reader returned None, not a Spark"),
+        (
+            {"reader": lambda spark, paths: spark.read.text(paths)},
+            "The reader's events have no 'run' column",
+        ),
+    ],
+    ids=["run-dropped", "no-return", "reader-none", "reader-without-run"],
+)
+def test_a_broken_reader_or_transform_stops_the_job_without_failing_runs(
+    make_source, plugins, message
+) -> None:
+    # Every run would fail alike and use up its attempts: the job's code is at fault.
+    source = make_source(**plugins)
+    with pytest.raises(JobFailedError, match=re.escape(message)) as stopped:
+        source.run()
+    assert "Its runs are not marked failed" in str(stopped.value)
+    assert RunStatus.FAILED not in {entry.status for entry in source.manifest.entries()}
+
+
+def test_a_run_value_that_names_no_run_of_the_batch_is_never_written(make_source) -> None:
+    # Grouped by day under the name "run", each batch would replace the day's partition
+    # the batch before wrote: committed runs with their output gone.
+    first = make_source(max_runs_per_batch=1, limit=1)
+    assert first.run().runs_committed == 1
+    written = sorted(os.listdir(Path(first.sink.events_location.key)))
+
+    def by_day(events: DataFrame) -> DataFrame:
+        day = F.date_format("collector_tstamp", "yyyy-MM-dd").alias("run")
+        return events.groupBy(day, "app_id").count()
+
+    source = make_source(transform=by_day, max_runs_per_batch=1)
+    with pytest.raises(
+        JobFailedError, match=r"The run value 20\d\d-\d\d-\d\d of a row the transform"
+    ):
+        source.run()
+
+    assert sorted(os.listdir(Path(first.sink.events_location.key))) == written
+    statuses = [entry.status for entry in source.manifest.entries()]
+    assert statuses.count(RunStatus.COMMITTED) == 1
+    assert RunStatus.FAILED not in statuses
+
+
+def test_a_transform_with_an_optional_second_parameter_gets_the_events_only(make_source) -> None:
+    def tagged(events: DataFrame, tag: str = "x") -> DataFrame:
+        return events.withColumn("tag", F.lit(tag))
+
+    assert make_source(transform=tagged).run().runs_committed == RUNS
 
 
 def test_close_releases_claims(make_source, monkeypatch) -> None:
@@ -855,8 +904,11 @@ def test_spark_that_cannot_start_fails_the_job_not_its_runs(make_source) -> None
         raise RuntimeError("[JAVA_GATEWAY_EXITED] Java gateway process exited")
 
     source = make_source(spark=no_spark)
-    with pytest.raises(JobFailedError, match=r"Spark did not start: RuntimeError: \[JAVA_GATEWAY"):
+    with pytest.raises(
+        JobFailedError, match=r"Spark did not start: RuntimeError: \[JAVA_GATEWAY"
+    ) as stopped:
         source.run()
+    assert "Check that Java 17 is installed" in str(stopped.value)
     assert list(source.manifest.entries()) == []
 
 
