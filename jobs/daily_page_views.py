@@ -22,11 +22,26 @@ JOB = "daily_page_views"
 
 
 def daily_page_views(events: DataFrame) -> DataFrame:
-    """Page views per app and day; grouped by run too, so each run keeps its own partition."""
+    """Page views and visitors per app and day.
+
+    Grouped by run too, so each run keeps its own partition: a day spread over several runs
+    has a row in each. Page views add up across them; visitors do not (one visitor can be
+    in several runs), so each row keeps a sketch of its visitors, whose union counts a
+    day's:
+
+    >>> views = spark.read.parquet("s3://acme/page_views/events")  # doctest: +SKIP
+    >>> views.groupBy("app_id", "day").agg(  # doctest: +SKIP
+    ...     F.sum("page_views").alias("page_views"),
+    ...     F.hll_sketch_estimate(F.hll_union_agg("visitors_sketch")).alias("visitors"),
+    ... )
+    """
     return (
         events.where(F.col("event") == "page_view")
         .groupBy("run", "app_id", F.to_date("collector_tstamp").alias("day"))
-        .agg(F.count("*").alias("page_views"), F.countDistinct("domain_userid").alias("visitors"))
+        .agg(
+            F.count("*").alias("page_views"),
+            F.hll_sketch_agg("domain_userid").alias("visitors_sketch"),
+        )
     )
 
 

@@ -371,7 +371,9 @@ def shredded_to_struct(
     schema
         The struct of one data object (``StructType`` or a DDL string such as
         ``"sku string, price double"``). ``None``: inferred from all the column's values
-        (one more scan).
+        (one more scan). In a job's transform give it: inferred per batch, the types can
+        differ between the partitions it writes (``1`` in one batch, ``1.5`` in another)
+        and the output then no longer reads as one table.
 
     >>> typed = shredded_to_struct(events, "contexts_com_acme_product_1",
     ...                            "sku string, price double")  # doctest: +SKIP
