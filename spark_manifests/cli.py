@@ -42,7 +42,12 @@ def main(argv: Sequence[str] | None = None, *, transform: Callable[..., Any] | N
     transform is this command with its own function (see ``jobs/daily_page_views.py``).
     """
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command is _cmd_manifest and not any(w.startswith("-") for w in extra):
+        # argparse takes the runs only before the options: `unmark --manifest M RUN` too.
+        args.run_ids = [*args.run_ids, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.transform = transform
     _configure_logging(args.verbose)
     with _sigterm_as_interrupt():
