@@ -52,7 +52,12 @@ class Sink(abc.ABC):
     def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
         """Write ``events`` of ``runs``, replacing all those runs had, bad rows included: a
         run may now give no rows, and :meth:`write_bad_rows` is not called for a batch
-        without bad rows."""
+        without bad rows.
+
+        The rows are counted while they are written, by the first DataFrame action over
+        ``events`` (``events.write...``): make that action the write itself. A write through
+        the RDD (``foreachPartition``) has them counted by a Spark job of its own, and a
+        first action that reads part of them (``isEmpty``, ``limit``) miscounts."""
 
     def write_bad_rows(self, bad_rows: DataFrame, runs: Sequence[Run]) -> None:
         """Write the bad rows of ``runs``, replacing what those runs had.

@@ -1334,9 +1334,15 @@ def _observe_per_run(
 
     labels = sorted({run.label for run in runs})
     column = F.col(RUN_COLUMN)
+
+    def counted_apart() -> dict[str, Any]:
+        counts = _count_per_run(frame, runs)
+        return {f"n{i}": counts.get(label, 0) for i, label in enumerate(labels)}
+
     observed, values = _observe(
         frame,
         name,
+        counted_apart,
         *[F.count(F.when(column == label, 1)).alias(f"n{i}") for i, label in enumerate(labels)],
     )
 
@@ -1351,17 +1357,59 @@ def _observe_total(frame: DataFrame, name: str) -> tuple[DataFrame, Callable[[],
     """Count all rows while the write runs; see :func:`_observe_per_run`."""
     from pyspark.sql import functions as F
 
-    observed, values = _observe(frame, name, F.count(F.lit(1)).alias("n"))
+    observed, values = _observe(
+        frame, name, lambda: {"n": frame.count()}, F.count(F.lit(1)).alias("n")
+    )
     return observed, lambda: int(values().get("n") or 0)
 
 
+#: How long to wait for an observation once the sink returned, before counting apart.
+OBSERVATION_WAIT_SECONDS = 10.0
+
+
 def _observe(
-    frame: DataFrame, name: str, *aggregates: Column
+    frame: DataFrame, name: str, counted_apart: Callable[[], dict[str, Any]], *aggregates: Column
 ) -> tuple[DataFrame, Callable[[], dict[str, Any]]]:
+    """``frame`` observed, and a function that reads the observation, or when it never
+    reports, the same values from ``counted_apart``."""
     from pyspark.sql import Observation
 
     observation = Observation(name)
-    return frame.observe(observation, *aggregates), lambda: observation.get
+
+    def values() -> dict[str, Any]:
+        found = _observation_values(observation, OBSERVATION_WAIT_SECONDS)
+        if found is not None:
+            return found
+        # Observations report on DataFrame actions only: a sink that writes through the
+        # RDD (foreachPartition) leaves them waiting for ever.
+        _logger.warning(
+            "The sink's write ran no DataFrame action over its input (foreachPartition?): "
+            "counting the rows (%s) by a Spark job of its own",
+            name,
+        )
+        return counted_apart()
+
+    return frame.observe(observation, *aggregates), values
+
+
+def _observation_values(observation: Any, wait_seconds: float) -> dict[str, Any] | None:
+    """The observed values, or ``None`` if they are not there within ``wait_seconds``."""
+    found: dict[str, Any] = {}
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            found.update(observation.get)
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    # Observation.get has no timeout: a thread waits for it, the job does not.
+    reader = threading.Thread(target=read, name="observation", daemon=True)
+    reader.start()
+    reader.join(wait_seconds)
+    if failed:
+        raise failed[0]
+    return None if reader.is_alive() else found
 
 
 def _keeps_observation(frame: DataFrame, name: str) -> bool:

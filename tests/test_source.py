@@ -347,6 +347,30 @@ def test_a_custom_sink_that_defines_write_bad_rows_gets_them(make_source) -> Non
     assert sink.bad_rows == summary.bad_rows > 0
 
 
+def test_a_sink_writing_through_foreach_partition_is_counted_apart(
+    make_source, monkeypatch, caplog
+) -> None:
+    # Observations report on DataFrame actions only: the job waited for them for ever.
+    monkeypatch.setattr(source_module, "OBSERVATION_WAIT_SECONDS", 1.0)
+
+    class ForeachSink(Sink):
+        def write(self, events: DataFrame, runs) -> None:
+            events.foreachPartition(lambda rows: sum(1 for _ in rows))
+
+        def has_output(self, run) -> bool:
+            return False
+
+        def output_path(self, run) -> str:
+            return f"http://example.com/{run.label}"
+
+    summary = make_source(sink=ForeachSink(), output=None).run()
+
+    assert summary.runs_committed == RUNS
+    assert summary.rows_in == RUNS * EVENTS_PER_RUN
+    assert summary.rows_out == summary.rows_in - summary.bad_rows
+    assert "ran no DataFrame action over its input" in caplog.text
+
+
 def test_a_non_retryable_error_fails_only_its_run(make_source, archive) -> None:
     bad_label = sorted(os.listdir(archive))[1].split("=", 1)[1]
 
