@@ -674,10 +674,15 @@ class ManifestedRunSource:
                     time.sleep(delay)
                     continue
                 if len(batch) > 1:
-                    # One bad run must not fail the others: find it by trying each alone.
-                    _logger.warning("%s; trying its %d runs one by one", error, len(batch))
-                    for item in batch:
-                        self._write_with_retries(number, [item], state, summary)
+                    # One bad run must not fail the others: find it by halving the batch (a
+                    # few Spark jobs, not one per run), or after a retryable error that
+                    # outlasted its retries, which may be any run's, by trying each alone.
+                    parts = [[item] for item in batch] if error.retryable else _halves(batch)
+                    _logger.warning(
+                        "%s; trying its %d runs in %d parts", error, len(batch), len(parts)
+                    )
+                    for part in parts:
+                        self._write_with_retries(number, part, state, summary)
                     return
                 self._fail(runs[0], error, summary, number)
                 return
@@ -1255,6 +1260,11 @@ def _readable(listing: RunListing) -> bool:
 
 def _is_dataframe(value: Any) -> bool:
     return hasattr(value, "columns") and hasattr(value, "write") and hasattr(value, "schema")
+
+
+def _halves(batch: list[RunListing]) -> list[list[RunListing]]:
+    middle = len(batch) // 2
+    return [batch[:middle], batch[middle:]]
 
 
 def _describe_value(value: Any) -> str:

@@ -394,6 +394,25 @@ def test_a_non_retryable_error_fails_only_its_run(make_source, archive) -> None:
     assert not summary.ok
 
 
+def test_a_bad_run_is_found_by_halving_its_batch(make_source, tmp_path) -> None:
+    # Trying each run of a batch alone would cost one Spark job per run.
+    archive = tmp_path / "sixteen"
+    write_sample_archive(archive, runs=16, events_per_run=5, files_per_run=1, seed=3)
+    bad_label = sorted(os.listdir(archive))[5].split("=", 1)[1]
+    loads: list[int] = []
+
+    def picky(events: DataFrame, runs) -> DataFrame:
+        loads.append(len(runs))
+        if any(run.label == bad_label for run in runs):
+            raise RunInputError(f"bad schema in {bad_label}")
+        return events
+
+    summary = make_source(archive=str(archive), transform=picky, max_runs_per_batch=16).run()
+
+    assert (summary.runs_committed, summary.runs_failed) == (15, 1)
+    assert loads == [16, 8, 4, 4, 2, 1, 1, 2, 8]  # 9 Spark jobs, not 17
+
+
 def test_a_run_its_jobs_kept_dying_on_is_recorded_failed(make_source, tmp_path, caplog) -> None:
     now = [time.time()]
     manifest = SQLiteRunManifest(str(tmp_path / "manifest.sqlite"), clock=lambda: now[0])
