@@ -65,7 +65,8 @@ def _run_command(args: argparse.Namespace) -> int:
         # The traceback is extra: the exit status stays what it says about the job.
         if args.debug:
             traceback.print_exc()
-        print(f"spark-manifests: error: {exc} (--debug shows the traceback)", file=sys.stderr)
+        hint = "" if args.debug else " (--debug shows the traceback)"
+        print(f"spark-manifests: error: {exc}{hint}", file=sys.stderr)
         # 1: a run failed (fail_fast); 2: the job could not run as configured.
         return 1 if isinstance(exc, JobFailedError) and exc.run_id else 2
     except KeyboardInterrupt as stop:

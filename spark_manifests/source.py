@@ -41,6 +41,7 @@ from .manifest import (
     RunManifest,
     RunStatus,
     check_lease_seconds,
+    clip_error,
     open_manifest,
     sqlite_path,
 )
@@ -78,6 +79,9 @@ def __getattr__(name: str) -> Any:
 #: How many runs, and how many input bytes, one Spark job takes at most unless told otherwise.
 DEFAULT_MAX_RUNS_PER_BATCH = 100
 DEFAULT_MAX_BYTES_PER_BATCH = 2 * 1024**3
+
+#: Each failure message in a job's summary is cut to this many characters.
+MAX_SUMMARY_ERROR_CHARS = 1000
 
 Reader = Callable[..., Any]
 Transform = Callable[..., "DataFrame"]
@@ -960,7 +964,9 @@ class ManifestedRunSource:
         cause: BaseException | None = None,
     ) -> None:
         summary.runs_failed += 1
-        summary.failures[run.id] = message
+        # The manifest keeps the whole error; the summary (and completed state) a readable
+        # part, so a mass failure does not make a state file of megabytes.
+        summary.failures[run.id] = clip_error(message, MAX_SUMMARY_ERROR_CHARS) or ""
         self._handlers.fire(
             "run_failed", RunEvent("run_failed", (run.id,), batch, {"error": message})
         )

@@ -147,6 +147,7 @@ def test_debug_may_follow_the_command_and_keeps_the_exit_status(tmp_path: Path, 
     assert status == 2  # as without --debug: 1 would say a run failed
     assert "Traceback (most recent call last)" in err
     assert "ValueError: No manifest" in err
+    assert "--debug shows the traceback" not in err  # it did
 
 
 def test_a_closed_pipe_does_not_hide_failed_runs(tmp_path: Path, monkeypatch, capsys) -> None:

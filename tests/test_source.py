@@ -394,6 +394,21 @@ def test_a_non_retryable_error_fails_only_its_run(make_source, archive) -> None:
     assert not summary.ok
 
 
+def test_the_summary_keeps_a_readable_part_of_each_failure(make_source) -> None:
+    # A mass failure with stack traces made completed state files of megabytes.
+    def verbose(events: DataFrame) -> DataFrame:
+        raise RunInputError("bad schema: " + "x" * 5000)
+
+    source = make_source(transform=verbose, limit=1)
+    summary = source.run()
+
+    [message] = summary.failures.values()
+    assert len(message) == source_module.MAX_SUMMARY_ERROR_CHARS
+    assert message.startswith("bad schema: xxx")
+    [entry] = source.manifest.entries()
+    assert len(entry.error) > 5000  # the manifest keeps it whole
+
+
 def test_a_bad_run_is_found_by_halving_its_batch(make_source, tmp_path) -> None:
     # Trying each run of a batch alone would cost one Spark job per run.
     archive = tmp_path / "sixteen"
