@@ -46,7 +46,15 @@ from .manifest import (
     sqlite_path,
 )
 from .retry import RetryPolicy, classify_error, describe_error
-from .runs import Run, RunListing, check_window, inspect_runs, is_cold, list_runs
+from .runs import (
+    RUN_FOLDER_RE,
+    Run,
+    RunListing,
+    check_window,
+    inspect_runs,
+    is_cold,
+    list_runs,
+)
 from .sinks import RUN_COLUMN, ParquetSink, Sink
 from .state import StateData, StateStore
 
@@ -405,6 +413,7 @@ class ManifestedRunSource:
         runs = self._archive_runs()
         _refuse_shared_labels(runs)
         if not runs:
+            _refuse_a_run_folder(self.archive)
             _logger.warning(
                 "No run folders (run=YYYY-mm-DD-hh-MM-SS) in %s%s: is it the right archive?",
                 self.archive.uri,
@@ -1153,6 +1162,18 @@ def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateSto
         return state
     location = state if state is not None else os.path.join(default_home(), "state")
     return StateStore(location, client=client, session=session)
+
+
+def _refuse_a_run_folder(archive: Location) -> None:
+    """Refuse an archive that is a run folder itself: it holds no runs, and the job would
+    end with nothing done, as for an archive with no new runs."""
+    folder = archive.key.rstrip("/").rsplit("/", 1)[-1]
+    if RUN_FOLDER_RE.match(folder):
+        parent = archive.uri.rstrip("/")[: -len(folder)]
+        raise InvalidLocationError(
+            f"The archive {archive.uri} is a run folder: give the folder that holds the run "
+            f"folders ({parent})."
+        )
 
 
 def _refuse_shared_labels(runs: Sequence[Run]) -> None:

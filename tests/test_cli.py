@@ -204,6 +204,16 @@ def test_an_archive_without_runs_warns(tmp_path: Path, caplog) -> None:
     assert f"No run folders (run=YYYY-mm-DD-hh-MM-SS) in {tmp_path / 'a'}" in caplog.text
 
 
+def test_a_run_folder_given_as_the_archive_is_refused(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "a" / "run=2017-04-11-10-31-05"
+    run.mkdir(parents=True)
+    (run / "part-00000").write_text("")
+    assert process(tmp_path, run) == 2
+    assert f"is a run folder: give the folder that holds the run folders ({tmp_path / 'a'}/)" in (
+        capsys.readouterr().err
+    )
+
+
 def test_manifest_edits_report_what_changed(demo: Path, tmp_path: Path, capsys) -> None:
     manifest = str(tmp_path / "m.sqlite")
     committed = next(manifest_of(demo).entries()).run_id
