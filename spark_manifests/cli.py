@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError
 from ._time import from_iso
 from ._version import __version__
 from .exceptions import JobFailedError, SparkManifestsError
+from .manifest import RunStatus
 from .source import DEFAULT_MAX_BYTES_PER_BATCH, DEFAULT_MAX_RUNS_PER_BATCH
 
 _logger = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
                 ),
                 key=lambda row: (row["run"], row["run_id"]),
             )
+    if args.status:
+        rows = [row for row in rows if row["status"] in args.status]
     _print_table(
         rows,
         (
@@ -645,7 +648,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     process.add_argument("--archive", required=True, help="s3://bucket/prefix/ or a local path")
     process.add_argument("--output", required=True, help="where the Parquet output goes")
-    process.add_argument("--job", default=DEFAULT_JOB, help="job name (names the state files)")
+    process.add_argument(
+        "--job",
+        default=DEFAULT_JOB,
+        help="job name: names the state files and the claims (default: %(default)s)",
+    )
     where(process)
     window(process)
     process.add_argument("--limit", type=int, help="process at most this many runs")
@@ -671,9 +678,13 @@ def _parser() -> argparse.ArgumentParser:
         "make a sample archive and run the job on it twice, on the embedded default",
         needs_spark=True,
     )
-    demo.add_argument("--dir", help="where the demo archive and output go")
-    demo.add_argument("--runs", type=int, default=6)
-    demo.add_argument("--events", type=int, default=2000, help="events per run")
+    demo.add_argument(
+        "--dir", help="where the demo archive and output go (default: demo/ under the home)"
+    )
+    demo.add_argument("--runs", type=int, default=6, help="runs in the sample archive")
+    demo.add_argument(
+        "--events", type=int, default=2000, help="events per run (default: %(default)s)"
+    )
     where(demo)
     spark_options(demo)
 
@@ -681,6 +692,13 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--archive", help="list the archive's runs (default: the manifest's)")
     runs.add_argument(
         "--ids", action="store_true", help="show each run's manifest key instead of its label"
+    )
+    runs.add_argument(
+        "--status",
+        action="append",
+        type=str.upper,
+        choices=[*(status.value for status in RunStatus), "PENDING"],
+        help="only runs with this status (PENDING: with --archive); may be repeated",
     )
     where(runs, state=False)
     window(runs)
@@ -711,12 +729,20 @@ def _parser() -> argparse.ArgumentParser:
 
     state = command("state", _cmd_state, "show a job's saved state")
     state.add_argument("action", choices=("show",))
-    state.add_argument("--job", default=DEFAULT_JOB)
+    state.add_argument(
+        "--job",
+        default=DEFAULT_JOB,
+        help="the job's name, as given to process (default: %(default)s)",
+    )
     state.add_argument("--history", action="store_true", help="list the completed snapshots kept")
     state.add_argument("--state", default=None, help="state location")
 
     package = command("package", _cmd_package, "zip the package for spark-submit --py-files")
-    package.add_argument("--output", default=os.path.join("dist", "spark_manifests.zip"))
+    package.add_argument(
+        "--output",
+        default=os.path.join("dist", "spark_manifests.zip"),
+        help="the zip to write (default: %(default)s)",
+    )
     return parser
 
 

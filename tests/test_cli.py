@@ -238,6 +238,10 @@ def test_manifest_edits_report_what_changed(demo: Path, tmp_path: Path, capsys) 
     assert shown[pending].split()[1] == "SKIPPED"
     assert shown[pending].rstrip().endswith("replayed")  # the error column, last
 
+    assert main(["runs", "--manifest", manifest, "--ids", "--status", "skipped"]) == 0
+    listed = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[:2] for line in listed] == [[pending, "SKIPPED"]]
+
     assert main(["manifest", "mark", pending, "--manifest", manifest]) == 0
     assert "mark: 1 of 1 run(s) changed" in capsys.readouterr().out
     assert SQLiteRunManifest(manifest).contains(pending)
