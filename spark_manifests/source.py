@@ -631,7 +631,7 @@ class ManifestedRunSource:
     ) -> None:
         if any(listing.problem is None for listing in batch):
             self._start_spark()  # not for a batch of runs that only fail without a read
-        claimed = [listing for listing in batch if self._claim(listing.run, batch=number)]
+        claimed = self._claim_all(batch, number)
         refused = [listing.run for listing in batch if listing not in claimed]
         self._settle_refused(refused, number, summary)
         for listing in claimed:
@@ -644,6 +644,19 @@ class ManifestedRunSource:
             fault_point("after_claim")
             with self._leases_renewed(runs, state):
                 self._write_with_retries(number, claimed, state, summary)
+
+    def _claim_all(self, batch: list[RunListing], number: int) -> list[RunListing]:
+        """The runs of ``batch`` this job could claim. Claiming thousands of runs can take
+        a good part of a lease: the first claims are renewed meanwhile, every third of it."""
+        claimed: list[RunListing] = []
+        renewed_at = time.monotonic()
+        for listing in batch:
+            if self._claim(listing.run, batch=number):
+                claimed.append(listing)
+            if time.monotonic() - renewed_at >= self.lease_seconds / 3:
+                self._renew_claims([listing.run for listing in claimed])
+                renewed_at = time.monotonic()
+        return claimed
 
     def _write_with_retries(
         self,
@@ -1006,6 +1019,13 @@ class ManifestedRunSource:
             renewal.join()
 
     def _renew(self, runs: Sequence[Run], state: StateData) -> None:
+        self._renew_claims(runs)
+        try:
+            self._save_state(state, "renewing its leases")
+        except JobFailedError as exc:  # the main thread's next save stops the job
+            _logger.warning("%s", exc)
+
+    def _renew_claims(self, runs: Sequence[Run]) -> None:
         for run in runs:
             if run.id not in self._held:  # committed or failed meanwhile
                 continue
@@ -1015,10 +1035,6 @@ class ManifestedRunSource:
                 break  # a manifest that cannot renew: its claims last one lease
             except SparkManifestsError as exc:  # taken over, or AWS trouble: the commit tells
                 _logger.warning("Could not renew the lease of %s: %s", run.id, exc)
-        try:
-            self._save_state(state, "renewing its leases")
-        except JobFailedError as exc:  # the main thread's next save stops the job
-            _logger.warning("%s", exc)
 
     def _start_spark(self) -> None:
         """Start Spark before claiming a batch: a session that cannot start (a wrong master,

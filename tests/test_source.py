@@ -1037,6 +1037,28 @@ def test_claims_are_renewed_while_a_batch_outlasts_its_lease(make_source) -> Non
     assert {entry.attempts for entry in source.manifest.entries()} == {1}
 
 
+def test_the_first_claims_of_a_batch_are_renewed_while_the_rest_are_claimed(
+    make_source,
+) -> None:
+    # Claiming thousands of runs (one request each) can take more than a lease.
+    source = make_source(lease_seconds=2)
+    first = source.pending()[0].id
+    claim = source.manifest.claim
+    taken: list[bool] = []
+
+    def slow_claim(run_id, owner, **options):
+        time.sleep(0.8)
+        if run_id == source.pending()[-1].id:  # the last claim: 2.4 s after the first
+            taken.append(claim(first, "other-job", lease_seconds=60))
+        return claim(run_id, owner, **options)
+
+    source.manifest.claim = slow_claim
+    summary = source.run()
+
+    assert taken == [False]
+    assert (summary.runs_committed, summary.runs_skipped) == (RUNS, 0)
+
+
 def test_a_failure_lost_to_another_job_counts_the_run_skipped(make_source, tmp_path) -> None:
     now = [time.time()]
     manifest = SQLiteRunManifest(str(tmp_path / "manifest.sqlite"), clock=lambda: now[0])
