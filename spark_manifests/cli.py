@@ -154,6 +154,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     from .runs import check_window, list_runs
     from .source import status_rows
 
+    if args.status and "PENDING" in args.status and not args.archive:
+        raise ValueError(
+            "--status PENDING needs --archive: runs no job has seen are not in the manifest."
+        )
     with _manifest(args, must_exist=True) as manifest:
         if args.archive:
             rows = status_rows(
@@ -400,9 +404,10 @@ class ProgressDisplay:
 def _manifest(args: argparse.Namespace, *, must_exist: bool = False) -> Any:
     """The manifest of ``--manifest`` (default: the embedded one). With ``must_exist``, a
     SQLite file that is not there is an error rather than a new, empty manifest."""
-    from .manifest import open_manifest, sqlite_path
+    from .manifest import open_manifest, refuse_unlikely_new_manifest, sqlite_path
     from .source import default_home
 
+    given = bool(args.manifest)
     args.manifest = args.manifest or os.path.join(default_home(), "manifest.sqlite")
     path = sqlite_path(args.manifest)
     if must_exist and path is not None and path != ":memory:" and not os.path.isfile(path):
@@ -410,6 +415,10 @@ def _manifest(args: argparse.Namespace, *, must_exist: bool = False) -> Any:
             f"No manifest at {os.path.abspath(path)}: no job has used it yet. Check --manifest "
             "(a relative path, or the default .spark-manifests/, is relative to the current "
             "directory)."
+        )
+    if given:  # `manifest create` makes the folder it names; others would leave a stray file
+        refuse_unlikely_new_manifest(
+            args.manifest, folder_must_exist=getattr(args, "action", None) != "create"
         )
     return open_manifest(args.manifest)
 

@@ -496,6 +496,36 @@ def sqlite_path(uri: PathLike) -> str | None:
     )
 
 
+#: Names a new SQLite manifest may have when given as a plain path.
+_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+
+
+def refuse_unlikely_new_manifest(uri: str, *, folder_must_exist: bool = True) -> None:
+    """Refuse a SQLite manifest that does not exist yet where the name is most likely
+    mistyped: a new, empty manifest would have every run processed again.
+
+    That is a plain path without a SQLite file name (``acme-runs``: a DynamoDB table
+    without its ``dynamodb://``), and, with ``folder_must_exist``, a file in a folder that
+    does not exist (a typo, or a volume not mounted).
+    """
+    path = sqlite_path(uri)
+    if path is None or path == ":memory:" or os.path.exists(os.path.expanduser(path)):
+        return
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+    if folder_must_exist and not os.path.isdir(folder):
+        raise InvalidLocationError(
+            f"The folder of the manifest file {path} does not exist: check the path (a new, "
+            "empty manifest would have every run processed again), or create the folder."
+        )
+    plain = "://" not in uri and not uri.lower().startswith("file:")
+    if plain and not path.lower().endswith(_SQLITE_SUFFIXES):
+        raise InvalidLocationError(
+            f"No manifest at {os.path.abspath(path)}. For a DynamoDB table, write "
+            f"dynamodb://{os.path.basename(path)}; for a new SQLite manifest, give a file name "
+            f"ending in {', '.join(_SQLITE_SUFFIXES)} (or write sqlite:///{path})."
+        )
+
+
 def _open_dynamodb(table: str, uri: str, *, client: Any | None, session: Any | None) -> RunManifest:
     from ._aws import make_client
     from .manifest_dynamodb import RunManifests

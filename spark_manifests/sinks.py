@@ -42,11 +42,19 @@ class Sink(abc.ABC):
     Implementations must be idempotent per run: writing the same run twice leaves one copy.
     """
 
+    _writes_bad_rows: bool | None = None
+
     @property
     def writes_bad_rows(self) -> bool:
-        """Whether the sink keeps bad rows: by default, whether it defines
+        """Whether the sink keeps bad rows: as set, or else whether it defines
         :meth:`write_bad_rows`. The source writes them only then (it counts them always)."""
+        if self._writes_bad_rows is not None:
+            return self._writes_bad_rows
         return type(self).write_bad_rows is not Sink.write_bad_rows
+
+    @writes_bad_rows.setter
+    def writes_bad_rows(self, keep: bool) -> None:
+        self._writes_bad_rows = keep
 
     @abc.abstractmethod
     def write(self, events: DataFrame, runs: Sequence[Run]) -> None:

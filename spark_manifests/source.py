@@ -43,7 +43,7 @@ from .manifest import (
     check_lease_seconds,
     clip_error,
     open_manifest,
-    sqlite_path,
+    refuse_unlikely_new_manifest,
 )
 from .retry import RetryPolicy, classify_error, describe_error
 from .runs import (
@@ -794,11 +794,12 @@ class ManifestedRunSource:
         if _is_dataframe(loaded):
             return loaded, None
         frames = tuple(loaded) if isinstance(loaded, Iterable) else ()
-        if len(frames) == 2 and all(_is_dataframe(frame) for frame in frames):
+        # (events, None): a reader that keeps no bad rows.
+        if len(frames) == 2 and _is_dataframe(frames[0]) and _is_frame_or_none(frames[1]):
             return frames[0], frames[1]
         raise self._plugin_broke(
             f"The reader returned {_describe_value(loaded)}, not a Spark DataFrame, a pair "
-            "(events, bad_rows) of them or an EnrichedRead."
+            "(events, bad_rows or None) of them or an EnrichedRead."
         )
 
     def _apply_transform(self, events: DataFrame, runs: Sequence[Run]) -> DataFrame:
@@ -1139,38 +1140,8 @@ def _open_manifest(manifest: ManifestArg, *, session: Any) -> RunManifest:
         return manifest
     if manifest is None:
         return open_manifest(os.path.join(default_home(), "manifest.sqlite"), session=session)
-    _refuse_unlikely_new_manifest(os.fspath(manifest))
+    refuse_unlikely_new_manifest(os.fspath(manifest))
     return open_manifest(os.fspath(manifest), session=session)
-
-
-#: Names a new SQLite manifest may have when given as a plain path.
-_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
-
-
-def _refuse_unlikely_new_manifest(manifest: str) -> None:
-    """Refuse a SQLite manifest that does not exist yet where the name is most likely
-    mistyped: a new, empty manifest would have every run processed again.
-
-    That is a file in a folder that does not exist (a typo, or a volume not mounted), and a
-    plain path without a SQLite file name (``acme-runs``: a DynamoDB table without its
-    ``dynamodb://``).
-    """
-    path = sqlite_path(manifest)
-    if path is None or path == ":memory:" or os.path.exists(os.path.expanduser(path)):
-        return
-    folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
-    if not os.path.isdir(folder):
-        raise InvalidLocationError(
-            f"The folder of the manifest file {path} does not exist: check the path (a new, "
-            "empty manifest would have every run processed again), or create the folder."
-        )
-    plain = "://" not in manifest and not manifest.lower().startswith("file:")
-    if plain and not path.lower().endswith(_SQLITE_SUFFIXES):
-        raise InvalidLocationError(
-            f"No manifest at {os.path.abspath(path)}. For a DynamoDB table, write "
-            f"dynamodb://{os.path.basename(path)}; for a new SQLite manifest, give a file name "
-            f"ending in {', '.join(_SQLITE_SUFFIXES)} (or write sqlite:///{path})."
-        )
 
 
 def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateStore:
@@ -1310,6 +1281,10 @@ def _halves(batch: list[RunListing]) -> list[list[RunListing]]:
     return [batch[:middle], batch[middle:]]
 
 
+def _is_frame_or_none(value: Any) -> bool:
+    return value is None or _is_dataframe(value)
+
+
 def _describe_value(value: Any) -> str:
     return "None" if value is None else f"a {type(value).__module__}.{type(value).__qualname__}"
 
@@ -1428,41 +1403,54 @@ def _observe(
     from pyspark.sql import Observation
 
     observation = Observation(name)
+    observed = frame.observe(observation, *aggregates)
 
     def values() -> dict[str, Any]:
-        found = _observation_values(observation, OBSERVATION_WAIT_SECONDS)
+        # Observation.get has no timeout: a thread waits for it, the job does not.
+        waiting = _ObservationWait(observation)
+        found = waiting.result(OBSERVATION_WAIT_SECONDS)
         if found is not None:
             return found
         # Observations report on DataFrame actions only: a sink that writes through the
-        # RDD (foreachPartition) leaves them waiting for ever.
+        # RDD (foreachPartition) leaves them waiting. A count over the observed frame makes
+        # them report (and ends the waiting thread).
         _logger.warning(
-            "The sink's write ran no DataFrame action over its input (foreachPartition?): "
-            "counting the rows (%s) by a Spark job of its own",
+            "The rows (%s) were not counted while the sink wrote them (a write through "
+            "foreachPartition, or Spark slow to report): counting them by a Spark job of "
+            "their own",
             name,
         )
-        return counted_apart()
+        observed.groupBy().count().collect()
+        found = waiting.result(OBSERVATION_WAIT_SECONDS)
+        return found if found is not None else counted_apart()
 
-    return frame.observe(observation, *aggregates), values
+    return observed, values
 
 
-def _observation_values(observation: Any, wait_seconds: float) -> dict[str, Any] | None:
-    """The observed values, or ``None`` if they are not there within ``wait_seconds``."""
-    found: dict[str, Any] = {}
-    failed: list[BaseException] = []
+class _ObservationWait:
+    """A thread that waits for an observation's values (``Observation.get`` blocks)."""
 
-    def read() -> None:
+    def __init__(self, observation: Any) -> None:
+        self._observation = observation
+        self._found: dict[str, Any] = {}
+        self._failed: list[BaseException] = []
+        self._thread = threading.Thread(target=self._read, name="observation", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
         try:
-            found.update(observation.get)
+            self._found.update(self._observation.get)
         except BaseException as exc:  # handed to the caller's thread
-            failed.append(exc)
+            self._failed.append(exc)
 
-    # Observation.get has no timeout: a thread waits for it, the job does not.
-    reader = threading.Thread(target=read, name="observation", daemon=True)
-    reader.start()
-    reader.join(wait_seconds)
-    if failed:
-        raise failed[0]
-    return None if reader.is_alive() else found
+    def result(self, wait_seconds: float) -> dict[str, Any] | None:
+        """The values, or ``None`` if they are not there within ``wait_seconds``."""
+        self._thread.join(wait_seconds)
+        if self._thread.is_alive():
+            return None
+        if self._failed:
+            raise self._failed[0]
+        return self._found
 
 
 def _keeps_observation(frame: DataFrame, name: str) -> bool:

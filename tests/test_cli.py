@@ -241,10 +241,26 @@ def test_manifest_edits_report_what_changed(demo: Path, tmp_path: Path, capsys) 
     assert main(["runs", "--manifest", manifest, "--ids", "--status", "skipped"]) == 0
     listed = capsys.readouterr().out.splitlines()[1:]
     assert [line.split()[:2] for line in listed] == [[pending, "SKIPPED"]]
+    assert main(["runs", "--manifest", manifest, "--status", "PENDING"]) == 2
+    assert "--status PENDING needs --archive" in capsys.readouterr().err
 
     assert main(["manifest", "mark", pending, "--manifest", manifest]) == 0
     assert "mark: 1 of 1 run(s) changed" in capsys.readouterr().out
     assert SQLiteRunManifest(manifest).contains(pending)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["manifest", "create"], ["manifest", "skip", "enriched/archive/run=2017-04-11-10-31-05/"]],
+    ids=["create", "skip"],
+)
+def test_a_table_name_without_dynamodb_makes_no_manifest(
+    tmp_path: Path, monkeypatch, capsys, command
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--manifest", "acme-runs"]) == 2
+    assert "write dynamodb://acme-runs" in capsys.readouterr().err
+    assert not (tmp_path / "acme-runs").exists()
 
 
 def test_a_run_held_by_a_job_does_not_stop_the_other_edits(tmp_path: Path, capsys) -> None:

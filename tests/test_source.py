@@ -39,7 +39,7 @@ from spark_manifests import (
 )
 from spark_manifests import source as source_module
 from spark_manifests.retry import RetryPolicy
-from spark_manifests.sinks import Sink
+from spark_manifests.sinks import ParquetSink, Sink
 
 RUNS = 4
 EVENTS_PER_RUN = 120
@@ -368,7 +368,28 @@ def test_a_sink_writing_through_foreach_partition_is_counted_apart(
     assert summary.runs_committed == RUNS
     assert summary.rows_in == RUNS * EVENTS_PER_RUN
     assert summary.rows_out == summary.rows_in - summary.bad_rows
-    assert "ran no DataFrame action over its input" in caplog.text
+    assert "were not counted while the sink wrote them" in caplog.text
+    # The count that made the observations report ended the threads that waited for them.
+    time.sleep(0.5)
+    assert not [t for t in threading.enumerate() if t.name == "observation" and t.is_alive()]
+
+
+def test_a_sink_may_set_writes_bad_rows_and_a_reader_may_give_no_bad_rows(
+    make_source, tmp_path
+) -> None:
+    sink = ParquetSink(str(tmp_path / "out"))
+    sink.writes_bad_rows = False
+    summary = make_source(sink=sink, output=None).run()
+    assert summary.bad_rows > 0  # counted, not kept
+    assert not (tmp_path / "out" / "bad_rows").exists()
+
+    def events_only(spark, paths):
+        return read_enriched(spark, paths).events, None
+
+    other = make_source(
+        reader=events_only, output=str(tmp_path / "out2"), manifest=str(tmp_path / "m2.sqlite")
+    )
+    assert other.run().runs_committed == RUNS
 
 
 def test_a_non_retryable_error_fails_only_its_run(make_source, archive) -> None:
