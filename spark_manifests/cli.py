@@ -24,6 +24,7 @@ from typing import Any, Callable, TextIO
 
 from botocore.exceptions import BotoCoreError
 
+from ._glue import known_arguments, runs_under_glue
 from ._time import from_iso
 from ._version import __version__
 from .exceptions import JobFailedError, SparkManifestsError
@@ -43,6 +44,9 @@ def main(argv: Sequence[str] | None = None, *, transform: Callable[..., Any] | N
     transform is this command with its own function (see ``jobs/daily_page_views.py``).
     """
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["process"] and runs_under_glue(argv):
+        argv = ["process", *known_arguments(argv[1:], _subcommand(parser, "process"))]
     args, extra = parser.parse_known_args(argv)
     if extra and args.command is _cmd_manifest and not any(w.startswith("-") for w in extra):
         # argparse takes the runs only before the options: `unmark --manifest M RUN` too.
@@ -53,6 +57,11 @@ def main(argv: Sequence[str] | None = None, *, transform: Callable[..., Any] | N
     _configure_logging(args.verbose)
     with _sigterm_as_interrupt():
         return _run_command(args)
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[name]  # type: ignore[no-any-return]
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -76,6 +76,27 @@ def _job_module(name: str) -> ModuleType:
     return module
 
 
+def test_the_job_runs_as_a_glue_script(tmp_path: Path, capsys) -> None:
+    """Glue passes its own parameters, and every flag with a value, to the script."""
+    archive = tmp_path / "archive"
+    write_sample_archive(archive, runs=2, events_per_run=20, files_per_run=1, seed=5)
+    glue = ["--JOB_ID", "j_0123", "--JOB_RUN_ID", "jr_4567", "--JOB_NAME", "enriched"]
+    glue += ["--TempDir", "s3://aws-glue-temporary/admin", "--enable-metrics", ""]
+    glue += ["--job-bookmark-option", "job-bookmark-disable", "--enable-glue-datacatalog", "true"]
+    own = ["--archive", str(archive), "--output", str(tmp_path / "out")]
+    own += ["--manifest", str(tmp_path / "m.sqlite"), "--state", str(tmp_path / "state")]
+    own += ["--fail-fast", "true", "--max-runs-per-batch=1"]
+    job = _job_module("enriched_to_parquet")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["enriched_to_parquet.py", *glue, *own])
+        assert job.main() == 0
+
+    assert "Job enriched_to_parquet: 2 runs committed" in capsys.readouterr().out
+    entries = list(open_manifest(str(tmp_path / "m.sqlite")).entries())
+    assert [entry.status for entry in entries] == [RunStatus.COMMITTED] * 2
+
+
 def test_daily_page_views_is_the_process_command_with_its_transform(
     spark, tmp_path: Path, capsys
 ) -> None:
