@@ -437,8 +437,9 @@ class ManifestedRunSource:
         state["stopped_at"] = datetime.now(timezone.utc).isoformat()
         try:
             self._save_state(state, "stopping")
-        except Exception:  # the interrupt matters more than this note
-            _logger.warning("Could not record that job %s stopped", self.job_name, exc_info=True)
+        except Exception as exc:  # what stopped the job matters more than this note
+            # Often the same trouble (a denied or lost state store): one line, no traceback.
+            _logger.warning("Could not record that job %s stopped: %s", self.job_name, exc)
 
     def _resume_and_process(
         self, runs: Sequence[Run], state: StateData, started: float

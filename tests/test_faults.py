@@ -152,7 +152,7 @@ def test_access_denied_stops_the_job_and_commits_nothing_unwritten(
     with pytest.raises(JobFailedError, match=r"(?i)stopped.*access denied"):
         source.run()
 
-    assert denied.injected == 1
+    assert denied.injected == 2  # the save after the write, then the note that it stopped
     # The written run is neither committed (the state that would resume it was not saved)
     # nor failed (the fault is not the run's), and close() gives it back to the next job.
     [entry] = manifest.entries()
