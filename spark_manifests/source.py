@@ -494,7 +494,7 @@ class ManifestedRunSource:
         state["stopped_at"] = None
         # The owner of a resumed job names the dead process it took over from: the process
         # at work is recorded apart, for a later start to tell whether it still is.
-        state["process"] = f"{socket.gethostname()}:{os.getpid()}"
+        state["process"] = _this_process()
         self._save_state(state, "starting")
         return state
 
@@ -505,8 +505,10 @@ class ManifestedRunSource:
         A snapshot saved a lease ago or more is a dead job's (its claims have expired too);
         so is one whose owner was a process of this host that has ended, or this process.
         """
-        if self.take_over or not previous or previous == self._owner or state.get("stopped_at"):
+        if self.take_over or not previous or state.get("stopped_at"):
             return
+        if previous == self._owner and state.get("process") in (None, _this_process()):
+            return  # this source's own state (a run() again in the same notebook)
         saved = state.updated_at
         if saved is None or _saver_gone(state.get("process"), previous):
             return
@@ -1215,6 +1217,10 @@ _PROCESS_PATTERN = re.compile(r"^(?P<host>[^@:]+):(?P<pid>[0-9]+)$")
 
 # The owners of the sources of this process inside run() now.
 _OWNERS_AT_WORK: set[str] = set()
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _saver_gone(process: Any, owner: str) -> bool:

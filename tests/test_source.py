@@ -904,6 +904,22 @@ def _leave_running_state(
         path.write_text(json.dumps(document))
 
 
+def test_a_source_does_not_resume_its_owner_while_another_process_works_as_it(
+    make_source,
+) -> None:
+    # A notebook's source stopped on an error; another host resumed its state (and so its
+    # owner) at once. Running the notebook's source again must not work beside it.
+    source = make_source(owner="test_job@notebook.example:7:0123abcd")
+    _leave_running_state(source.state_store, source.owner, process="elsewhere.example:4242")
+    with pytest.raises(JobAlreadyRunningError, match="looks still running"):
+        source.run()
+
+    # Its own state, saved by this process, it resumes.
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    _leave_running_state(source.state_store, source.owner, process=here)
+    assert source.run().runs_committed == RUNS
+
+
 @pytest.mark.parametrize(
     ("previous", "age", "take_over", "refused"),
     [
