@@ -211,14 +211,12 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
         run_ids = _selected_run_ids(args, manifest)
         if args.reason and args.action != "skip":
             raise ValueError("--reason goes with skip.")
-        action = {
-            "mark": manifest.add,
-            "unmark": manifest.unmark,
-            "skip": functools.partial(manifest.skip, reason=args.reason),
-        }[args.action]
         # A committed run stays committed when marked or skipped: say what really changed.
         before = manifest.get_many(run_ids)
-        refused = _apply_to_each(action, run_ids)
+        refused = [
+            str(refusal)
+            for refusal in manifest.edit_many(args.action, run_ids, reason=args.reason or None)
+        ]
         after = manifest.get_many(run_ids)
         changed = sum(before.get(run_id) != after.get(run_id) for run_id in run_ids)
         print(f"{args.action}: {changed} of {len(run_ids)} run(s) changed in {args.manifest}")
@@ -237,19 +235,6 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 
 
 _REFUSALS_SHOWN = 20
-
-
-def _apply_to_each(action: Callable[[str], None], run_ids: Sequence[str]) -> list[str]:
-    """Apply ``action`` to every run; the reasons of the runs it refused (held by a job)."""
-    from .exceptions import RunInProgressError
-
-    refused = []
-    for run_id in run_ids:
-        try:
-            action(run_id)
-        except RunInProgressError as error:
-            refused.append(str(error))
-    return refused
 
 
 def _cmd_state(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ import abc
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -281,6 +281,15 @@ def in_progress(verb: str, run_id: str, entry: ManifestEntry | None) -> RunInPro
     )
 
 
+def refusal_of(one_run: Callable[[str], None], run_id: str) -> RunInProgressError | None:
+    """Edit one run; the refusal if a live job holds it, else ``None``."""
+    try:
+        one_run(run_id)
+    except RunInProgressError as refusal:
+        return refusal
+    return None
+
+
 class RunManifest(abc.ABC):
     """The manifest contract; :class:`RunManifests` (DynamoDB) and
     :class:`SQLiteRunManifest` implement it with the same semantics.
@@ -434,6 +443,39 @@ class RunManifest(abc.ABC):
         """The entries of the runs the manifest knows; a backend may read only their status
         and attempts, which is all :meth:`pending` needs."""
         return self.get_many(run_ids)
+
+    def edit_many(
+        self, edit: str, run_ids: Iterable[str], *, reason: str | None = None
+    ) -> list[RunInProgressError]:
+        """Mark (``"mark"``: :meth:`add`), ``"unmark"`` or ``"skip"`` many runs, for bulk
+        rewinds; the refusals of runs a live job holds, in the order given.
+
+        A held run does not stop the others: each run is edited on its own, as by the
+        one-run method. SQLite writes a few hundred runs per transaction and DynamoDB keeps
+        several requests in flight, so thousands of runs take seconds.
+
+        >>> refused = manifest.edit_many("unmark", run_ids)  # doctest: +SKIP
+        """
+        if reason is not None and edit != "skip":
+            raise ValueError(f"A reason goes with skip, not {edit!r}.")
+        one_run = {
+            "mark": self.add,
+            "unmark": self.unmark,
+            "skip": lambda run_id: self.skip(run_id, reason),
+        }.get(edit)
+        if one_run is None:
+            raise ValueError(f"Unknown edit {edit!r}: expected mark, unmark or skip.")
+        wanted = unique_run_ids(run_ids)
+        for run_id in wanted:
+            check_run_id(run_id)
+        outcomes = self._edit_each(one_run, wanted)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _edit_each(
+        self, one_run: Callable[[str], None], run_ids: list[str]
+    ) -> list[RunInProgressError | None]:
+        """``one_run`` applied to every run in turn; a backend may group or overlap them."""
+        return [refusal_of(one_run, run_id) for run_id in run_ids]
 
     def __enter__(self) -> RunManifest:
         return self

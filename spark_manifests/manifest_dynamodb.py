@@ -66,7 +66,12 @@ from botocore.exceptions import ClientError
 
 from ._aws import aws_errors, error_code
 from ._time import from_iso
-from .exceptions import OwnershipLostError, RetryableError, SparkManifestsError
+from .exceptions import (
+    OwnershipLostError,
+    RetryableError,
+    RunInProgressError,
+    SparkManifestsError,
+)
 from .manifest import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
@@ -83,6 +88,7 @@ from .manifest import (
     in_progress,
     ownership_lost,
     parse_status,
+    refusal_of,
     settled_by,
     unique_run_ids,
     utc_from_epoch,
@@ -113,6 +119,8 @@ KEY = ATTRIBUTES["#id"]
 BATCH_GET_KEYS = 100
 #: BatchGetItem calls in flight at once (botocore pools 10 connections a client).
 DEFAULT_READ_CONCURRENCY = 8
+# Conditional writes in flight at once in edit_many (one request per run).
+EDIT_CONCURRENCY = 8
 #: How many BatchGetItem answers in a row may hand every key back before giving up.
 MAX_UNPROCESSED_RETRIES = 10
 
@@ -475,6 +483,14 @@ class RunManifests(RunManifest):
         unmarked, old = self._delete("unmark a run", run_id, _NOT_LEASED_CONDITION)
         if not unmarked:
             raise in_progress("unmark", run_id, old)
+
+    def _edit_each(
+        self, one_run: Callable[[str], None], run_ids: list[str]
+    ) -> list[RunInProgressError | None]:
+        if len(run_ids) <= 1:
+            return super()._edit_each(one_run, run_ids)
+        with ThreadPoolExecutor(min(EDIT_CONCURRENCY, len(run_ids))) as pool:
+            return list(pool.map(lambda run_id: refusal_of(one_run, run_id), run_ids))
 
     def close(self) -> None:
         if self._owns_client and hasattr(self.dynamodb, "close"):

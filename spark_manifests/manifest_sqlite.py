@@ -24,7 +24,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 from ._locations import PathLike
-from .exceptions import InvalidLocationError, RetryableError, SparkManifestsError
+from .exceptions import (
+    InvalidLocationError,
+    RetryableError,
+    RunInProgressError,
+    SparkManifestsError,
+)
 from .manifest import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
@@ -44,6 +49,7 @@ from .manifest import (
     is_abandoned,
     ownership_lost,
     parse_status,
+    refusal_of,
     settled_by,
     unique_run_ids,
     utc_from_epoch,
@@ -54,6 +60,9 @@ _logger = logging.getLogger(__name__)
 __all__ = ["SQLiteRunManifest"]
 
 MEMORY = ":memory:"
+# Runs edited per transaction by edit_many: one commit (one disk sync) per group, and the
+# write lock is never held long enough to stall a job's claims.
+EDITS_PER_TRANSACTION = 500
 COLUMNS = (
     "run_id",
     "status",
@@ -300,6 +309,16 @@ class SQLiteRunManifest(RunManifest):
                 raise in_progress("unmark", run_id, entry)
             conn.execute("DELETE FROM run_manifest WHERE run_id = ?", (run_id,))
 
+    def _edit_each(
+        self, one_run: Callable[[str], None], run_ids: list[str]
+    ) -> list[RunInProgressError | None]:
+        outcomes: list[RunInProgressError | None] = []
+        for start in range(0, len(run_ids), EDITS_PER_TRANSACTION):
+            with self._transaction("edit runs"):
+                group = run_ids[start : start + EDITS_PER_TRANSACTION]
+                outcomes += [refusal_of(one_run, run_id) for run_id in group]
+        return outcomes
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -329,15 +348,22 @@ class SQLiteRunManifest(RunManifest):
     @contextlib.contextmanager
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock before reading, so a
-        read-then-write cannot interleave with another process's."""
+        read-then-write cannot interleave with another process's.
+
+        Inside a transaction already open (:meth:`edit_many`), a savepoint: the inner write
+        is undone alone if it fails.
+        """
         with self._errors(action), self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            nested = self._conn.in_transaction
+            self._conn.execute("SAVEPOINT one_write" if nested else "BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("ROLLBACK TO one_write" if nested else "ROLLBACK")
+                if nested:
+                    self._conn.execute("RELEASE one_write")
                 raise
-            self._conn.execute("COMMIT")
+            self._conn.execute("RELEASE one_write" if nested else "COMMIT")
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:

@@ -344,6 +344,54 @@ def test_unmark_forgets_a_run_unless_it_is_leased(manifest: RunManifest, clock: 
     assert manifest.get(RUN) is None
 
 
+def test_edit_many_edits_every_run_but_the_held_ones(manifest: RunManifest, clock: Clock) -> None:
+    # More runs than SQLite writes in one transaction, one of them held by a live job.
+    run_ids = [
+        f"archive/run=2017-04-11-{i // 3600:02d}-{i // 60 % 60:02d}-{i % 60:02d}/"
+        for i in range(1_100)
+    ]
+    held = run_ids[700]
+    manifest.add(run_ids[0])
+    assert manifest.claim(held, "job-a", lease_seconds=60)
+
+    refused = manifest.edit_many("skip", run_ids, reason="bad tracker release")
+
+    assert [str(refusal) for refusal in refused] == [str(manifest_refusal(manifest, "skip", held))]
+    entries = manifest.get_many(run_ids)
+    assert entries[run_ids[0]].status is RunStatus.COMMITTED  # committed stays committed
+    assert entries[held].status is RunStatus.PROCESSING
+    skipped = [entries[run_id] for run_id in run_ids[1:] if run_id != held]
+    assert {(e.status, e.error) for e in skipped} == {(RunStatus.SKIPPED, "bad tracker release")}
+
+    assert [refusal.args for refusal in manifest.edit_many("unmark", run_ids)] == [
+        manifest_refusal(manifest, "unmark", held).args
+    ]
+    assert set(manifest.get_many(run_ids)) == {held}
+    assert manifest.edit_many("mark", run_ids + run_ids[:5]) == []
+    assert {e.status for e in manifest.get_many(run_ids).values()} == {RunStatus.COMMITTED}
+
+    clock.advance(61)
+    assert manifest.edit_many("unmark", run_ids) == []
+    assert manifest.pending(run_ids) == run_ids
+
+
+def manifest_refusal(manifest: RunManifest, edit: str, run_id: str) -> RunInProgressError:
+    """The refusal the one-run method gives, to compare edit_many's with."""
+    with pytest.raises(RunInProgressError) as refused:
+        {"skip": manifest.skip, "unmark": manifest.unmark}[edit](run_id)
+    return refused.value
+
+
+def test_edit_many_checks_its_arguments_before_writing(manifest: RunManifest) -> None:
+    with pytest.raises(ValueError, match="Unknown edit 'forget'"):
+        manifest.edit_many("forget", [RUN])
+    with pytest.raises(ValueError, match="A reason goes with skip"):
+        manifest.edit_many("mark", [RUN], reason="why")
+    with pytest.raises(InvalidRunIdError):
+        manifest.edit_many("mark", [RUN, ""])
+    assert manifest.get(RUN) is None
+
+
 def test_pending_keeps_order_and_skips_settled_runs(manifest: RunManifest) -> None:
     run_ids = [f"archive/run=2017-04-11-10-{minute:02d}-00/" for minute in range(60)]
     run_ids += [f"archive/run=2017-04-12-{hour:02d}-00-00/" for hour in range(24)] * 2
@@ -746,15 +794,29 @@ class SlowBatchGetClient:
 
     def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
+            self.keys_asked.extend(len(r["Keys"]) for r in RequestItems.values())
+        return self._slowly(self._client.batch_get_item, RequestItems=RequestItems)
+
+    def _slowly(self, call: Any, **request: Any) -> dict[str, Any]:
+        with self._lock:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
-            self.keys_asked.extend(len(r["Keys"]) for r in RequestItems.values())
         try:
             time.sleep(0.05)
-            return self._client.batch_get_item(RequestItems=RequestItems)  # type: ignore[no-any-return]
+            return call(**request)  # type: ignore[no-any-return]
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+
+class SlowWritesClient(SlowBatchGetClient):
+    """A DynamoDB client whose single-item writes take a while and are counted in flight."""
+
+    def update_item(self, **request: Any) -> dict[str, Any]:
+        return self._slowly(self._client.update_item, **request)
+
+    def delete_item(self, **request: Any) -> dict[str, Any]:
+        return self._slowly(self._client.delete_item, **request)
 
 
 def test_pending_reads_batches_concurrently(aws: Any) -> None:
@@ -774,6 +836,20 @@ def test_pending_reads_batches_concurrently(aws: Any) -> None:
     assert 1 < slow.peak <= 4
     with pytest.raises(ValueError, match="read_concurrency"):
         RunManifests(client, "runs", read_concurrency=0)
+
+
+def test_edit_many_keeps_several_writes_in_flight(aws: Any) -> None:
+    client = aws.client("dynamodb")
+    RunManifests(client, "runs").create()
+    run_ids = [f"archive/run=2017-04-11-10-{i:02d}-00/" for i in range(40)]
+    slow = SlowWritesClient(client)
+
+    assert RunManifests(slow, "runs").edit_many("mark", run_ids) == []
+
+    assert 1 < slow.peak <= 8
+    assert {e.status for e in RunManifests(client, "runs").get_many(run_ids).values()} == {
+        RunStatus.COMMITTED
+    }
 
 
 def test_concurrent_claims_in_threads_have_one_winner(aws: Any, atomic_moto_dynamodb: None) -> None:
@@ -876,6 +952,18 @@ def test_sqlite_file_is_in_wal_mode_and_rows_without_status_are_legacy(tmp_path:
         entry = reopened.get(RUN)
         assert entry is not None
         assert entry.status is RunStatus.LEGACY
+
+
+def test_sqlite_edit_many_commits_once_per_group_of_runs(tmp_path: Path) -> None:
+    manifest = SQLiteRunManifest(tmp_path / "manifest.sqlite")
+    statements: list[str] = []
+    manifest._conn.set_trace_callback(statements.append)
+    run_ids = [f"archive/run=2017-04-11-10-{i // 60:02d}-{i % 60:02d}/" for i in range(1_200)]
+
+    manifest.edit_many("mark", run_ids)
+
+    assert statements.count("COMMIT") == 3  # 500 + 500 + 200
+    assert len(manifest.get_many(run_ids)) == 1_200
 
 
 def test_sqlite_in_memory(clock: Clock) -> None:
