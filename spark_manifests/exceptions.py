@@ -81,7 +81,7 @@ class OwnershipLostError(SparkManifestsError):
 
 
 class RunInProgressError(SparkManifestsError):
-    """A run is held by a job under a live lease, so it cannot be skipped or unmarked now.
+    """A run is held by a job under a live lease, so it cannot be marked, skipped or unmarked now.
 
     Wait for the job to finish, or for its lease to expire.
     """

@@ -225,13 +225,16 @@ def _warn_out_of_attempts(entries: list[ManifestEntry], shown: int = 5) -> None:
     )
 
 
-def can_skip(entry: ManifestEntry | None, now: float) -> bool:
-    """Skipping overwrites failed, skipped, unknown and abandoned runs only."""
-    if entry is None:
+def left_as_committed(verb: str, run_id: str, entry: ManifestEntry | None, now: float) -> bool:
+    """Whether an operator's ``mark`` or ``skip`` leaves the run as it is: ``True`` for a
+    committed run. A run held under a live lease raises RunInProgressError: marked, a job
+    still processing it would commit it twice, or see its failure turned into a commit."""
+    if entry is not None and entry.status in DONE:
+        _logger.debug("%s is committed already: not changed by %s", run_id, verb)
         return True
-    if entry.status is RunStatus.PROCESSING:
-        return not entry.lease_live(now)
-    return entry.status in (RunStatus.FAILED, RunStatus.SKIPPED)
+    if entry is not None and entry.lease_live(now):
+        raise in_progress(verb, run_id, entry)
+    return False
 
 
 def utc_from_epoch(value: float | None) -> datetime | None:
@@ -305,7 +308,11 @@ class RunManifest(abc.ABC):
 
     @abc.abstractmethod
     def add(self, run_id: str) -> None:
-        """Mark a run committed (the Snowplow SDK's ``add``); a committed run keeps its record."""
+        """Mark a run committed (the Snowplow SDK's ``add``); a committed run keeps its record.
+
+        Raises RunInProgressError for a run held under a live lease: the job holding it
+        commits or fails it itself.
+        """
 
     @abc.abstractmethod
     def get(self, run_id: str) -> ManifestEntry | None:

@@ -75,17 +75,16 @@ from .exceptions import (
 from .manifest import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
-    DONE,
     ManifestEntry,
     RunManifest,
     RunStatus,
-    can_skip,
     check_claim,
     check_owner,
     check_run_id,
     clip_error,
     holds_live,
     in_progress,
+    left_as_committed,
     ownership_lost,
     parse_status,
     refusal_of,
@@ -142,6 +141,10 @@ _SKIP_CONDITION = (
 _NOT_LEASED_CONDITION = (
     "attribute_not_exists(#status) OR #status <> :processing"
     " OR attribute_not_exists(#lease) OR #lease <= :now"
+)
+_MARK_CONDITION = (
+    "attribute_not_exists(#id) OR (attribute_exists(#status) AND #status <> :committed"
+    f" AND ({_NOT_LEASED_CONDITION}))"
 )
 _PLACEHOLDER_RE = re.compile(r"[#:]\w+")
 
@@ -351,16 +354,12 @@ class RunManifests(RunManifest):
 
     def add(self, run_id: str) -> None:
         check_run_id(run_id)
-        at = self._clock()
-        committed, _ = self._update(
-            "mark a run committed",
+        self._edit_unless_held(
+            "mark",
             run_id,
             "SET #status = :committed, #committed = :at, #updated = :at REMOVE #lease, #error",
-            "attribute_not_exists(#id) OR (attribute_exists(#status) AND #status <> :committed)",
-            at=at,
+            _MARK_CONDITION,
         )
-        if not committed:
-            _logger.debug("%s was committed already; kept its record", run_id)
 
     def claim(
         self,
@@ -466,17 +465,7 @@ class RunManifests(RunManifest):
         update = "SET #status = :skipped, #updated = :at"
         update += ", #error = :error REMOVE #lease" if reason else " REMOVE #lease, #error"
         values: dict[str, Any] = {"error": clip_error(reason)} if reason else {}
-        # Retried when the lease ran out between the write and the check that explains it.
-        for _ in range(3):
-            skipped, entry = self._update("skip a run", run_id, update, _SKIP_CONDITION, **values)
-            if skipped:
-                return
-            if entry is not None and entry.status in DONE:
-                _logger.debug("Not skipping %s: it is committed already", run_id)
-                return
-            if not can_skip(entry, self._clock()):
-                raise in_progress("skip", run_id, entry)
-        raise RetryableError(f"Could not skip {run_id!r}: it kept changing; try again.")
+        self._edit_unless_held("skip", run_id, update, _SKIP_CONDITION, **values)
 
     def unmark(self, run_id: str) -> None:
         check_run_id(run_id)
@@ -497,6 +486,17 @@ class RunManifests(RunManifest):
             self.dynamodb.close()
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _edit_unless_held(
+        self, verb: str, run_id: str, update: str, condition: str, **values: Any
+    ) -> None:
+        """An operator's edit (see :func:`left_as_committed`); retried when a lease ran out
+        between the write and the check that explains its refusal."""
+        for _ in range(3):
+            written, entry = self._update(f"{verb} a run", run_id, update, condition, **values)
+            if written or left_as_committed(verb, run_id, entry, self._clock()):
+                return
+        raise RetryableError(f"Could not {verb} {run_id!r}: it kept changing; try again.")
 
     def _update_held(
         self,

@@ -33,12 +33,10 @@ from .exceptions import (
 from .manifest import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
-    DONE,
     ManifestEntry,
     RunManifest,
     RunStatus,
     can_claim,
-    can_skip,
     check_claim,
     check_owner,
     check_run_id,
@@ -47,6 +45,7 @@ from .manifest import (
     holds_live,
     in_progress,
     is_abandoned,
+    left_as_committed,
     ownership_lost,
     parse_status,
     refusal_of,
@@ -196,11 +195,10 @@ class SQLiteRunManifest(RunManifest):
     def add(self, run_id: str) -> None:
         check_run_id(run_id)
         with self._transaction("mark a run committed") as conn:
+            now = self._clock()
             entry = _read(conn, run_id)
-            if entry is not None and entry.status in DONE:
-                _logger.debug("%s was committed already; kept its record", run_id)
-                return
-            _mark_committed(conn, run_id, entry, self._clock())
+            if not left_as_committed("mark", run_id, entry, now):
+                _mark_committed(conn, run_id, entry, now)
 
     def claim(
         self,
@@ -286,11 +284,8 @@ class SQLiteRunManifest(RunManifest):
         with self._transaction("skip a run") as conn:
             now = self._clock()
             entry = _read(conn, run_id)
-            if entry is not None and entry.status in DONE:
-                _logger.debug("Not skipping %s: it is committed already", run_id)
+            if left_as_committed("skip", run_id, entry, now):
                 return
-            if not can_skip(entry, now):
-                raise in_progress("skip", run_id, entry)
             _upsert(
                 conn,
                 run_id,

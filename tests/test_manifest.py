@@ -328,6 +328,27 @@ def test_skip(manifest: RunManifest, clock: Clock) -> None:
     assert (skipped.status, skipped.lease_expires_at) == (RunStatus.SKIPPED, None)
 
 
+def test_mark_refuses_a_run_a_job_holds(manifest: RunManifest, clock: Clock) -> None:
+    # Marked under a live job, the run would be committed even if the job then failed it.
+    manifest.claim(RUN, "job-a", lease_seconds=60)
+    with pytest.raises(RunInProgressError, match=r"held by 'job-a'"):
+        manifest.add(RUN)
+    entry = manifest.get(RUN)
+    assert entry is not None
+    assert entry.status is RunStatus.PROCESSING
+    manifest.fail(RUN, "job-a", "boom")
+    failed = manifest.get(RUN)
+    assert failed is not None
+    assert failed.status is RunStatus.FAILED
+
+    manifest.claim(OTHER, "job-a", lease_seconds=60)
+    clock.advance(61)  # its job died: an operator may settle it
+    manifest.add(OTHER)
+    marked = manifest.get(OTHER)
+    assert marked is not None
+    assert marked.status is RunStatus.COMMITTED
+
+
 def test_unmark_forgets_a_run_unless_it_is_leased(manifest: RunManifest, clock: Clock) -> None:
     manifest.add(RUN)
     manifest.unmark(RUN)
@@ -367,8 +388,11 @@ def test_edit_many_edits_every_run_but_the_held_ones(manifest: RunManifest, cloc
         manifest_refusal(manifest, "unmark", held).args
     ]
     assert set(manifest.get_many(run_ids)) == {held}
-    assert manifest.edit_many("mark", run_ids + run_ids[:5]) == []
-    assert {e.status for e in manifest.get_many(run_ids).values()} == {RunStatus.COMMITTED}
+    assert [str(refusal) for refusal in manifest.edit_many("mark", run_ids + run_ids[:5])] == [
+        str(manifest_refusal(manifest, "mark", held))
+    ]
+    marked = manifest.get_many(run_ids)
+    assert {marked[run_id].status for run_id in run_ids if run_id != held} == {RunStatus.COMMITTED}
 
     clock.advance(61)
     assert manifest.edit_many("unmark", run_ids) == []
@@ -378,7 +402,7 @@ def test_edit_many_edits_every_run_but_the_held_ones(manifest: RunManifest, cloc
 def manifest_refusal(manifest: RunManifest, edit: str, run_id: str) -> RunInProgressError:
     """The refusal the one-run method gives, to compare edit_many's with."""
     with pytest.raises(RunInProgressError) as refused:
-        {"skip": manifest.skip, "unmark": manifest.unmark}[edit](run_id)
+        {"mark": manifest.add, "skip": manifest.skip, "unmark": manifest.unmark}[edit](run_id)
     return refused.value
 
 
