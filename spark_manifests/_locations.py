@@ -89,7 +89,7 @@ def parse_location(
         refuse_scheme_typo(text, what, expected)
         if text[:5].lower() == "file:":  # file:/path, as Spark and Hadoop print paths
             return Location("file", None, _file_uri_path(text, text[5:], what, expected))
-        return Location("file", None, os.path.abspath(os.path.expanduser(text)))
+        return Location("file", None, _absolute(os.path.expanduser(text)))
     scheme = scheme.lower()
     if scheme == "file":
         return Location("file", None, _file_uri_path(text, rest, what, expected))
@@ -127,4 +127,12 @@ def _file_uri_path(text: str, rest: str, what: str, expected: str) -> str:
             f"The {what} {text!r} is not a file:// URI of this machine: write "
             f"file:///absolute/path (three slashes), or a plain path. Expected {expected}."
         )
-    return os.path.abspath(unquote("/" + path))
+    return _absolute(unquote("/" + path))
+
+
+def _absolute(path: str) -> str:
+    """The absolute, normalised form of a local path, one spelling per folder: POSIX keeps a
+    leading ``//`` (``//tmp/a`` is ``/tmp/a`` on Linux and macOS), which would make new run
+    ids for runs the manifest knows."""
+    absolute = os.path.abspath(path)
+    return absolute[1:] if absolute.startswith("//") else absolute

@@ -90,6 +90,9 @@ DEFAULT_MAX_BYTES_PER_BATCH = 2 * 1024**3
 
 #: Each failure message in a job's summary is cut to this many characters.
 MAX_SUMMARY_ERROR_CHARS = 1000
+# The newest settled runs whose owners a source reads once, to spot a manifest that another
+# job commits to (one BatchGetItem call).
+_OWNERS_SAMPLED = 25
 
 Reader = Callable[..., Any]
 Transform = Callable[..., "DataFrame"]
@@ -276,6 +279,7 @@ class ManifestedRunSource:
         self._state_lock = threading.RLock()
         self._read_cursor: set[str] = set()
         self._storage_checked = False
+        self._manifest_sharing_checked = False
         self.progress = Progress(0, 0, "not started")
 
     # -- the data-source contract -------------------------------------------------------
@@ -329,8 +333,32 @@ class ManifestedRunSource:
         # Failed runs out of attempts are left out before the limit: a claim would refuse
         # them, and a limit they filled would stall the job on them for good.
         pending_ids = self.manifest.pending(list(by_id), max_attempts=self._max_attempts)
+        still_pending = set(pending_ids)
+        settled = [run_id for run_id in by_id if run_id not in still_pending]
+        self._warn_if_committed_by_another_job(settled)
         pending = [by_id[run_id] for run_id in pending_ids]
         return pending[: self.limit] if self.limit is not None else pending
+
+    def _warn_if_committed_by_another_job(self, settled_ids: list[str]) -> None:
+        """Warn, once per source, when the newest settled runs were committed by a job of
+        another name: a manifest serves one job, and this one never processes those runs."""
+        if self._manifest_sharing_checked or not settled_ids:
+            return
+        self._manifest_sharing_checked = True
+        entries = self.manifest.get_many(settled_ids[-_OWNERS_SAMPLED:]).values()
+        committed_by = {
+            _job_of(entry.owner) for entry in entries if entry.status is RunStatus.COMMITTED
+        }
+        others = sorted(name for name in committed_by if name not in (None, self.job_name))
+        if others:
+            _logger.warning(
+                "Runs of %s were committed by job %s, not by %s: this job leaves them out. A "
+                "manifest serves one job; give this job its own (--manifest), or the job "
+                "name it had (--job) if it was renamed.",
+                self.archive,
+                ", ".join(repr(name) for name in others),
+                repr(self.job_name),
+            )
 
     def _archive_runs(self) -> list[Run]:
         return list_runs(
@@ -1221,6 +1249,13 @@ _OWNERS_AT_WORK: set[str] = set()
 
 def _this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _job_of(owner: str | None) -> str | None:
+    """The job name in an owner this package made (``job@host:pid:id``), else ``None``."""
+    if owner is None or "@" not in owner:
+        return None
+    return owner.split("@", 1)[0]
 
 
 def _saver_gone(process: Any, owner: str) -> bool:

@@ -248,6 +248,9 @@ def test_file_uris_and_legacy_bucket_names() -> None:
     assert parse_location("file:/data/run=x#1").key == "/data/run=x#1"  # as Spark prints paths
     assert parse_location("file://localhost/data/a%20b").key == "/data/a b"
     assert parse_location("file:///data/a?b").key == "/data/a?b"
+    # POSIX keeps a leading // in abspath: each spelling must give the same run ids.
+    spellings = ["/data/archive", "//data/archive/", "file:////data/archive", "///data/archive"]
+    assert {parse_location(spelling).key for spelling in spellings} == {"/data/archive"}
     # us-east-1 buckets made before 2018 may have capitals and underscores.
     assert parse_location("s3://Acme_Events/archive/").bucket == "Acme_Events"
 

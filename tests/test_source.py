@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -221,6 +222,26 @@ def test_a_full_batch_is_processed_before_the_next_runs_are_listed(make_source) 
     first = next(batches)
     assert [listing.run for listing in first] == pending[:2]
     assert inspected == [run.id for run in pending[:2]]
+
+
+def test_runs_another_job_committed_are_named_in_a_warning(make_source, tmp_path, caplog) -> None:
+    shared = SQLiteRunManifest(str(tmp_path / "shared.sqlite"))
+    first = make_source(manifest=shared, job_name="enriched_to_parquet")
+    runs = first.pending()
+    for run in runs[:2]:
+        assert shared.claim(run.id, first.owner)
+        shared.commit(run.id, first.owner, rows_in=1, rows_out=1)
+
+    with caplog.at_level(logging.WARNING, logger="spark_manifests"):
+        second = make_source(manifest=shared, job_name="daily_page_views")
+        assert second.pending() == runs[2:]
+        assert second.pending() == runs[2:]  # warned once per source
+        assert make_source(manifest=shared, job_name="enriched_to_parquet").pending() == runs[2:]
+
+    warnings = [r.getMessage() for r in caplog.records if "committed by job" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "job 'enriched_to_parquet', not by 'daily_page_views'" in warnings[0]
+    assert "its own (--manifest)" in warnings[0]
 
 
 def test_read_returns_runs_without_touching_the_manifest(make_source) -> None:
