@@ -29,6 +29,7 @@ from ._spark import get_or_create_spark, set_job_description, spark_is_gone
 from ._time import from_iso
 from .exceptions import (
     AccessDeniedError,
+    CorruptStateError,
     CredentialsMissingError,
     InvalidLocationError,
     JobAlreadyRunningError,
@@ -507,8 +508,10 @@ class ManifestedRunSource:
         state = self.state_store.get_or_create(self.job_name)
         if state.origin == "running":
             previous = str(state.get("owner") or "")
-            self._refuse_if_still_running(state, previous)
+            # First: a job of this name at work on another archive is not this job's run.
             self._refuse_another_archive(state)
+            self._refuse_if_still_running(state, previous)
+            self._check_in_flight(state)
             if self._owner is None and previous:
                 # The last run of this job was killed holding claims: take its identity so
                 # its claims are ours again instead of waiting for their leases to expire.
@@ -558,10 +561,26 @@ class ManifestedRunSource:
         archive = state.get("archive")
         if archive and not _same_place(parse_location(archive), self.archive):
             raise SparkManifestsError(
-                f"Job {self.job_name} stopped before it ended while processing {archive}; "
-                f"it cannot resume on {self.archive.uri}. Run it on {archive} to finish, or "
-                "give this archive its own job name."
+                f"Job {self.job_name} has a running state on {archive} (a run of it is at "
+                f"work there, or stopped before it ended); this start is on "
+                f"{self.archive.uri}. Give this archive its own job name (--job), or run the "
+                f"job on {archive} to finish it."
             )
+
+    def _check_in_flight(self, state: StateData) -> None:
+        """Refuse a running state whose runs in flight cannot be read (edited by hand, or
+        written by another version): every start would stop on it with a traceback."""
+        in_flight = state.get("in_flight") or {}
+        records = in_flight.items() if isinstance(in_flight, dict) else [("", in_flight)]
+        for run_id, record in records:
+            if not _readable_record(run_id, record):
+                raise CorruptStateError(
+                    f"The running state of job {self.job_name} in {self.state_store.location} "
+                    f"has a run in flight it cannot read ({run_id or 'in_flight'}: "
+                    f"{str(record)[:200]}). Restore it from the job's history "
+                    "(StateStore.history / restore), or delete it: the runs it held are "
+                    "processed again once their leases expire."
+                )
 
     def _resume(self, state: StateData, summary: JobSummary) -> None:
         """Finish what a killed run of this job left: commit runs already written.
@@ -587,7 +606,7 @@ class ManifestedRunSource:
                 and self.sink.has_output(run)
             ):
                 # Committed as it stands: a claim again would count one more attempt.
-                metrics = _RunMetrics(**record.get("metrics", {}))
+                metrics = _metrics_from_record(record)
                 if self._commit(run, metrics, None, summary):
                     summary.runs_resumed += 1
                     _logger.info("Resume: committed %s without recomputing it", run_id)
@@ -1288,6 +1307,32 @@ def _run_record(run: Run) -> dict[str, str]:
         "name": run.name,
         "timestamp": run.timestamp.isoformat(),
     }
+
+
+def _metrics_from_record(record: Mapping[str, Any]) -> _RunMetrics:
+    """The counts of a run in flight; counts another version added are left out."""
+    recorded = record.get("metrics") or {}
+    return _RunMetrics(
+        **{
+            name: value
+            for name, value in recorded.items()
+            if name in _RunMetrics.__dataclass_fields__ and type(value) is int
+        }
+    )
+
+
+def _readable_record(run_id: str, record: Any) -> bool:
+    """Whether a run in flight of a running state is as :func:`_run_record` writes it."""
+    fields = ("id", "path", "name", "timestamp")
+    if not isinstance(record, dict) or record.get("id") != run_id:
+        return False
+    if not all(isinstance(record.get(field), str) for field in fields):
+        return False
+    try:
+        from_iso(record["timestamp"])
+    except ValueError:
+        return False
+    return True
 
 
 def _run_from_record(record: Mapping[str, Any]) -> Run:

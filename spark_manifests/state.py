@@ -329,12 +329,16 @@ def _parse_document(data: bytes, source: str) -> dict[str, Any]:
         raise corrupt(f'it is JSON but not a state document (no "format": "{FORMAT}" field)')
     version = document.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise corrupt(f"its format_version is {version!r}, expected an integer")
+        raise corrupt(f"its format_version is {version!r}, expected an integer of 1 or more")
     if version > FORMAT_VERSION:
-        raise corrupt(
-            f"it has format_version {version}, written by spark_manifests "
-            f"{document.get('package_version')}; this is {__version__}, which reads up to "
-            f"{FORMAT_VERSION}. Upgrade spark_manifests"
+        # Not corrupt: deleting it would throw away the runs in flight of a newer version.
+        raise CorruptStateError(
+            f"The state file {source} was written by spark_manifests "
+            f"{document.get('package_version')} (format_version {version}); this is "
+            f"spark_manifests {__version__}, which reads up to format_version "
+            f"{FORMAT_VERSION}. Run the job with spark_manifests "
+            f"{document.get('package_version')} or newer; keep the file, it holds the job's "
+            "progress."
         )
     job_name = document.get("job_name")
     if job_name is not None and not isinstance(job_name, str):

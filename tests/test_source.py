@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from spark_manifests import (
     ArchiveNotFoundError,
+    CorruptStateError,
     InvalidLocationError,
     JobAlreadyRunningError,
     JobFailedError,
@@ -1074,10 +1075,55 @@ def test_a_running_state_resumes_only_on_its_own_archive(
         crashing.run()
     monkeypatch.undo()
 
-    with pytest.raises(SparkManifestsError, match="cannot resume on"):
+    with pytest.raises(SparkManifestsError, match="this start is on"):
         make_source(archive=clean_archive).run()
     same_place = crashing.archive.uri.rstrip("/") + "/"  # written another way
     assert make_source(archive=same_place).run().runs_committed == RUNS
+
+
+def test_a_job_of_the_same_name_at_work_on_another_archive_is_named(
+    make_source, archive, tmp_path, clean_archive
+) -> None:
+    store = StateStore(str(tmp_path / "shared_state"))
+    state = store.get_or_create("test_job")
+    state["archive"] = make_source().archive.uri
+    state["owner"] = "test_job@elsewhere:1:abcd1234"  # alive, as far as this host can tell
+    state["process"] = "elsewhere:1"
+    state["in_flight"] = {}
+    store.update(state)
+
+    with pytest.raises(SparkManifestsError) as raised:
+        make_source(archive=clean_archive, state=store).run()
+
+    assert not isinstance(raised.value, JobAlreadyRunningError)
+    assert f"has a running state on {state['archive']}" in str(raised.value)
+    assert "Give this archive its own job name (--job)" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "in_flight",
+    [
+        {"x/run=2017-04-11-10-31-05/": {"stage": "written"}},  # another version's record
+        {"x/run=2017-04-11-10-31-05/": {"id": 1, "path": "p", "name": "n", "timestamp": "t"}},
+        ["x/run=2017-04-11-10-31-05/"],
+    ],
+)
+def test_runs_in_flight_that_cannot_be_read_are_refused_clearly(
+    make_source, tmp_path, in_flight
+) -> None:
+    store = StateStore(str(tmp_path / "edited_state"))
+    state = store.get_or_create("test_job")
+    state["in_flight"] = in_flight
+    store.update(state)
+
+    with pytest.raises(CorruptStateError, match=r"has a run in flight it cannot read \("):
+        make_source(state=store).run()
+
+
+def test_counts_another_version_added_to_a_run_in_flight_are_left_out() -> None:
+    record = {"metrics": {"rows_in": 10, "rows_out": 9, "bad_rows": 1, "bytes_out": 512}}
+    metrics = source_module._metrics_from_record(record)
+    assert (metrics.rows_in, metrics.rows_out, metrics.bad_rows) == (10, 9, 1)
 
 
 def test_claims_are_renewed_while_a_batch_outlasts_its_lease(make_source) -> None:

@@ -474,7 +474,8 @@ CORRUPT_FILES = {
     "not utf-8": (b"\xff\xfe{}", None, "not UTF-8"),
     "foreign json": ({"watermark": 1}, None, "not a state document"),
     "a json list": ([1, 2], None, "not a state document"),
-    "future format": (valid_document(format_version=99), None, "Upgrade spark_manifests"),
+    "future format": (valid_document(format_version=99), None, "keep the file"),
+    "format version 0": (valid_document(format_version=0), None, "an integer of 1 or more"),
     "data not an object": (valid_document(data=[1]), None, "data is list"),
     "bad time": (valid_document(created_at="yesterday"), None, "created_at"),
     "another job": (valid_document(job_name="weekly"), None, "of job 'weekly'"),
@@ -497,6 +498,20 @@ def test_a_corrupt_or_foreign_file_is_reported_clearly(place, case: str) -> None
     # No chained json/codec traceback to read through.
     assert raised.value.__cause__ is None
     assert raised.value.__context__ is None or raised.value.__suppress_context__
+
+
+def test_a_state_of_a_newer_version_asks_for_that_version_not_a_deletion(place) -> None:
+    newer = valid_document(format_version=2, package_version="9.0.0")
+    place.put_raw("daily_running.json", json.dumps(newer).encode())
+
+    with pytest.raises(CorruptStateError) as raised:
+        place.store().get_or_create("daily")
+
+    message = str(raised.value)
+    assert "written by spark_manifests 9.0.0 (format_version 2)" in message
+    assert "with spark_manifests 9.0.0 or newer" in message
+    assert "delete" not in message
+    assert "not a valid" not in message
 
 
 # -- StateData ------------------------------------------------------------------------------
