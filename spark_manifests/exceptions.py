@@ -21,6 +21,7 @@ __all__ = [
     "JobAlreadyRunningError",
     "JobFailedError",
     "ManifestTableNotFoundError",
+    "OutputInUseError",
     "OwnershipLostError",
     "RetryableError",
     "RunInProgressError",
@@ -101,6 +102,14 @@ class StateConflictError(SparkManifestsError):
 
 class CorruptStateError(SparkManifestsError):
     """A state file is not a valid state document (truncated, not JSON, or foreign)."""
+
+
+class OutputInUseError(SparkManifestsError):
+    """An output location is written by another job.
+
+    Each job replaces its runs' partitions under its output: two jobs on one output would
+    overwrite each other's. Give each job its own output.
+    """
 
 
 class JobAlreadyRunningError(SparkManifestsError):

@@ -417,6 +417,12 @@ class RunManifest(abc.ABC):
     def entries(self) -> Iterator[ManifestEntry]:
         """Every entry of the manifest (in no particular order)."""
 
+    @property
+    def uri(self) -> str | None:
+        """Where the manifest lives, as :func:`open_manifest` takes it (``dynamodb://TABLE``,
+        a SQLite file's path); ``None`` for one that has no lasting place (in memory)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - a no-op unless the backend holds resources
         """Release what the manifest holds open (connections)."""
 

@@ -481,6 +481,10 @@ class RunManifests(RunManifest):
         with ThreadPoolExecutor(min(EDIT_CONCURRENCY, len(run_ids))) as pool:
             return list(pool.map(lambda run_id: refusal_of(one_run, run_id), run_ids))
 
+    @property
+    def uri(self) -> str | None:
+        return f"dynamodb://{self.table_name}"
+
     def close(self) -> None:
         if self._owns_client and hasattr(self.dynamodb, "close"):
             self.dynamodb.close()

@@ -139,6 +139,10 @@ class SQLiteRunManifest(RunManifest):
     def __repr__(self) -> str:
         return f"SQLiteRunManifest({self.path!r})"
 
+    @property
+    def uri(self) -> str | None:
+        return None if self.path == MEMORY else self.path
+
     def _connect(self, timeout: float) -> sqlite3.Connection:
         if self.path != MEMORY:
             if os.path.isdir(self.path):

@@ -9,15 +9,18 @@ overwrite. Bad rows go beside the output, partitioned the same way.
 from __future__ import annotations
 
 import abc
+import json
 import logging
 import os
 import shutil
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._aws import aws_errors, make_client
+from botocore.exceptions import ClientError
+
+from ._aws import aws_errors, error_code, make_client
 from ._locations import Location, PathLike, parse_location
-from .exceptions import InvalidLocationError
+from .exceptions import InvalidLocationError, OutputInUseError
 
 if TYPE_CHECKING:
     import boto3
@@ -31,6 +34,9 @@ _logger = logging.getLogger(__name__)
 RUN_COLUMN = "run"
 
 __all__ = ["RUN_COLUMN", "ParquetSink", "Sink"]
+
+#: The file in a ParquetSink's output that names the manifest (and job) whose runs it holds.
+OUTPUT_OWNER_FILE = "_spark_manifests_output.json"
 
 #: DeleteObjects takes at most 1,000 keys a call.
 _DELETE_KEYS = 1000
@@ -55,6 +61,11 @@ class Sink(abc.ABC):
     @writes_bad_rows.setter
     def writes_bad_rows(self, keep: bool) -> None:
         self._writes_bad_rows = keep
+
+    def prepare(self, *, job_name: str, manifest: str | None) -> None:  # noqa: B027
+        """Called once per start of a job, before its first write, with the job's name and
+        its manifest's URI (``None`` if it has none): a sink may refuse an output that holds
+        the runs of another manifest. Does nothing unless a sink defines it."""
 
     @abc.abstractmethod
     def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
@@ -123,6 +134,71 @@ class ParquetSink(Sink):
         self.compression = compression
         self._client = client
         self._session = session
+
+    def prepare(self, *, job_name: str, manifest: str | None) -> None:
+        """Record the manifest whose runs this output holds, or raise
+        :class:`~spark_manifests.OutputInUseError` when it holds another manifest's: a job
+        replaces its runs' partitions, so jobs of two manifests on one output would
+        overwrite each other's. Workers of one job (one manifest) share an output.
+
+        The manifest is recorded in ``<output>/_spark_manifests_output.json`` (Spark leaves
+        files starting with ``_`` out of its reads); delete it to move an output to a new
+        manifest.
+        """
+        if manifest is None:
+            return
+        record = {"manifest": manifest, "job_name": job_name}
+        recorded = self._recorded_owner(record)
+        if recorded.get("manifest") not in (None, manifest):
+            raise OutputInUseError(
+                f"The output {self.location.uri} holds the runs of the manifest "
+                f"{recorded['manifest']} (job {recorded.get('job_name')!r}, see "
+                f"{self._owner_file().uri}); job {job_name!r} uses {manifest}. A job "
+                "replaces its runs' partitions under its output: give this job its own "
+                "output. If the manifest moved, delete that file."
+            )
+
+    def _owner_file(self) -> Location:
+        return self.location.join(OUTPUT_OWNER_FILE)
+
+    def _recorded_owner(self, record: dict[str, str]) -> dict[str, Any]:
+        """What the output's owner file holds; ``record`` is written there if it is absent."""
+        body = (json.dumps(record) + "\n").encode("utf-8")
+        marker = self._owner_file()
+        if marker.is_s3:
+            recorded = self._create_or_read_object(marker, body)
+        else:
+            try:
+                recorded = _create_or_read(marker.key, body)
+            except OSError as exc:
+                raise InvalidLocationError(
+                    f"The output {self.location.uri} cannot be used: {exc.strerror} "
+                    f"({exc.filename}). Give a folder this job can create and write: a file "
+                    "may stand where a folder of its path should be."
+                ) from None
+        try:
+            found = json.loads(recorded)
+        except ValueError:
+            found = None
+        if not isinstance(found, dict):
+            raise OutputInUseError(
+                f"{marker.uri} does not say which manifest's runs {self.location.uri} "
+                "holds; delete it, and the next start records its own."
+            )
+        return found
+
+    def _create_or_read_object(self, marker: Location, body: bytes) -> bytes:
+        """Put the object ``marker`` with ``body`` unless it exists; the object's content.
+        Of two first starts, one records its job."""
+        client = self._s3()
+        with aws_errors("record the output's job", marker.uri):
+            try:
+                client.put_object(Bucket=marker.bucket, Key=marker.key, Body=body, IfNoneMatch="*")
+                return body
+            except ClientError as exc:
+                if error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise
+            return client.get_object(Bucket=marker.bucket, Key=marker.key)["Body"].read()
 
     @property
     def events_location(self) -> Location:
@@ -202,6 +278,18 @@ class ParquetSink(Sink):
     @staticmethod
     def _partition(location: Location, run: Run) -> Location:
         return location.join(f"{RUN_COLUMN}={run.label}")
+
+
+def _create_or_read(path: str, body: bytes) -> bytes:
+    """Create the file ``path`` with ``body`` unless it exists; the file's content."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        with open(path, "xb") as handle:
+            handle.write(body)
+        return body
+    except FileExistsError:
+        with open(path, "rb") as handle:
+            return handle.read()
 
 
 def _partition_keys(client: Any, location: Location, labels: set[str]) -> list[str]:

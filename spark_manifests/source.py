@@ -91,9 +91,9 @@ DEFAULT_MAX_BYTES_PER_BATCH = 2 * 1024**3
 
 #: Each failure message in a job's summary is cut to this many characters.
 MAX_SUMMARY_ERROR_CHARS = 1000
-# The newest settled runs whose owners a source reads once, to spot a manifest that another
+# The newest settled runs whose output a source reads once, to spot a manifest that another
 # job commits to (one BatchGetItem call).
-_OWNERS_SAMPLED = 25
+_OUTPUTS_SAMPLED = 25
 
 Reader = Callable[..., Any]
 Transform = Callable[..., "DataFrame"]
@@ -335,30 +335,36 @@ class ManifestedRunSource:
         # them, and a limit they filled would stall the job on them for good.
         pending_ids = self.manifest.pending(list(by_id), max_attempts=self._max_attempts)
         still_pending = set(pending_ids)
-        settled = [run_id for run_id in by_id if run_id not in still_pending]
-        self._warn_if_committed_by_another_job(settled)
+        settled = [by_id[run_id] for run_id in by_id if run_id not in still_pending]
+        self._warn_if_committed_elsewhere(settled)
         pending = [by_id[run_id] for run_id in pending_ids]
         return pending[: self.limit] if self.limit is not None else pending
 
-    def _warn_if_committed_by_another_job(self, settled_ids: list[str]) -> None:
-        """Warn, once per source, when the newest settled runs were committed by a job of
-        another name: a manifest serves one job, and this one never processes those runs."""
-        if self._manifest_sharing_checked or not settled_ids:
+    def _warn_if_committed_elsewhere(self, settled: list[Run]) -> None:
+        """Warn, once per source, when the newest settled runs were committed with their
+        output elsewhere: the manifest also serves another job (another output), and this
+        one never processes those runs."""
+        if self._manifest_sharing_checked or not settled:
             return
         self._manifest_sharing_checked = True
-        entries = self.manifest.get_many(settled_ids[-_OWNERS_SAMPLED:]).values()
-        committed_by = {
-            _job_of(entry.owner) for entry in entries if entry.status is RunStatus.COMMITTED
-        }
-        others = sorted(name for name in committed_by if name not in (None, self.job_name))
-        if others:
+        newest = {run.id: run for run in settled[-_OUTPUTS_SAMPLED:]}
+        elsewhere: list[tuple[str, str]] = []
+        for entry in self.manifest.get_many(list(newest)).values():
+            ours = self.sink.output_path(newest[entry.run_id])
+            theirs = entry.output_path if entry.status is RunStatus.COMMITTED else None
+            if theirs and theirs.rstrip("/") != ours.rstrip("/"):
+                elsewhere.append((theirs, ours))
+        if elsewhere:
+            theirs, ours = elsewhere[-1]
             _logger.warning(
-                "Runs of %s were committed by job %s, not by %s: this job leaves them out. A "
-                "manifest serves one job; give this job its own (--manifest), or the job "
-                "name it had (--job) if it was renamed.",
-                self.archive,
-                ", ".join(repr(name) for name in others),
-                repr(self.job_name),
+                "%d of the newest runs of %s this job leaves out as committed have their "
+                "output elsewhere (%s, where this job would write %s): a manifest serves one "
+                "output, and this job never processes them. Give this job its own manifest "
+                "(--manifest), or its old output if it moved.",
+                len(elsewhere),
+                self.archive.uri,
+                theirs,
+                ours,
             )
 
     def _archive_runs(self) -> list[Run]:
@@ -448,6 +454,10 @@ class ManifestedRunSource:
                 self.archive.uri,
                 "" if self.since is None and self.until is None else " within since/until",
             )
+        # Before the snapshot too: an output another job writes is a wrong argument.
+        prepare = getattr(self.sink, "prepare", None)
+        if prepare is not None:
+            prepare(job_name=self.job_name, manifest=self.manifest.uri)
         state = self._open_state()
         _OWNERS_AT_WORK.add(self.owner)
         try:
@@ -1268,13 +1278,6 @@ _OWNERS_AT_WORK: set[str] = set()
 
 def _this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _job_of(owner: str | None) -> str | None:
-    """The job name in an owner this package made (``job@host:pid:id``), else ``None``."""
-    if owner is None or "@" not in owner:
-        return None
-    return owner.split("@", 1)[0]
 
 
 def _saver_gone(process: Any, owner: str) -> bool:

@@ -990,6 +990,13 @@ def test_sqlite_edit_many_commits_once_per_group_of_runs(tmp_path: Path) -> None
     assert len(manifest.get_many(run_ids)) == 1_200
 
 
+def test_uri_names_where_a_manifest_lives(aws: Any, tmp_path: Path) -> None:
+    assert RunManifests(aws.client("dynamodb"), "runs").uri == "dynamodb://runs"
+    path = tmp_path / "manifest.sqlite"
+    assert SQLiteRunManifest(path).uri == str(path)
+    assert SQLiteRunManifest(":memory:").uri is None
+
+
 def test_sqlite_in_memory(clock: Clock) -> None:
     with SQLiteRunManifest(":memory:", clock=clock) as manifest:
         assert manifest.path == ":memory:"

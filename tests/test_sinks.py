@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spark_manifests import ParquetSink, parse_run_id
+import pytest
+
+from spark_manifests import OutputInUseError, ParquetSink, parse_run_id
 from spark_manifests.runs import Run
+from spark_manifests.sinks import OUTPUT_OWNER_FILE
 
 LABELS = [f"2017-04-11-{hour}-00-00" for hour in (10, 11, 12, 13)]
 
@@ -76,3 +79,36 @@ def test_local_remove_output(tmp_path: Path) -> None:
 
     assert not sink.has_output(RUNS[0])
     assert sink.has_output(RUNS[1])
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_an_output_records_its_manifest_and_refuses_another(
+    aws, tmp_path: Path, where: str
+) -> None:
+    if where == "s3":
+        aws.client("s3").create_bucket(Bucket="out")
+        output = "s3://out/parquet/"
+    else:
+        output = str(tmp_path / "parquet")
+    sink = ParquetSink(output, session=aws)
+
+    sink.prepare(job_name="enriched_to_parquet", manifest="dynamodb://acme-runs")
+    sink.prepare(job_name="worker2", manifest="dynamodb://acme-runs")  # a worker of the job
+    sink.prepare(job_name="notebook", manifest=None)  # no lasting manifest: nothing to check
+    with pytest.raises(OutputInUseError) as refused:
+        ParquetSink(output, session=aws).prepare(
+            job_name="daily_page_views", manifest="dynamodb://acme-page-view-runs"
+        )
+
+    marker = f"{output.rstrip('/')}/{OUTPUT_OWNER_FILE}"
+    assert (
+        "holds the runs of the manifest dynamodb://acme-runs (job 'enriched_to_parquet', "
+        f"see {marker}); job 'daily_page_views' uses dynamodb://acme-page-view-runs"
+    ) in str(refused.value)
+
+
+@pytest.mark.parametrize("content", ["{half", "[1]"])
+def test_an_unreadable_owner_file_says_to_delete_it(tmp_path: Path, content: str) -> None:
+    (tmp_path / OUTPUT_OWNER_FILE).write_text(content)
+    with pytest.raises(OutputInUseError, match=r"does not say which manifest.*delete it"):
+        ParquetSink(str(tmp_path)).prepare(job_name="j", manifest="dynamodb://acme-runs")

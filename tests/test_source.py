@@ -30,6 +30,7 @@ from spark_manifests import (
     JobFailedError,
     JobSummary,
     ManifestedRunSource,
+    OutputInUseError,
     RetryableError,
     RunInputError,
     RunStatus,
@@ -225,24 +226,27 @@ def test_a_full_batch_is_processed_before_the_next_runs_are_listed(make_source) 
     assert inspected == [run.id for run in pending[:2]]
 
 
-def test_runs_another_job_committed_are_named_in_a_warning(make_source, tmp_path, caplog) -> None:
+def test_runs_committed_with_their_output_elsewhere_are_named_in_a_warning(
+    make_source, tmp_path, caplog
+) -> None:
     shared = SQLiteRunManifest(str(tmp_path / "shared.sqlite"))
-    first = make_source(manifest=shared, job_name="enriched_to_parquet")
+    first = make_source(manifest=shared, output=str(tmp_path / "parquet"))
     runs = first.pending()
     for run in runs[:2]:
         assert shared.claim(run.id, first.owner)
-        shared.commit(run.id, first.owner, rows_in=1, rows_out=1)
+        shared.commit(run.id, first.owner, output_path=first.sink.output_path(run))
 
     with caplog.at_level(logging.WARNING, logger="spark_manifests"):
-        second = make_source(manifest=shared, job_name="daily_page_views")
+        second = make_source(manifest=shared, output=str(tmp_path / "page_views"))
         assert second.pending() == runs[2:]
         assert second.pending() == runs[2:]  # warned once per source
-        assert make_source(manifest=shared, job_name="enriched_to_parquet").pending() == runs[2:]
+        # A worker of the same job (same output) is not warned.
+        make_source(manifest=shared, output=str(tmp_path / "parquet"), job_name="w2").pending()
 
-    warnings = [r.getMessage() for r in caplog.records if "committed by job" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "output elsewhere" in r.getMessage()]
     assert len(warnings) == 1
-    assert "job 'enriched_to_parquet', not by 'daily_page_views'" in warnings[0]
-    assert "its own (--manifest)" in warnings[0]
+    assert f"({first.sink.output_path(runs[1])}, where this job would write " in warnings[0]
+    assert "its own manifest (--manifest)" in warnings[0]
 
 
 def test_read_returns_runs_without_touching_the_manifest(make_source) -> None:
@@ -1358,9 +1362,30 @@ def test_an_output_that_cannot_be_created_stops_the_job(make_source, tmp_path) -
     (tmp_path / "afile").write_text("not a folder")
     source = make_source(output=str(tmp_path / "afile" / "out"))
 
-    with pytest.raises(JobFailedError, match="a folder cannot be created there"):
+    with pytest.raises(InvalidLocationError, match="a file may stand where a folder"):
         source.run()
-    assert {entry.status for entry in source.manifest.entries()} == {RunStatus.PROCESSING}
+    assert list(source.manifest.entries()) == []  # refused before any claim
+
+
+def test_a_job_of_another_manifest_on_one_output_is_refused_before_it_claims(
+    make_source, tmp_path
+) -> None:
+    """Each job replaces its runs' partitions: the second would overwrite the first's."""
+    output = str(tmp_path / "shared_output")
+    make_source(output=output, job_name="enriched_to_parquet", limit=1).run()
+    other = make_source(
+        output=output,
+        job_name="daily_page_views",
+        manifest=SQLiteRunManifest(str(tmp_path / "page_views.sqlite")),
+    )
+
+    with pytest.raises(OutputInUseError) as refused:
+        other.run()
+    assert "(job 'enriched_to_parquet', see " in str(refused.value)
+    assert f"job 'daily_page_views' uses {tmp_path / 'page_views.sqlite'}" in str(refused.value)
+    assert list(other.manifest.entries()) == []
+    # Another worker of the first job (its manifest) shares the output.
+    assert make_source(output=output, job_name="worker2").run().runs_committed > 0
 
 
 def _ended_pid() -> int:
