@@ -189,9 +189,9 @@ class ParquetSink(Sink):
 
     def _create_or_read_object(self, marker: Location, body: bytes) -> bytes:
         """Put the object ``marker`` with ``body`` unless it exists; the object's content.
-        Of two first starts, one records its job."""
+        Of two first starts, one records its manifest."""
         client = self._s3()
-        with aws_errors("record the output's job", marker.uri):
+        with aws_errors("record the output's manifest", marker.uri):
             try:
                 client.put_object(Bucket=marker.bucket, Key=marker.key, Body=body, IfNoneMatch="*")
                 return body
