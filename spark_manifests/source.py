@@ -454,7 +454,7 @@ class ManifestedRunSource:
                 self.archive.uri,
                 "" if self.since is None and self.until is None else " within since/until",
             )
-        # Before the snapshot too: an output another job writes is a wrong argument.
+        # Before the snapshot: an output holding another manifest's runs is a wrong argument.
         prepare = getattr(self.sink, "prepare", None)
         if prepare is not None:
             prepare(job_name=self.job_name, manifest=self.manifest.uri)
