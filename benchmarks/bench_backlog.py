@@ -35,6 +35,7 @@ from spark_manifests import (
     StateStore,
     write_sample_archive,
 )
+from spark_manifests._enriched_sql import RUN_LABEL_PATTERN
 from spark_manifests.enriched import ENRICHED_EVENT_FIELDS as FIELDS
 
 
@@ -76,7 +77,7 @@ def floor_job(spark: SparkSession, backlog: Path, work: Path) -> float:
     files = [str(file) for file in sorted(backlog.glob("run=*/*"))]
     started = time.perf_counter()
     events = spark.read.csv(files, schema=strings, sep="\t", quote="", header=False)
-    run = F.regexp_extract(F.input_file_name(), r"/run=([0-9-]+)/", 1)
+    run = F.regexp_extract(F.input_file_name(), RUN_LABEL_PATTERN, 1)
     events.withColumn("run", run).write.partitionBy("run").parquet(str(work / "floor"))
     seconds = time.perf_counter() - started
     print(f"{'floor':<18} {seconds:8.2f} s  read.csv 131 strings -> Parquet by run")

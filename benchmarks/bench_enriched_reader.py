@@ -36,6 +36,7 @@ import pyspark
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from spark_manifests import _enriched_sql as sql
 from spark_manifests.enriched import ENRICHED_EVENT_FIELDS, read_enriched
 from spark_manifests.samples import write_sample_archive
 
@@ -56,8 +57,12 @@ def floor(spark: SparkSession, path: str) -> None:
 
 def split_fields(spark: SparkSession, path: str) -> None:
     """The least any Spark-native reader does: each line split into its 131 fields."""
-    fields = spark.read.text(path).selectExpr("split(value, '\\t', -1) AS fields")
-    noop(fields.selectExpr(*[f"get(fields, {i}) AS f{i}" for i in range(131)]))
+    fields = spark.read.text(path).selectExpr(*sql.field_columns())  # the reader's own split
+    noop(
+        fields.selectExpr(
+            *[f"{sql.field_raw(i)} AS f{i}" for i in range(len(ENRICHED_EVENT_FIELDS))]
+        )
+    )
 
 
 def reader(spark: SparkSession, path: str, *, shred: bool = True) -> None:

@@ -209,8 +209,6 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
             print(f"Manifest ready: {args.manifest}")
             return 0
         run_ids = _selected_run_ids(args, manifest)
-        if args.reason and args.action != "skip":
-            raise ValueError("--reason goes with skip.")
         # A committed run stays committed when marked or skipped: say what really changed.
         before = manifest.get_many(run_ids)
         refused = [

@@ -101,14 +101,15 @@ class StateConflictError(SparkManifestsError):
 
 
 class CorruptStateError(SparkManifestsError):
-    """A state file is not a valid state document (truncated, not JSON, or foreign)."""
+    """A state file cannot be read: not a valid state document (truncated, not JSON,
+    foreign), or one of a newer format than this version reads (upgrade, keep the file)."""
 
 
 class OutputInUseError(SparkManifestsError):
-    """An output location is written by another job.
+    """An output location holds the runs of another manifest (another job's output).
 
-    Each job replaces its runs' partitions under its output: two jobs on one output would
-    overwrite each other's. Give each job its own output.
+    Each job replaces its runs' partitions under its output: jobs of two manifests on one
+    output would overwrite each other's. Give each job its own output.
     """
 
 
