@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -281,15 +282,24 @@ class ParquetSink(Sink):
 
 
 def _create_or_read(path: str, body: bytes) -> bytes:
-    """Create the file ``path`` with ``body`` unless it exists; the file's content."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Create the file ``path`` with ``body`` unless it exists; the file's content.
+
+    The file appears whole: it is written aside, then linked into place (a link fails if
+    the name exists), so a job starting at the same moment never reads it half written.
+    """
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    handle, aside = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
     try:
-        with open(path, "xb") as handle:
-            handle.write(body)
+        with os.fdopen(handle, "wb") as file:
+            file.write(body)
+        os.link(aside, path)
         return body
     except FileExistsError:
-        with open(path, "rb") as handle:
-            return handle.read()
+        with open(path, "rb") as file:
+            return file.read()
+    finally:
+        os.unlink(aside)
 
 
 def _partition_keys(client: Any, location: Location, labels: set[str]) -> list[str]:

@@ -112,3 +112,21 @@ def test_an_unreadable_owner_file_says_to_delete_it(tmp_path: Path, content: str
     (tmp_path / OUTPUT_OWNER_FILE).write_text(content)
     with pytest.raises(OutputInUseError, match=r"does not say which manifest.*delete it"):
         ParquetSink(str(tmp_path)).prepare(job_name="j", manifest="dynamodb://acme-runs")
+
+
+def test_jobs_starting_at_once_on_a_new_output_all_see_its_manifest(tmp_path: Path) -> None:
+    """Workers of one job starting together: none may read the owner file half written."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    for round_number in range(20):
+        output = str(tmp_path / f"out{round_number}")
+        start = threading.Barrier(8)
+
+        def prepare(worker: int, output: str = output, start: threading.Barrier = start) -> None:
+            start.wait()
+            ParquetSink(output).prepare(job_name=f"w{worker}", manifest="dynamodb://acme-runs")
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(prepare, range(8)))  # raises what a worker raised
+        assert [p.name for p in Path(output).iterdir()] == [OUTPUT_OWNER_FILE]
