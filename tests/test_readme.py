@@ -1,33 +1,36 @@
-"""The README's code runs as printed."""
+"""The README: the front door stays short, its commands are CI's, its code uses the real API."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-
-
-def python_block_after(heading: str) -> str:
-    section = README.split(heading, 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+from .examples import README, ROOT, api_problems, examples
 
 
-def test_the_snowplow_sdk_loop_runs_against_moto(aws) -> None:
-    s3 = aws.client("s3")
-    s3.create_bucket(Bucket="acme")
-    for name in ("run=2017-04-11-10-31-05", "run-2017-04-11-11-31-05"):
-        s3.put_object(Bucket="acme", Key=f"enriched/archive/{name}/part-0.gz", Body=b"x")
-    from spark_manifests import RunManifests
+def test_the_readme_is_a_front_door() -> None:
+    assert len(README.read_text().splitlines()) <= 200
 
-    RunManifests(aws.client("dynamodb"), "acme-enriched-runs").create()
-    processed: list[str] = []
-    code = python_block_after("### The Snowplow SDK loop, unchanged")
 
-    for _ in range(2):  # the second pass finds every run in the manifest
-        exec(code, {"process": processed.append})
-
-    assert processed == [
-        "enriched/archive/run=2017-04-11-10-31-05/",
-        "enriched/archive/run-2017-04-11-11-31-05/",
+def test_the_quick_start_test_command_is_the_one_ci_runs() -> None:
+    demo, tests = (e.code.strip() for e in examples(README, "bash") if e.heading == "Quick start")
+    assert demo.endswith("spark-manifests demo")
+    ci_commands = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
     ]
+    assert ci_commands[0] == tests
+
+
+def test_every_python_example_is_marked_not_run_and_uses_the_public_api() -> None:
+    # The README's examples use S3 and DynamoDB; the docs pages hold the runnable ones.
+    for example in examples(README, "python"):
+        assert example.not_run, f"README, under {example.heading!r}: mark it or run it"
+        assert api_problems(example.code) == [], example.where
+
+
+def test_the_readme_links_to_pages_that_exist() -> None:
+    links = re.findall(r"\]\(((?:docs/)?[\w./-]+\.md)(?:#[\w-]+)?\)", README.read_text())
+    assert links
+    missing = [link for link in links if not (ROOT / link).is_file()]
+    assert missing == []
