@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from spark_manifests import RunStatus, SQLiteRunManifest, StateStore, cli, write_sample_archive
+from spark_manifests import RunStatus, SQLiteRunManifest, StateStore, write_sample_archive
 from spark_manifests._events import Progress, RunEvent
-from spark_manifests.cli import ProgressDisplay, main
+from spark_manifests.cli import ProgressDisplay, _display, main
 
 from .commands import error_line, process
 
@@ -157,8 +157,8 @@ def test_a_closed_pipe_does_not_hide_failed_runs(tmp_path: Path, monkeypatch, ca
     def closed_pipe(*args, **kwargs) -> None:
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(cli, "_print_summary", closed_pipe)
-    monkeypatch.setattr(cli, "_stdout_to_devnull", lambda: None)  # keep pytest's stdout
+    monkeypatch.setattr(_display, "print_summary", closed_pipe)
+    monkeypatch.setattr(_display, "stdout_to_devnull", lambda: None)  # keep pytest's stdout
     assert process(tmp_path, tmp_path / "archive") == 1
     assert "FAILED" in capsys.readouterr().err
 

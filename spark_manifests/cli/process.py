@@ -1,0 +1,50 @@
+"""``spark-manifests process``: process the pending runs of an archive."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from ._job import make_source, run_source
+from ._options import DEFAULT_JOB, add_command, add_spark_options, add_where, add_window
+
+if TYPE_CHECKING:
+    from ._options import Subcommands
+
+
+def register(commands: Subcommands) -> None:
+    """Add the ``process`` command to ``commands``."""
+    process = add_command(
+        commands, "process", handle, "process the pending runs of an archive", needs_spark=True
+    )
+    process.add_argument("--archive", required=True, help="s3://bucket/prefix/ or a local path")
+    process.add_argument("--output", required=True, help="where the Parquet output goes")
+    process.add_argument(
+        "--job",
+        default=DEFAULT_JOB,
+        help="job name: names the state files and the claims (default: %(default)s)",
+    )
+    add_where(process)
+    add_window(process)
+    process.add_argument("--limit", type=int, help="process at most this many runs")
+    process.add_argument(
+        "--settle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="leave a run for a later start while its newest file is younger than this "
+        "(for runs still being copied into the archive; default: %(default)s)",
+    )
+    process.add_argument(
+        "--take-over",
+        action="store_true",
+        help="resume the job's state even if its last run may still be at work "
+        "(only when that run is known to be dead)",
+    )
+    add_spark_options(process)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the job once; 1 when a run failed."""
+    summary = run_source(make_source(args, args.archive, args.output, args.job))
+    return 0 if summary.ok else 1
