@@ -24,6 +24,20 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 from ._locations import PathLike
+from ._manifest_rules import (
+    can_claim,
+    check_claim,
+    check_owner,
+    holds,
+    holds_live,
+    in_progress,
+    is_abandoned,
+    left_as_committed,
+    ownership_lost,
+    parse_status,
+    settled_by,
+    utc_from_epoch,
+)
 from .exceptions import (
     InvalidLocationError,
     RetryableError,
@@ -36,22 +50,10 @@ from .manifest import (
     ManifestEntry,
     RunManifest,
     RunStatus,
-    can_claim,
-    check_claim,
-    check_owner,
     check_run_id,
     clip_error,
-    holds,
-    holds_live,
-    in_progress,
-    is_abandoned,
-    left_as_committed,
-    ownership_lost,
-    parse_status,
     refusal_of,
-    settled_by,
     unique_run_ids,
-    utc_from_epoch,
 )
 
 _logger = logging.getLogger(__name__)
