@@ -288,8 +288,9 @@ class RunManifest(abc.ABC):
 
     @property
     def uri(self) -> str | None:
-        """Where the manifest lives, as :func:`~spark_manifests.open_manifest` takes it (``dynamodb://TABLE``,
-        a SQLite file's path); ``None`` for one that has no lasting place (in memory)."""
+        """Where the manifest lives, as :func:`~spark_manifests.open_manifest` takes it
+        (``dynamodb://TABLE``, a SQLite file's path); ``None`` for one that has no lasting
+        place (in memory)."""
         return None
 
     def close(self) -> None:  # noqa: B027 - a no-op unless the backend holds resources
