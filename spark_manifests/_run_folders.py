@@ -23,6 +23,9 @@ _LABEL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}"
 #: A run's label, the ``run`` column's value: ``2017-04-11-10-31-05``.
 LABEL_RE = re.compile(f"^{_LABEL}\\Z")
 RUN_FOLDER_RE = re.compile(f"^run[=-]({_LABEL})\\Z")
+#: How run folder names start; a listing from a given run lists each form apart, because
+#: S3 sorts every ``run-`` folder before every ``run=`` folder whatever their times.
+RUN_FOLDER_STARTS = ("run-", "run=")
 LABEL_FORMAT = "%Y-%m-%d-%H-%M-%S"
 ACCEPTED_FORMS = "run=YYYY-mm-DD-hh-MM-SS or run-YYYY-mm-DD-hh-MM-SS, e.g. run=2017-04-11-10-31-05"
 #: Storage classes whose objects must be restored before they can be read.
@@ -131,6 +134,14 @@ def parse_run_id(text: str) -> datetime:
         raise InvalidRunIdError(
             f"{text!r} names an impossible date: expected {ACCEPTED_FORMS}."
         ) from None
+
+
+def run_position(run_id: str) -> tuple[datetime, str]:
+    """Where a run sorts in its archive, from its id: by time, then by id (as ``Run`` sorts).
+
+    Raises InvalidRunIdError if the id does not end in a run folder.
+    """
+    return parse_run_id(run_id), run_id
 
 
 def refuse_nested_run(run_path: str, folders: Iterable[str]) -> None:

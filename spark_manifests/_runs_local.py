@@ -7,11 +7,20 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from ._locations import Location
-from ._run_folders import Run, RunFile, is_data_name, refuse_nested_run, run_from_name
+from ._run_folders import (
+    RUN_FOLDER_STARTS,
+    Run,
+    RunFile,
+    is_data_name,
+    refuse_nested_run,
+    run_from_name,
+)
 from .exceptions import ArchiveNotFoundError, RunInputError
 
 
-def runs_in_directory(location: Location) -> Iterator[Run]:
+def runs_in_directory(location: Location, from_label: str | None = None) -> Iterator[Run]:
+    """The run folders of a local archive; with ``from_label``, folders named for an earlier
+    time are skipped by their name alone (labels sort as their times do)."""
     root = location.key
     if not os.path.isdir(root):
         raise ArchiveNotFoundError(
@@ -19,6 +28,8 @@ def runs_in_directory(location: Location) -> Iterator[Run]:
         )
     with os.scandir(root) as entries:
         for entry in entries:
+            if from_label is not None and _named_before(entry.name, from_label):
+                continue
             if entry.is_dir():
                 run = run_from_name(entry.name, os.path.join(root, entry.name) + "/", None)
                 if run is not None:
@@ -65,3 +76,7 @@ def _local_file(path: str, run_folder: str) -> RunFile:
     return RunFile(
         path, status.st_size, modified=datetime.fromtimestamp(status.st_mtime, timezone.utc)
     )
+
+
+def _named_before(name: str, label: str) -> bool:
+    return name.startswith(RUN_FOLDER_STARTS) and name[len("run=") :] < label

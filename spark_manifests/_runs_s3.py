@@ -10,6 +10,7 @@ from ._aws import aws_errors
 from ._locations import Location, parse_location
 from ._run_folders import (
     COLD_STORAGE_CLASSES,
+    RUN_FOLDER_STARTS,
     RUN_PREFIX,
     Run,
     RunFile,
@@ -19,13 +20,25 @@ from ._run_folders import (
 )
 
 
-def runs_in_s3(location: Location, s3: Any) -> Iterator[Run]:
+def runs_in_s3(location: Location, s3: Any, from_label: str | None = None) -> Iterator[Run]:
+    """The run folders of an S3 archive; with ``from_label``, only those from that label on
+    (and perhaps a few before it, which the caller filters): S3 starts each listing after
+    the key ``<prefix>run=<label>`` (``StartAfter``), so the pages before are never read."""
+    # Both folder forms start with "run": other folders of the archive cost no page.
+    listings: list[dict[str, str]] = [{"Prefix": location.prefix + RUN_PREFIX}]
+    if from_label is not None:
+        listings = [
+            {"Prefix": location.prefix + start, "StartAfter": location.prefix + start + from_label}
+            for start in RUN_FOLDER_STARTS
+        ]
     paginator = s3.get_paginator("list_objects_v2")
     with aws_errors("list the archive", location.uri):
-        # Both folder forms start with "run": other folders of the archive cost no page.
-        for page in paginator.paginate(
-            Bucket=location.bucket, Prefix=location.prefix + RUN_PREFIX, Delimiter="/"
-        ):
+        pages = (
+            page
+            for listing in listings
+            for page in paginator.paginate(Bucket=location.bucket, Delimiter="/", **listing)
+        )
+        for page in pages:
             for prefix in page.get("CommonPrefixes", ()):
                 key = prefix["Prefix"]
                 name = key.rstrip("/").rsplit("/", 1)[-1]

@@ -33,6 +33,7 @@ from ._run_folders import (
     is_data_path,
     parse_run_id,
     refuse_nested_run,
+    run_position,
     utc,
 )
 from ._run_folders import (
@@ -55,6 +56,7 @@ __all__ = [
     "Run",
     "RunFile",
     "RunListing",
+    "archive_key",
     "inspect_runs",
     "list_run_files",
     "list_runids",
@@ -72,6 +74,7 @@ def list_runs(
     limit: int | None = None,
     client: Any | None = None,
     session: Any | None = None,
+    from_run: str | None = None,
 ) -> list[Run]:
     """The runs of an archive, oldest first.
 
@@ -85,18 +88,42 @@ def list_runs(
         Keep at most this many (the oldest).
     client, session
         boto3 S3 client or session for S3 archives.
+    from_run
+        Keep only this run (by its id) and the runs after it, as runs sort: a start that
+        knows its archive's watermark lists from there. S3 then starts its listings at that
+        run (``StartAfter``, one listing per folder form), so the cost grows with the runs
+        after it, not with the whole history; a local archive skips the earlier folders by
+        name.
 
     >>> [run.name for run in list_runs("s3://acme/enriched/archive/")]  # doctest: +SKIP
     ['run=2017-04-11-10-31-05', 'run=2017-04-11-11-31-05']
     """
     check_window(since, until, limit)
     location = parse_location(archive, what="archive")
+    start = None if from_run is None else run_position(from_run)
+    label = None if start is None else start[0].strftime(LABEL_FORMAT)
     if location.is_s3:
-        found = runs_in_s3(location, make_client("s3", client=client, session=session))
+        found = runs_in_s3(location, make_client("s3", client=client, session=session), label)
     else:
-        found = runs_in_directory(location)
-    runs = sorted(run for run in found if in_window(run.timestamp, since, until))
+        found = runs_in_directory(location, label)
+    runs = sorted(
+        run
+        for run in found
+        if in_window(run.timestamp, since, until)
+        and (start is None or (run.timestamp, run.id) >= start)
+    )
     return runs[:limit] if limit is not None else runs
+
+
+def archive_key(archive: PathLike | Location) -> str:
+    """The key under which the manifest keeps an archive's watermark: the parent of its
+    runs' ids (S3: the bucket-relative prefix; local: the absolute path, ending in ``/``).
+
+    >>> archive_key("s3://acme/enriched/archive")
+    'enriched/archive/'
+    """
+    location = parse_location(archive, what="archive")
+    return location.prefix if location.is_s3 else location.key.rstrip("/") + "/"
 
 
 def in_window(timestamp: datetime, since: datetime | None, until: datetime | None) -> bool:
