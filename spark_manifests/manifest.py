@@ -32,6 +32,8 @@ from datetime import datetime
 from enum import Enum
 from types import TracebackType
 
+from ._watermarks import ArchiveWatermarks
+from ._watermarks import Watermark as Watermark
 from .exceptions import (
     InvalidRunIdError,
     RunInProgressError,
@@ -39,7 +41,7 @@ from .exceptions import (
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["ManifestEntry", "RunManifest", "RunStatus"]
+__all__ = ["ManifestEntry", "RunManifest", "RunStatus", "Watermark"]
 
 #: Failure messages and skip reasons are cut to this many characters (DynamoDB items are
 #: limited to 400 KB, and a Spark stack trace can be longer).
@@ -161,7 +163,7 @@ def refusal_of(one_run: Callable[[str], None], run_id: str) -> RunInProgressErro
     return None
 
 
-class RunManifest(abc.ABC):
+class RunManifest(ArchiveWatermarks, abc.ABC):
     """The manifest contract; :class:`RunManifests` (DynamoDB) and
     :class:`SQLiteRunManifest` implement it with the same semantics.
 
@@ -274,13 +276,23 @@ class RunManifest(abc.ABC):
         live lease: wait for it, or let the lease expire.
         """
 
-    @abc.abstractmethod
     def unmark(self, run_id: str) -> None:
         """Forget a run, so the next job processes it again.
+
+        The watermark of its archive is lowered to it first (see
+        :meth:`~spark_manifests._watermarks.ArchiveWatermarks.lower_watermarks`), so the next
+        start lists it again without waiting for a reconciliation.
 
         Raises RunInProgressError for a run held under a live lease (it would be processed
         twice at once).
         """
+        check_run_id(run_id)
+        self.lower_watermarks([run_id])
+        self._unmark(run_id)
+
+    @abc.abstractmethod
+    def _unmark(self, run_id: str) -> None:
+        """:meth:`unmark` once the watermark is lowered: forget the run unless held."""
 
     @abc.abstractmethod
     def entries(self) -> Iterator[ManifestEntry]:
@@ -293,7 +305,7 @@ class RunManifest(abc.ABC):
         place (in memory)."""
         return None
 
-    def close(self) -> None:  # noqa: B027 - a no-op unless the backend holds resources
+    def close(self) -> None:
         """Release what the manifest holds open (connections)."""
 
     def contains(self, run_id: str) -> bool:
@@ -343,7 +355,7 @@ class RunManifest(abc.ABC):
             raise ValueError(f"A reason goes with skip, not {edit!r}.")
         one_run = {
             "mark": self.add,
-            "unmark": self.unmark,
+            "unmark": self._unmark,
             "skip": lambda run_id: self.skip(run_id, reason),
         }.get(edit)
         if one_run is None:
@@ -351,6 +363,8 @@ class RunManifest(abc.ABC):
         wanted = unique_run_ids(run_ids)
         for run_id in wanted:
             check_run_id(run_id)
+        if edit == "unmark":
+            self.lower_watermarks(wanted)  # once per archive, not once per run
         outcomes = self._edit_each(one_run, wanted)
         return [outcome for outcome in outcomes if outcome is not None]
 

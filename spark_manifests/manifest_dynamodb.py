@@ -47,7 +47,9 @@ Caveat for tables shared with SDK-based readers: the SDK's ``contains`` is true 
 item, so it also counts runs that are only claimed, failed or skipped as processed.
 
 IAM actions used: ``dynamodb:DescribeTable`` and ``CreateTable`` (``create`` only),
-``GetItem``, ``BatchGetItem``, ``UpdateItem``, ``DeleteItem``, ``Scan``.
+``GetItem``, ``BatchGetItem``, ``UpdateItem``, ``DeleteItem``, ``Scan``; the same serve the
+per-archive watermark items (:mod:`spark_manifests._dynamodb_watermark`), which
+:meth:`RunManifests.entries` hides.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from ._dynamodb_items import (
     ABANDONED_CONDITION,
     CLAIM_CONDITION,
     HELD_CONDITION,
+    KEY,
     MARK_CONDITION,
     NOT_LEASED_CONDITION,
     PLACEHOLDER_RE,
@@ -77,6 +80,7 @@ from ._dynamodb_items import (
 )
 from ._dynamodb_reads import batch_get_items
 from ._dynamodb_table import ensure_table
+from ._dynamodb_watermark import read_watermark, write_watermark
 from ._manifest_rules import (
     check_claim,
     check_owner,
@@ -86,6 +90,7 @@ from ._manifest_rules import (
     ownership_lost,
     settled_by,
 )
+from ._watermarks import is_watermark_item_id
 from .exceptions import (
     OwnershipLostError,
     RetryableError,
@@ -97,6 +102,7 @@ from .manifest import (
     ManifestEntry,
     RunManifest,
     RunStatus,
+    Watermark,
     check_run_id,
     clip_error,
     refusal_of,
@@ -221,7 +227,18 @@ class RunManifests(RunManifest):
         with aws_errors("scan the run manifest", self._resource):
             for page in paginator.paginate(TableName=self.table_name, ConsistentRead=True):
                 for item in page.get("Items", []):
-                    yield entry_from_item(item)
+                    if not is_watermark_item_id(item[KEY]["S"]):
+                        yield entry_from_item(item)
+
+    # -- watermarks (see spark_manifests._watermarks) ---------------------------------------
+
+    supports_watermarks = True
+
+    def _read_watermark(self, archive: str) -> Watermark:
+        return read_watermark(self.dynamodb, self.table_name, archive)
+
+    def _write_watermark(self, new: Watermark) -> bool:
+        return write_watermark(self.dynamodb, self.table_name, new, self._clock())
 
     # -- writes --------------------------------------------------------------------------
 
@@ -340,8 +357,7 @@ class RunManifests(RunManifest):
         values: dict[str, Any] = {"error": clip_error(reason)} if reason else {}
         self._edit_unless_held("skip", run_id, update, SKIP_CONDITION, **values)
 
-    def unmark(self, run_id: str) -> None:
-        check_run_id(run_id)
+    def _unmark(self, run_id: str) -> None:
         unmarked, old = self._delete("unmark a run", run_id, NOT_LEASED_CONDITION)
         if not unmarked:
             raise in_progress("unmark", run_id, old)
