@@ -36,8 +36,9 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .enriched import EnrichedRead, enriched_schema, read_enriched, shredded_to_struct
-    from .manifest import ManifestEntry, RunManifest, RunStatus, open_manifest
+    from .manifest import ManifestEntry, RunManifest, RunStatus
     from .manifest_dynamodb import RunManifests
+    from .manifest_open import open_manifest
     from .manifest_sqlite import SQLiteRunManifest
     from .retry import RetryPolicy
     from .runs import Run, list_runids, list_runs, parse_run_id
@@ -57,7 +58,7 @@ _LAZY = {
     "RunStatus": "manifest",
     "ManifestEntry": "manifest",
     "RunManifest": "manifest",
-    "open_manifest": "manifest",
+    "open_manifest": "manifest_open",
     "RunManifests": "manifest_dynamodb",
     "SQLiteRunManifest": "manifest_sqlite",
     "StateData": "state",

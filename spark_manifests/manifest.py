@@ -11,8 +11,9 @@ A manifest maps a run id (see :mod:`spark_manifests.runs`) to an entry with a st
 
 A run the manifest has never seen is *pending*. Two backends implement one contract:
 :class:`~spark_manifests.RunManifests` on DynamoDB (the SDK's table layout) and
-:class:`~spark_manifests.SQLiteRunManifest`, the embedded default. :func:`open_manifest`
-opens either from a URI.
+:class:`~spark_manifests.SQLiteRunManifest`, the embedded default;
+:func:`~spark_manifests.open_manifest` (:mod:`spark_manifests.manifest_open`) opens either
+from a URI. This module is the contract only: it imports no backend.
 
 >>> with open_manifest("manifest.sqlite") as manifest:  # doctest: +SKIP
 ...     for run_id in manifest.pending(run.id for run in runs):
@@ -25,27 +26,22 @@ from __future__ import annotations
 
 import abc
 import logging
-import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import Enum
 from types import TracebackType
-from typing import Any
 
-from ._locations import PathLike
+from ._watermarks import ArchiveWatermarks
+from ._watermarks import Watermark as Watermark
 from .exceptions import (
-    InvalidLocationError,
     InvalidRunIdError,
-    OwnershipLostError,
     RunInProgressError,
-    SparkManifestsError,
 )
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["ManifestEntry", "RunManifest", "RunStatus", "open_manifest"]
+__all__ = ["ManifestEntry", "RunManifest", "RunStatus", "Watermark"]
 
 #: Failure messages and skip reasons are cut to this many characters (DynamoDB items are
 #: limited to 400 KB, and a Spark stack trace can be longer).
@@ -53,12 +49,6 @@ MAX_ERROR_CHARS = 8000
 DEFAULT_LEASE_SECONDS = 3600
 MAX_LEASE_SECONDS = 365 * 24 * 3600
 DEFAULT_MAX_ATTEMPTS = 3
-# DynamoDB table names: 3-255 characters of letters, digits, '_', '-' and '.'.
-_TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
-_EXPECTED_URIS = (
-    "dynamodb://TABLE, sqlite:///relative/path, sqlite:////absolute/path, file:///absolute/path "
-    "or a local file path"
-)
 
 
 class RunStatus(str, Enum):
@@ -127,13 +117,6 @@ def unique_run_ids(run_ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(check_run_id(run_id) for run_id in run_ids))
 
 
-def check_owner(owner: object) -> str:
-    """The owner if it is a non-empty string: an empty one could not be told apart."""
-    if not isinstance(owner, str) or not owner:
-        raise ValueError(f"A claim owner must be a non-empty string, not {owner!r}.")
-    return owner
-
-
 def check_lease_seconds(lease_seconds: float) -> None:
     """Refuse a lease of 0 or less (it protects nothing), or over a year, infinite or NaN:
     its expiry must be a time the manifest can store and read back."""
@@ -142,66 +125,6 @@ def check_lease_seconds(lease_seconds: float) -> None:
             f"lease_seconds must be more than 0 and at most {MAX_LEASE_SECONDS} (a year), "
             f"not {lease_seconds!r}."
         )
-
-
-def check_claim(run_id: str, owner: str, lease_seconds: float, max_attempts: int) -> None:
-    """The arguments of ``claim``: a lease that has run out when taken protects nothing."""
-    check_run_id(run_id)
-    check_owner(owner)
-    check_lease_seconds(lease_seconds)
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, not {max_attempts!r}.")
-
-
-def parse_status(run_id: str, status: str | None) -> RunStatus:
-    """The status a backend stored; none at all means the Snowplow SDK wrote the run."""
-    if status is None:
-        return RunStatus.LEGACY
-    try:
-        return RunStatus(status)
-    except ValueError:
-        raise SparkManifestsError(
-            f"The manifest entry {run_id!r} has the unknown status {status!r}; was it written "
-            "by a newer version of spark_manifests?"
-        ) from None
-
-
-def can_claim(entry: ManifestEntry | None, now: float, max_attempts: int) -> bool:
-    """The claim rule both backends follow (DynamoDB states it as a condition expression).
-
-    A run can be claimed when it is unknown; or processing under an expired lease, or
-    failed — each with attempts left. Takeovers count: a run whose jobs keep dying while
-    processing it stops after ``max_attempts`` instead of killing every job that picks it up.
-    A run ``owner`` holds under a live lease is not claimed again but renewed
-    (:func:`holds_live`), with no attempt counted.
-    """
-    if entry is None:
-        return True
-    if entry.attempts >= max_attempts:
-        return False
-    if entry.status is RunStatus.PROCESSING:
-        return not entry.lease_live(now)
-    return entry.status is RunStatus.FAILED
-
-
-def holds_live(entry: ManifestEntry | None, owner: str, now: float) -> bool:
-    """Whether ``owner`` holds the run under a live lease: a claim of it renews the lease.
-
-    A claim repeated by its owner, or resent by botocore after a timeout that hid its
-    success, must neither count another attempt nor be refused for want of one.
-    """
-    return holds(entry, owner) and entry is not None and entry.lease_live(now)
-
-
-def is_abandoned(entry: ManifestEntry | None, now: float, max_attempts: int) -> bool:
-    """Whether every attempt a run was allowed ended with its job dying while holding it:
-    processing under an expired lease, out of attempts. No claim will take it again."""
-    return (
-        entry is not None
-        and entry.status is RunStatus.PROCESSING
-        and not entry.lease_live(now)
-        and entry.attempts >= max_attempts
-    )
 
 
 def _is_pending(entry: ManifestEntry | None, max_attempts: int | None) -> bool:
@@ -225,63 +148,10 @@ def _warn_out_of_attempts(entries: list[ManifestEntry], shown: int = 5) -> None:
     )
 
 
-def left_as_committed(verb: str, run_id: str, entry: ManifestEntry | None, now: float) -> bool:
-    """Whether an operator's ``mark`` or ``skip`` leaves the run as it is: ``True`` for a
-    committed run. A run held under a live lease raises RunInProgressError: marked, a job
-    still processing it would commit it twice, or see its failure turned into a commit."""
-    if entry is not None and entry.status in DONE:
-        _logger.debug("%s is committed already: not changed by %s", run_id, verb)
-        return True
-    if entry is not None and entry.lease_live(now):
-        raise in_progress(verb, run_id, entry)
-    return False
-
-
-def utc_from_epoch(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, tz=timezone.utc)
-
-
 def clip_error(text: str | None, limit: int = MAX_ERROR_CHARS) -> str | None:
     if text is None or len(text) <= limit:
         return text
     return text[: limit - 15] + " ...[truncated]"
-
-
-def describe_holder(entry: ManifestEntry | None) -> str:
-    """A phrase for error messages: who holds the run now, or what became of it."""
-    if entry is None:
-        return "it is not in the manifest (released or unmarked)"
-    if entry.status is RunStatus.PROCESSING:
-        expiry = entry.lease_expires_at.isoformat() if entry.lease_expires_at else "never"
-        return f"it is held by {entry.owner!r} (lease until {expiry})"
-    return f"its status is {entry.status.value}"
-
-
-def holds(entry: ManifestEntry | None, owner: str) -> bool:
-    """Whether ``owner`` holds the run: the condition of ``commit``, ``fail`` and ``release``."""
-    return entry is not None and entry.status is RunStatus.PROCESSING and entry.owner == owner
-
-
-def settled_by(entry: ManifestEntry | None, owner: str, status: RunStatus) -> bool:
-    """Whether ``owner`` already left the run in ``status``: a commit or failure repeated,
-    or resent by botocore after a timeout that hid its success, counts as done."""
-    return entry is not None and (entry.status, entry.owner) == (status, owner)
-
-
-def ownership_lost(
-    verb: str, run_id: str, owner: str, entry: ManifestEntry | None
-) -> OwnershipLostError:
-    return OwnershipLostError(
-        f"Could not {verb} run {run_id!r} as {owner!r}: {describe_holder(entry)}. "
-        "Nothing was written."
-    )
-
-
-def in_progress(verb: str, run_id: str, entry: ManifestEntry | None) -> RunInProgressError:
-    return RunInProgressError(
-        f"Cannot {verb} run {run_id!r}: {describe_holder(entry)}. Wait for that job to "
-        "finish or for its lease to expire."
-    )
 
 
 def refusal_of(one_run: Callable[[str], None], run_id: str) -> RunInProgressError | None:
@@ -293,7 +163,7 @@ def refusal_of(one_run: Callable[[str], None], run_id: str) -> RunInProgressErro
     return None
 
 
-class RunManifest(abc.ABC):
+class RunManifest(ArchiveWatermarks, abc.ABC):
     """The manifest contract; :class:`RunManifests` (DynamoDB) and
     :class:`SQLiteRunManifest` implement it with the same semantics.
 
@@ -382,7 +252,8 @@ class RunManifest(abc.ABC):
     @abc.abstractmethod
     def fail_abandoned(self, run_id: str, error: str, *, max_attempts: int) -> bool:
         """Mark failed, with the ``error`` text, a run its jobs abandoned ``max_attempts``
-        times (see :func:`is_abandoned`); ``True`` if this call marked it.
+        times (processing under an expired lease, out of attempts); ``True`` if this call
+        marked it.
 
         A claim refuses such a run, but it would stay ``PROCESSING`` under a dead owner: this
         makes it a visible failure, which ``unmark`` or ``skip`` then settle. Atomic: of
@@ -405,13 +276,23 @@ class RunManifest(abc.ABC):
         live lease: wait for it, or let the lease expire.
         """
 
-    @abc.abstractmethod
     def unmark(self, run_id: str) -> None:
         """Forget a run, so the next job processes it again.
+
+        The watermark of its archive is lowered to it first (see
+        :meth:`~spark_manifests._watermarks.ArchiveWatermarks.lower_watermarks`), so the next
+        start lists it again without waiting for a reconciliation.
 
         Raises RunInProgressError for a run held under a live lease (it would be processed
         twice at once).
         """
+        check_run_id(run_id)
+        self.lower_watermarks([run_id])
+        self._unmark(run_id)
+
+    @abc.abstractmethod
+    def _unmark(self, run_id: str) -> None:
+        """:meth:`unmark` once the watermark is lowered: forget the run unless held."""
 
     @abc.abstractmethod
     def entries(self) -> Iterator[ManifestEntry]:
@@ -419,11 +300,12 @@ class RunManifest(abc.ABC):
 
     @property
     def uri(self) -> str | None:
-        """Where the manifest lives, as :func:`open_manifest` takes it (``dynamodb://TABLE``,
-        a SQLite file's path); ``None`` for one that has no lasting place (in memory)."""
+        """Where the manifest lives, as :func:`~spark_manifests.open_manifest` takes it
+        (``dynamodb://TABLE``, a SQLite file's path); ``None`` for one that has no lasting
+        place (in memory)."""
         return None
 
-    def close(self) -> None:  # noqa: B027 - a no-op unless the backend holds resources
+    def close(self) -> None:
         """Release what the manifest holds open (connections)."""
 
     def contains(self, run_id: str) -> bool:
@@ -473,7 +355,7 @@ class RunManifest(abc.ABC):
             raise ValueError(f"A reason goes with skip, not {edit!r}.")
         one_run = {
             "mark": self.add,
-            "unmark": self.unmark,
+            "unmark": self._unmark,
             "skip": lambda run_id: self.skip(run_id, reason),
         }.get(edit)
         if one_run is None:
@@ -481,6 +363,8 @@ class RunManifest(abc.ABC):
         wanted = unique_run_ids(run_ids)
         for run_id in wanted:
             check_run_id(run_id)
+        if edit == "unmark":
+            self.lower_watermarks(wanted)  # once per archive, not once per run
         outcomes = self._edit_each(one_run, wanted)
         return [outcome for outcome in outcomes if outcome is not None]
 
@@ -500,104 +384,3 @@ class RunManifest(abc.ABC):
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def open_manifest(
-    uri: PathLike, *, client: Any | None = None, session: Any | None = None
-) -> RunManifest:
-    """Open a manifest from a URI.
-
-    ``dynamodb://TABLE`` opens :class:`~spark_manifests.RunManifests` (region and endpoint
-    from the usual AWS settings, such as ``AWS_REGION`` and ``AWS_ENDPOINT_URL``, or from
-    ``client``/``session``); a plain path, ``file:///path``, or ``sqlite:///relative/path``
-    and ``sqlite:////absolute/path`` (as SQLAlchemy writes them) open
-    :class:`~spark_manifests.SQLiteRunManifest`; ``:memory:`` is a private in-memory one.
-
-    >>> open_manifest("dynamodb://acme-runs")  # doctest: +SKIP
-    RunManifests('acme-runs')
-    """
-    text = os.fspath(uri).strip()
-    path = sqlite_path(text)
-    if path is None:
-        return _open_dynamodb(
-            text.partition("://")[2].strip("/"), text, client=client, session=session
-        )
-    return _open_sqlite(path)
-
-
-def sqlite_path(uri: PathLike) -> str | None:
-    """The SQLite file a manifest URI names (see :func:`open_manifest`); ``None`` for DynamoDB.
-
-    >>> sqlite_path("sqlite:///runs.sqlite"), sqlite_path("dynamodb://acme-runs")
-    ('runs.sqlite', None)
-    """
-    from ._locations import parse_location, refuse_scheme_typo
-
-    text = os.fspath(uri).strip()
-    if text[:5].lower() == "file:":  # file:///path, or file:/path as Spark prints paths
-        return parse_location(text, what="manifest", expected=_EXPECTED_URIS).key
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        refuse_scheme_typo(text, "manifest", _EXPECTED_URIS)
-        return text
-    scheme = scheme.lower()
-    if scheme == "dynamodb":
-        return None
-    if scheme == "sqlite":
-        # As SQLAlchemy reads them: sqlite:///relative/path, sqlite:////absolute/path.
-        return rest[1:] if rest.startswith("/") else rest
-    raise InvalidLocationError(
-        f"The manifest {text!r} has the unsupported scheme {scheme!r}. Expected {_EXPECTED_URIS}."
-    )
-
-
-#: Names a new SQLite manifest may have when given as a plain path.
-_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
-
-
-def refuse_unlikely_new_manifest(uri: str, *, folder_must_exist: bool = True) -> None:
-    """Refuse a SQLite manifest that does not exist yet where the name is most likely
-    mistyped: a new, empty manifest would have every run processed again.
-
-    That is a plain path without a SQLite file name (``acme-runs``: a DynamoDB table
-    without its ``dynamodb://``), and, with ``folder_must_exist``, a file in a folder that
-    does not exist (a typo, or a volume not mounted).
-    """
-    path = sqlite_path(uri)
-    if path is None or path == ":memory:" or os.path.exists(os.path.expanduser(path)):
-        return
-    folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
-    if folder_must_exist and not os.path.isdir(folder):
-        raise InvalidLocationError(
-            f"The folder of the manifest file {path} does not exist: check the path (a new, "
-            "empty manifest would have every run processed again), or create the folder."
-        )
-    plain = "://" not in uri and not uri.lower().startswith("file:")
-    if plain and not path.lower().endswith(_SQLITE_SUFFIXES):
-        raise InvalidLocationError(
-            f"No manifest at {os.path.abspath(path)}. For a DynamoDB table, write "
-            f"dynamodb://{os.path.basename(path)}; for a new SQLite manifest, give a file name "
-            f"ending in {', '.join(_SQLITE_SUFFIXES)} (or write sqlite:///{path})."
-        )
-
-
-def _open_dynamodb(table: str, uri: str, *, client: Any | None, session: Any | None) -> RunManifest:
-    from ._aws import make_client
-    from .manifest_dynamodb import RunManifests
-
-    if not _TABLE_NAME_RE.match(table):
-        raise InvalidLocationError(
-            f"The manifest {uri!r} does not name a valid DynamoDB table (3-255 letters, digits, "
-            f"'_', '-' or '.'). Expected {_EXPECTED_URIS}."
-        )
-    manifest = RunManifests(make_client("dynamodb", client=client, session=session), table)
-    manifest._owns_client = client is None
-    return manifest
-
-
-def _open_sqlite(path: str) -> RunManifest:
-    from .manifest_sqlite import SQLiteRunManifest
-
-    if not path:
-        raise InvalidLocationError(f"The manifest path is empty. Expected {_EXPECTED_URIS}.")
-    return SQLiteRunManifest(path)

@@ -47,30 +47,54 @@ Caveat for tables shared with SDK-based readers: the SDK's ``contains`` is true 
 item, so it also counts runs that are only claimed, failed or skipped as processed.
 
 IAM actions used: ``dynamodb:DescribeTable`` and ``CreateTable`` (``create`` only),
-``GetItem``, ``BatchGetItem``, ``UpdateItem``, ``DeleteItem``, ``Scan``.
+``GetItem``, ``BatchGetItem``, ``UpdateItem``, ``DeleteItem``, ``Scan``; the same serve the
+per-archive watermark items (:mod:`spark_manifests._dynamodb_watermark`), which
+:meth:`RunManifests.entries` hides.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import re
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
 from ._aws import aws_errors, error_code
-from ._time import from_iso
+from ._dynamodb_items import (
+    ABANDONED_CONDITION,
+    CLAIM_CONDITION,
+    HELD_CONDITION,
+    KEY,
+    MARK_CONDITION,
+    NOT_LEASED_CONDITION,
+    PLACEHOLDER_RE,
+    SKIP_CONDITION,
+    attribute_names,
+    entry_from_item,
+    item_key,
+    table_resource,
+    typed_value,
+)
+from ._dynamodb_reads import batch_get_items
+from ._dynamodb_table import ensure_table
+from ._dynamodb_watermark import read_watermark, write_watermark
+from ._manifest_rules import (
+    check_claim,
+    check_owner,
+    holds_live,
+    in_progress,
+    left_as_committed,
+    ownership_lost,
+    settled_by,
+)
+from ._watermarks import is_watermark_item_id
 from .exceptions import (
     OwnershipLostError,
     RetryableError,
     RunInProgressError,
-    SparkManifestsError,
 )
 from .manifest import (
     DEFAULT_LEASE_SECONDS,
@@ -78,75 +102,21 @@ from .manifest import (
     ManifestEntry,
     RunManifest,
     RunStatus,
-    check_claim,
-    check_owner,
+    Watermark,
     check_run_id,
     clip_error,
-    holds_live,
-    in_progress,
-    left_as_committed,
-    ownership_lost,
-    parse_status,
     refusal_of,
-    settled_by,
     unique_run_ids,
-    utc_from_epoch,
 )
 
 _logger = logging.getLogger(__name__)
 
 __all__ = ["RunManifests"]
 
-#: Expression placeholder -> attribute name. Expressions use only placeholders.
-ATTRIBUTES = {
-    "#id": "RunId",
-    "#status": "RunStatus",
-    "#owner": "Owner",
-    "#lease": "LeaseExpiresAt",
-    "#attempts": "Attempts",
-    "#started": "StartedAt",
-    "#committed": "CommittedAt",
-    "#updated": "UpdatedAt",
-    "#rows_in": "RowsIn",
-    "#rows_out": "RowsOut",
-    "#bad_rows": "BadRows",
-    "#output": "OutputPath",
-    "#error": "Error",
-}
-KEY = ATTRIBUTES["#id"]
-#: BatchGetItem takes at most 100 keys a call.
-BATCH_GET_KEYS = 100
 #: BatchGetItem calls in flight at once (botocore pools 10 connections a client).
 DEFAULT_READ_CONCURRENCY = 8
 # Conditional writes in flight at once in edit_many (one request per run).
 EDIT_CONCURRENCY = 8
-#: How many BatchGetItem answers in a row may hand every key back before giving up.
-MAX_UNPROCESSED_RETRIES = 10
-
-_CLAIM_CONDITION = (
-    "attribute_not_exists(#id)"
-    " OR ((attribute_not_exists(#attempts) OR #attempts < :max) AND ("
-    "(#status = :processing AND (attribute_not_exists(#lease) OR #lease <= :now))"
-    " OR #status = :failed))"
-)
-_HELD_CONDITION = "#status = :processing AND #owner = :owner"
-_ABANDONED_CONDITION = (
-    "#status = :processing AND #attempts >= :max"
-    " AND (attribute_not_exists(#lease) OR #lease <= :now)"
-)
-_SKIP_CONDITION = (
-    "attribute_not_exists(#id) OR #status IN (:failed, :skipped)"
-    " OR (#status = :processing AND (attribute_not_exists(#lease) OR #lease <= :now))"
-)
-_NOT_LEASED_CONDITION = (
-    "attribute_not_exists(#status) OR #status <> :processing"
-    " OR attribute_not_exists(#lease) OR #lease <= :now"
-)
-_MARK_CONDITION = (
-    "attribute_not_exists(#id) OR (attribute_exists(#status) AND #status <> :committed"
-    f" AND ({_NOT_LEASED_CONDITION}))"
-)
-_PLACEHOLDER_RE = re.compile(r"[#:]\w+")
 
 
 class RunManifests(RunManifest):
@@ -163,6 +133,9 @@ class RunManifests(RunManifest):
     read_concurrency
         BatchGetItem calls in flight at once when reading many runs (boto3 clients are
         thread-safe; keep it at or below the client's ``max_pool_connections``, 10 by default).
+    owns_client
+        Close ``dynamodb_client`` when the manifest is closed (``open_manifest`` sets it for
+        a client it made); a client passed in is the caller's to close by default.
 
     >>> manifests = RunManifests(boto3.client("dynamodb"), "acme-runs")  # doctest: +SKIP
     >>> manifests.create()  # doctest: +SKIP
@@ -177,6 +150,7 @@ class RunManifests(RunManifest):
         *,
         clock: Callable[[], float] = time.time,
         read_concurrency: int = DEFAULT_READ_CONCURRENCY,
+        owns_client: bool = False,
     ) -> None:
         if read_concurrency < 1:
             raise ValueError(f"read_concurrency must be at least 1, not {read_concurrency!r}.")
@@ -185,14 +159,14 @@ class RunManifests(RunManifest):
         self.table_name = table_name
         self._clock = clock
         self._sleep: Callable[[float], None] = time.sleep
-        self._owns_client = False
+        self._owns_client = owns_client
 
     def __repr__(self) -> str:
         return f"RunManifests({self.table_name!r})"
 
     @property
     def _resource(self) -> str:
-        return f"DynamoDB table {self.table_name}"
+        return table_resource(self.table_name)
 
     # -- table ---------------------------------------------------------------------------
 
@@ -213,61 +187,7 @@ class RunManifests(RunManifest):
         SparkManifestsError
             The table exists with another key schema.
         """
-        if (read_capacity is None) != (write_capacity is None):
-            raise ValueError("Give both read_capacity and write_capacity, or neither.")
-        table = self._describe()
-        if table is None:
-            self._create_table(read_capacity, write_capacity)
-        else:
-            self._check_layout(table)
-        if wait and (table is None or table.get("TableStatus") != "ACTIVE"):
-            with aws_errors("wait for the run manifest table", self._resource):
-                self.dynamodb.get_waiter("table_exists").wait(
-                    TableName=self.table_name, WaiterConfig={"Delay": 2, "MaxAttempts": 150}
-                )
-
-    def _describe(self) -> dict[str, Any] | None:
-        with aws_errors("describe the run manifest table", self._resource):
-            try:
-                return self.dynamodb.describe_table(TableName=self.table_name)["Table"]  # type: ignore[no-any-return]
-            except ClientError as exc:
-                if error_code(exc) != "ResourceNotFoundException":
-                    raise
-                return None
-
-    def _create_table(self, read_capacity: int | None, write_capacity: int | None) -> None:
-        billing: dict[str, Any] = {"BillingMode": "PAY_PER_REQUEST"}
-        if read_capacity is not None:
-            billing = {
-                "BillingMode": "PROVISIONED",
-                "ProvisionedThroughput": {
-                    "ReadCapacityUnits": read_capacity,
-                    "WriteCapacityUnits": write_capacity,
-                },
-            }
-        with aws_errors("create the run manifest table", self._resource):
-            try:
-                self.dynamodb.create_table(
-                    TableName=self.table_name,
-                    AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
-                    KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}],
-                    **billing,
-                )
-                _logger.info("Created the run manifest table %s", self.table_name)
-            except ClientError as exc:
-                # Another job created it between our DescribeTable and CreateTable.
-                if error_code(exc) != "ResourceInUseException":
-                    raise
-
-    def _check_layout(self, table: dict[str, Any]) -> None:
-        keys = [(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])]
-        types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-        if keys != [(KEY, "HASH")] or types.get(KEY) != "S":
-            raise SparkManifestsError(
-                f"The DynamoDB table {self.table_name} exists but its key is {keys} "
-                f"({types}); a run manifest needs the hash key {KEY} (type S) and no sort key. "
-                "Use another table name."
-            )
+        ensure_table(self.dynamodb, self.table_name, read_capacity, write_capacity, wait=wait)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -275,80 +195,50 @@ class RunManifests(RunManifest):
         check_run_id(run_id)
         with aws_errors("read the run manifest", self._resource):
             item = self.dynamodb.get_item(
-                TableName=self.table_name, Key=_key(run_id), ConsistentRead=True
+                TableName=self.table_name, Key=item_key(run_id), ConsistentRead=True
             ).get("Item")
-        return None if item is None else _entry(item)
+        return None if item is None else entry_from_item(item)
 
     def get_many(self, run_ids: Iterable[str]) -> dict[str, ManifestEntry]:
         """Entries by run id, read with BatchGetItem (100 keys a call)."""
-        entries = (_entry(item) for item in self._batch_get(run_ids))
+        entries = (entry_from_item(item) for item in self._batch_get(run_ids))
         return {entry.run_id: entry for entry in entries}
 
     def _pending_facts(self, run_ids: list[str]) -> dict[str, ManifestEntry]:
         # pending() needs a few attributes, not whole items with their metrics; the error
         # is read too, for the warning about failed runs out of attempts.
         items = self._batch_get(run_ids, projection="#id, #status, #attempts, #error")
-        return {entry.run_id: entry for entry in map(_entry, items)}
+        return {entry.run_id: entry for entry in map(entry_from_item, items)}
 
     def _batch_get(
         self, run_ids: Iterable[str], *, projection: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        """The items of the runs, by BatchGetItem calls of up to 100 keys.
-
-        Up to ``read_concurrency`` calls are in flight at once: a backlog of thousands of runs
-        costs a few round trips, not one per hundred runs.
-        """
-        request: dict[str, Any] = {"ConsistentRead": True}
-        if projection:
-            request["ProjectionExpression"] = projection
-            request["ExpressionAttributeNames"] = _names(projection)
-        keys = [_key(run_id) for run_id in unique_run_ids(run_ids)]
-        chunks = [keys[i : i + BATCH_GET_KEYS] for i in range(0, len(keys), BATCH_GET_KEYS)]
-        if len(chunks) <= 1 or self.read_concurrency <= 1:
-            for chunk in chunks:
-                yield from self._batch_get_chunk(request, chunk)
-            return
-        with ThreadPoolExecutor(min(self.read_concurrency, len(chunks))) as pool:
-            for items in pool.map(lambda chunk: self._batch_get_chunk(request, chunk), chunks):
-                yield from items
-
-    def _batch_get_chunk(
-        self, request: dict[str, Any], keys: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """The items of up to 100 keys; keys DynamoDB hands back unprocessed (throttling) go
-        into the next call after an exponential backoff with jitter."""
-        items: list[dict[str, Any]] = []
-        queue = deque(keys)
-        throttled = stalled = 0  # answers in a row with keys handed back / with nothing read
-        while queue:
-            asked = [queue.popleft() for _ in range(min(BATCH_GET_KEYS, len(queue)))]
-            with aws_errors("read the run manifest", self._resource):
-                response = self.dynamodb.batch_get_item(
-                    RequestItems={self.table_name: {**request, "Keys": asked}}
-                )
-            items.extend(response.get("Responses", {}).get(self.table_name, []))
-            unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name, {})
-            if not unprocessed.get("Keys"):
-                throttled = stalled = 0
-                continue
-            throttled += 1
-            stalled = stalled + 1 if len(unprocessed["Keys"]) == len(asked) else 0
-            if stalled > MAX_UNPROCESSED_RETRIES:
-                raise RetryableError(
-                    f"Could not read the run manifest ({self._resource}): DynamoDB returned "
-                    f"every key unprocessed {stalled} times in a row (throttled). Try again "
-                    "later, or raise the table's read capacity."
-                )
-            queue.extendleft(reversed(unprocessed["Keys"]))
-            self._sleep(_backoff(throttled))
-        return items
+        return batch_get_items(
+            self.dynamodb,
+            self.table_name,
+            unique_run_ids(run_ids),
+            projection=projection,
+            concurrency=self.read_concurrency,
+            sleep=self._sleep,
+        )
 
     def entries(self) -> Iterator[ManifestEntry]:
         paginator = self.dynamodb.get_paginator("scan")
         with aws_errors("scan the run manifest", self._resource):
             for page in paginator.paginate(TableName=self.table_name, ConsistentRead=True):
                 for item in page.get("Items", []):
-                    yield _entry(item)
+                    if not is_watermark_item_id(item[KEY]["S"]):
+                        yield entry_from_item(item)
+
+    # -- watermarks (see spark_manifests._watermarks) ---------------------------------------
+
+    supports_watermarks = True
+
+    def _read_watermark(self, archive: str) -> Watermark:
+        return read_watermark(self.dynamodb, self.table_name, archive)
+
+    def _write_watermark(self, new: Watermark) -> bool:
+        return write_watermark(self.dynamodb, self.table_name, new, self._clock())
 
     # -- writes --------------------------------------------------------------------------
 
@@ -358,7 +248,7 @@ class RunManifests(RunManifest):
             "mark",
             run_id,
             "SET #status = :committed, #committed = :at, #updated = :at REMOVE #lease, #error",
-            _MARK_CONDITION,
+            MARK_CONDITION,
         )
 
     def claim(
@@ -377,7 +267,7 @@ class RunManifests(RunManifest):
             "SET #status = :processing, #owner = :owner, #lease = :until,"
             " #attempts = if_not_exists(#attempts, :zero) + :one,"
             " #started = :at, #updated = :at",
-            _CLAIM_CONDITION,
+            CLAIM_CONDITION,
             at=now,
             owner=owner,
             until=now + lease_seconds,
@@ -447,7 +337,7 @@ class RunManifests(RunManifest):
             "record the failure of an abandoned run",
             run_id,
             "SET #status = :failed, #error = :error, #updated = :at REMOVE #lease",
-            _ABANDONED_CONDITION,
+            ABANDONED_CONDITION,
             error=clip_error(str(error)),
             max=max_attempts,
         )
@@ -456,7 +346,7 @@ class RunManifests(RunManifest):
     def release(self, run_id: str, owner: str) -> None:
         check_run_id(run_id)
         check_owner(owner)
-        released, old = self._delete("release a run", run_id, _HELD_CONDITION, owner=owner)
+        released, old = self._delete("release a run", run_id, HELD_CONDITION, owner=owner)
         if not released:
             raise ownership_lost("release", run_id, owner, old)
 
@@ -465,11 +355,10 @@ class RunManifests(RunManifest):
         update = "SET #status = :skipped, #updated = :at"
         update += ", #error = :error REMOVE #lease" if reason else " REMOVE #lease, #error"
         values: dict[str, Any] = {"error": clip_error(reason)} if reason else {}
-        self._edit_unless_held("skip", run_id, update, _SKIP_CONDITION, **values)
+        self._edit_unless_held("skip", run_id, update, SKIP_CONDITION, **values)
 
-    def unmark(self, run_id: str) -> None:
-        check_run_id(run_id)
-        unmarked, old = self._delete("unmark a run", run_id, _NOT_LEASED_CONDITION)
+    def _unmark(self, run_id: str) -> None:
+        unmarked, old = self._delete("unmark a run", run_id, NOT_LEASED_CONDITION)
         if not unmarked:
             raise in_progress("unmark", run_id, old)
 
@@ -517,7 +406,7 @@ class RunManifests(RunManifest):
         check_run_id(run_id)
         check_owner(owner)
         written, old = self._update(
-            f"{verb} a run", run_id, update, _HELD_CONDITION, owner=owner, **values
+            f"{verb} a run", run_id, update, HELD_CONDITION, owner=owner, **values
         )
         if written or (done is not None and settled_by(old, owner, done)):
             return
@@ -555,13 +444,13 @@ class RunManifests(RunManifest):
         entry as it was when the condition failed (``None`` if there was no item)."""
         values.setdefault("at", self._clock())
         text = " ".join([*params.values(), condition])
-        names = _names(text)
-        typed = {p: _value(p[1:], values) for p in _PLACEHOLDER_RE.findall(text) if p[0] == ":"}
+        names = attribute_names(text)
+        typed = {p: typed_value(p[1:], values) for p in PLACEHOLDER_RE.findall(text) if p[0] == ":"}
         with aws_errors(action, self._resource):
             try:
                 call(
                     TableName=self.table_name,
-                    Key=_key(run_id),
+                    Key=item_key(run_id),
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=typed,
@@ -572,84 +461,5 @@ class RunManifests(RunManifest):
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
                 old = exc.response.get("Item")
-                return False, None if old is None else _entry(old)
+                return False, None if old is None else entry_from_item(old)
         return True, None
-
-
-def _names(expression: str) -> dict[str, str]:
-    """ExpressionAttributeNames for the placeholders an expression uses (and only those:
-    DynamoDB rejects unused ones)."""
-    return {p: ATTRIBUTES[p] for p in _PLACEHOLDER_RE.findall(expression) if p[0] == "#"}
-
-
-def _value(name: str, values: dict[str, Any]) -> dict[str, str]:
-    """The DynamoDB-typed value of an expression placeholder (without its colon)."""
-    constants = {
-        "processing": RunStatus.PROCESSING,
-        "committed": RunStatus.COMMITTED,
-        "failed": RunStatus.FAILED,
-        "skipped": RunStatus.SKIPPED,
-    }
-    if name in constants:
-        return {"S": constants[name].value}
-    if name in ("zero", "one"):
-        return {"N": "0" if name == "zero" else "1"}
-    if name == "now":
-        return {"N": _number(values["at"])}
-    value = values[name]
-    if name == "at":
-        return {"S": _iso(value)}
-    if isinstance(value, str):
-        return {"S": value}
-    return {"N": _number(value)}
-
-
-def _number(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.6f}"
-
-
-def _iso(epoch: float) -> str:
-    return utc_from_epoch(epoch).isoformat()  # type: ignore[union-attr]
-
-
-def _key(run_id: str) -> dict[str, dict[str, str]]:
-    return {KEY: {"S": run_id}}
-
-
-def _entry(item: dict[str, Any]) -> ManifestEntry:
-    def text(placeholder: str) -> str | None:
-        return item.get(ATTRIBUTES[placeholder], {}).get("S")  # type: ignore[no-any-return]
-
-    def number(placeholder: str) -> float | None:
-        value = item.get(ATTRIBUTES[placeholder], {}).get("N")
-        return None if value is None else float(value)
-
-    def integer(placeholder: str) -> int | None:
-        value = number(placeholder)
-        return None if value is None else int(value)
-
-    def moment(placeholder: str) -> datetime | None:
-        value = text(placeholder)
-        return None if value is None else from_iso(value)
-
-    run_id = str(text("#id"))
-    return ManifestEntry(
-        run_id=run_id,
-        status=parse_status(run_id, text("#status")),
-        owner=text("#owner"),
-        lease_expires_at=utc_from_epoch(number("#lease")),
-        attempts=integer("#attempts") or 0,
-        started_at=moment("#started"),
-        committed_at=moment("#committed"),
-        updated_at=moment("#updated"),
-        rows_in=integer("#rows_in"),
-        rows_out=integer("#rows_out"),
-        bad_rows=integer("#bad_rows"),
-        output_path=text("#output"),
-        error=text("#error"),
-    )
-
-
-def _backoff(retry: int) -> float:
-    """Full-jitter exponential backoff, as AWS recommends for BatchGetItem."""
-    return random.uniform(0, min(5.0, 0.05 * 2**retry))

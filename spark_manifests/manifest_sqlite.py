@@ -21,9 +21,34 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable
+from typing import Callable
 
 from ._locations import PathLike
+from ._manifest_rules import (
+    can_claim,
+    check_claim,
+    check_owner,
+    holds,
+    holds_live,
+    in_progress,
+    is_abandoned,
+    left_as_committed,
+    ownership_lost,
+    settled_by,
+)
+from ._sqlite_rows import (
+    SCHEMA,
+    SELECT,
+    WATERMARK_SCHEMA,
+    entry_from_row,
+    mark_committed,
+    mark_failed,
+    read_entry,
+    read_watermark,
+    upsert,
+    use_wal,
+    write_watermark,
+)
 from .exceptions import (
     InvalidLocationError,
     RetryableError,
@@ -36,22 +61,11 @@ from .manifest import (
     ManifestEntry,
     RunManifest,
     RunStatus,
-    can_claim,
-    check_claim,
-    check_owner,
+    Watermark,
     check_run_id,
     clip_error,
-    holds,
-    holds_live,
-    in_progress,
-    is_abandoned,
-    left_as_committed,
-    ownership_lost,
-    parse_status,
     refusal_of,
-    settled_by,
     unique_run_ids,
-    utc_from_epoch,
 )
 
 _logger = logging.getLogger(__name__)
@@ -62,39 +76,6 @@ MEMORY = ":memory:"
 # Runs edited per transaction by edit_many: one commit (one disk sync) per group, and the
 # write lock is never held long enough to stall a job's claims.
 EDITS_PER_TRANSACTION = 500
-COLUMNS = (
-    "run_id",
-    "status",
-    "owner",
-    "lease_expires_at",
-    "attempts",
-    "started_at",
-    "committed_at",
-    "updated_at",
-    "rows_in",
-    "rows_out",
-    "bad_rows",
-    "output_path",
-    "error",
-)
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS run_manifest (
-    run_id TEXT PRIMARY KEY NOT NULL,
-    status TEXT,
-    owner TEXT,
-    lease_expires_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    started_at REAL,
-    committed_at REAL,
-    updated_at REAL,
-    rows_in INTEGER,
-    rows_out INTEGER,
-    bad_rows INTEGER,
-    output_path TEXT,
-    error TEXT
-) WITHOUT ROWID
-"""
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM run_manifest"
 # Well below SQLite's oldest limit on host parameters (999).
 _IN_CHUNK = 500
 
@@ -158,7 +139,7 @@ class SQLiteRunManifest(RunManifest):
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
                 if self.path != MEMORY:
-                    _use_wal(conn, timeout)
+                    use_wal(conn, timeout)
             except BaseException:
                 conn.close()
                 raise
@@ -168,14 +149,15 @@ class SQLiteRunManifest(RunManifest):
 
     def create(self) -> None:
         with self._transaction("create the manifest table") as conn:
-            conn.execute(_SCHEMA)
+            conn.execute(SCHEMA)
+            conn.execute(WATERMARK_SCHEMA)
 
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, run_id: str) -> ManifestEntry | None:
         check_run_id(run_id)
         with self._errors("read the manifest"), self._lock:
-            return _read(self._conn, run_id)
+            return read_entry(self._conn, run_id)
 
     def get_many(self, run_ids: Iterable[str]) -> dict[str, ManifestEntry]:
         wanted = unique_run_ids(run_ids)
@@ -184,15 +166,15 @@ class SQLiteRunManifest(RunManifest):
             for start in range(0, len(wanted), _IN_CHUNK):
                 chunk = wanted[start : start + _IN_CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                for row in self._conn.execute(f"{_SELECT} WHERE run_id IN ({marks})", chunk):
-                    entry = _entry(row)
+                for row in self._conn.execute(f"{SELECT} WHERE run_id IN ({marks})", chunk):
+                    entry = entry_from_row(row)
                     found[entry.run_id] = entry
         return found
 
     def entries(self) -> Iterator[ManifestEntry]:
         with self._errors("read the manifest"), self._lock:
-            rows = self._conn.execute(f"{_SELECT} ORDER BY run_id").fetchall()
-        return iter([_entry(row) for row in rows])
+            rows = self._conn.execute(f"{SELECT} ORDER BY run_id").fetchall()
+        return iter([entry_from_row(row) for row in rows])
 
     # -- writes --------------------------------------------------------------------------
 
@@ -200,9 +182,9 @@ class SQLiteRunManifest(RunManifest):
         check_run_id(run_id)
         with self._transaction("mark a run committed") as conn:
             now = self._clock()
-            entry = _read(conn, run_id)
+            entry = read_entry(conn, run_id)
             if not left_as_committed("mark", run_id, entry, now):
-                _mark_committed(conn, run_id, entry, now)
+                mark_committed(conn, run_id, entry, now)
 
     def claim(
         self,
@@ -215,13 +197,13 @@ class SQLiteRunManifest(RunManifest):
         check_claim(run_id, owner, lease_seconds, max_attempts)
         with self._transaction("claim a run") as conn:
             now = self._clock()
-            entry = _read(conn, run_id)
+            entry = read_entry(conn, run_id)
             if holds_live(entry, owner, now):
-                _upsert(conn, run_id, entry, lease_expires_at=now + lease_seconds, updated_at=now)
+                upsert(conn, run_id, entry, lease_expires_at=now + lease_seconds, updated_at=now)
                 return True
             if not can_claim(entry, now, max_attempts):
                 return False
-            _upsert(
+            upsert(
                 conn,
                 run_id,
                 entry,
@@ -253,12 +235,12 @@ class SQLiteRunManifest(RunManifest):
         given = {name: value for name, value in metrics.items() if value is not None}
         with self._held("commit", run_id, owner, done=RunStatus.COMMITTED) as (conn, entry, now):
             if entry is not None:
-                _mark_committed(conn, run_id, entry, now, **given)
+                mark_committed(conn, run_id, entry, now, **given)
 
     def renew(self, run_id: str, owner: str, *, lease_seconds: float) -> None:
         check_claim(run_id, owner, lease_seconds, 1)
         with self._held("renew the lease of", run_id, owner) as (conn, entry, now):
-            _upsert(conn, run_id, entry, lease_expires_at=now + lease_seconds, updated_at=now)
+            upsert(conn, run_id, entry, lease_expires_at=now + lease_seconds, updated_at=now)
 
     def fail(self, run_id: str, owner: str, error: str) -> None:
         with self._held("record the failure of", run_id, owner, done=RunStatus.FAILED) as (
@@ -267,16 +249,16 @@ class SQLiteRunManifest(RunManifest):
             now,
         ):
             if entry is not None:
-                _mark_failed(conn, run_id, entry, error, now)
+                mark_failed(conn, run_id, entry, error, now)
 
     def fail_abandoned(self, run_id: str, error: str, *, max_attempts: int) -> bool:
         check_run_id(run_id)
         with self._transaction("record the failure of an abandoned run") as conn:
             now = self._clock()
-            entry = _read(conn, run_id)
+            entry = read_entry(conn, run_id)
             if entry is None or not is_abandoned(entry, now, max_attempts):
                 return False
-            _mark_failed(conn, run_id, entry, error, now)
+            mark_failed(conn, run_id, entry, error, now)
             return True
 
     def release(self, run_id: str, owner: str) -> None:
@@ -287,10 +269,10 @@ class SQLiteRunManifest(RunManifest):
         check_run_id(run_id)
         with self._transaction("skip a run") as conn:
             now = self._clock()
-            entry = _read(conn, run_id)
+            entry = read_entry(conn, run_id)
             if left_as_committed("skip", run_id, entry, now):
                 return
-            _upsert(
+            upsert(
                 conn,
                 run_id,
                 entry,
@@ -300,10 +282,9 @@ class SQLiteRunManifest(RunManifest):
                 lease_expires_at=None,
             )
 
-    def unmark(self, run_id: str) -> None:
-        check_run_id(run_id)
+    def _unmark(self, run_id: str) -> None:
         with self._transaction("unmark a run") as conn:
-            entry = _read(conn, run_id)
+            entry = read_entry(conn, run_id)
             if entry is not None and entry.lease_live(self._clock()):
                 raise in_progress("unmark", run_id, entry)
             conn.execute("DELETE FROM run_manifest WHERE run_id = ?", (run_id,))
@@ -317,6 +298,18 @@ class SQLiteRunManifest(RunManifest):
                 group = run_ids[start : start + EDITS_PER_TRANSACTION]
                 outcomes += [refusal_of(one_run, run_id) for run_id in group]
         return outcomes
+
+    # -- watermarks (see spark_manifests._watermarks) ---------------------------------------
+
+    supports_watermarks = True
+
+    def _read_watermark(self, archive: str) -> Watermark:
+        with self._errors("read the watermark"), self._lock:
+            return read_watermark(self._conn, archive)
+
+    def _write_watermark(self, new: Watermark) -> bool:
+        with self._transaction("write the watermark") as conn:
+            return write_watermark(conn, new, self._clock())
 
     def close(self) -> None:
         with self._lock:
@@ -336,7 +329,7 @@ class SQLiteRunManifest(RunManifest):
         check_run_id(run_id)
         check_owner(owner)
         with self._transaction(f"{verb} a run") as conn:
-            entry = _read(conn, run_id)
+            entry = read_entry(conn, run_id)
             if done is not None and settled_by(entry, owner, done):
                 yield conn, None, self._clock()
                 return
@@ -387,97 +380,3 @@ class SQLiteRunManifest(RunManifest):
                 f"Could not {action} ({self.path}): {str(exc).rstrip('.')}. "
                 "Is it a SQLite manifest file?"
             ) from exc
-
-
-def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
-    """Put the file in WAL mode (readers never wait for the writer), waiting up to ``timeout``.
-
-    Switching a new file to WAL needs its exclusive lock, and SQLite answers "database is
-    locked" at once, without the busy timeout, when other connections opening the same new
-    file hold a shared lock (it would be a deadlock to wait): several jobs starting together
-    on a new manifest. WAL mode is kept in the file, so this loops only while it is new.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _read(conn: sqlite3.Connection, run_id: str) -> ManifestEntry | None:
-    row = conn.execute(f"{_SELECT} WHERE run_id = ?", (run_id,)).fetchone()
-    return None if row is None else _entry(row)
-
-
-def _upsert(
-    conn: sqlite3.Connection, run_id: str, entry: ManifestEntry | None, **values: Any
-) -> None:
-    """Insert the run's row, or update the given columns of the existing one."""
-    if entry is None:
-        values["run_id"] = run_id
-        values.setdefault("attempts", 0)
-        names = ", ".join(values)
-        marks = ", ".join("?" * len(values))
-        conn.execute(f"INSERT INTO run_manifest ({names}) VALUES ({marks})", list(values.values()))
-        return
-    assignments = ", ".join(f"{name} = ?" for name in values)
-    conn.execute(
-        f"UPDATE run_manifest SET {assignments} WHERE run_id = ?", [*values.values(), run_id]
-    )
-
-
-def _mark_committed(
-    conn: sqlite3.Connection,
-    run_id: str,
-    entry: ManifestEntry | None,
-    now: float,
-    **metrics: Any,
-) -> None:
-    _upsert(
-        conn,
-        run_id,
-        entry,
-        status=RunStatus.COMMITTED.value,
-        committed_at=now,
-        updated_at=now,
-        lease_expires_at=None,
-        error=None,
-        **metrics,
-    )
-
-
-def _mark_failed(
-    conn: sqlite3.Connection, run_id: str, entry: ManifestEntry, error: str, now: float
-) -> None:
-    _upsert(
-        conn,
-        run_id,
-        entry,
-        status=RunStatus.FAILED.value,
-        error=clip_error(str(error)),
-        updated_at=now,
-        lease_expires_at=None,
-    )
-
-
-def _entry(row: tuple[Any, ...]) -> ManifestEntry:
-    record = dict(zip(COLUMNS, row))
-    return ManifestEntry(
-        run_id=record["run_id"],
-        status=parse_status(record["run_id"], record["status"]),
-        owner=record["owner"],
-        lease_expires_at=utc_from_epoch(record["lease_expires_at"]),
-        attempts=int(record["attempts"] or 0),
-        started_at=utc_from_epoch(record["started_at"]),
-        committed_at=utc_from_epoch(record["committed_at"]),
-        updated_at=utc_from_epoch(record["updated_at"]),
-        rows_in=record["rows_in"],
-        rows_out=record["rows_out"],
-        bad_rows=record["bad_rows"],
-        output_path=record["output_path"],
-        error=record["error"],
-    )
