@@ -15,7 +15,7 @@ from ..source import default_home
 def open_manifest_of(args: argparse.Namespace, *, must_exist: bool = False) -> Any:
     """The manifest of ``--manifest`` (default: the embedded one). With ``must_exist``, a
     SQLite file that is not there is an error rather than a new, empty manifest."""
-    from ..manifest import open_manifest, refuse_unlikely_new_manifest, sqlite_path
+    from ..manifest_open import open_manifest, refuse_unlikely_new_manifest, sqlite_path
 
     given = bool(args.manifest)
     args.manifest = args.manifest or os.path.join(default_home(), "manifest.sqlite")
