@@ -15,6 +15,7 @@ __all__ = [
     "ArchiveNotFoundError",
     "CorruptStateError",
     "CredentialsMissingError",
+    "IgluConfigError",
     "InvalidJobNameError",
     "InvalidLocationError",
     "InvalidRunIdError",
@@ -86,6 +87,11 @@ class RunInProgressError(SparkManifestsError):
 
     Wait for the job to finish, or for its lease to expire.
     """
+
+
+class IgluConfigError(SparkManifestsError, ValueError):
+    """An Iglu resolver configuration or repository list cannot be used (unreadable file,
+    not a resolver-config document, a repository without a connection)."""
 
 
 class InvalidJobNameError(SparkManifestsError, ValueError):
