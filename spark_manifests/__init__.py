@@ -18,6 +18,7 @@ from .exceptions import (
     ArchiveNotFoundError,
     CorruptStateError,
     CredentialsMissingError,
+    IgluConfigError,
     InvalidJobNameError,
     InvalidLocationError,
     InvalidRunIdError,
@@ -36,6 +37,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .enriched import EnrichedRead, enriched_schema, read_enriched, shredded_to_struct
+    from .iglu import IgluResolver
     from .manifest import ManifestEntry, RunManifest, RunStatus, open_manifest
     from .manifest_dynamodb import RunManifests
     from .manifest_sqlite import SQLiteRunManifest
@@ -73,6 +75,7 @@ _LAZY = {
     "ManifestedRunSource": "source",
     "JobSummary": "source",
     "RetryPolicy": "retry",
+    "IgluResolver": "iglu",
 }
 
 __all__ = [
@@ -81,6 +84,8 @@ __all__ = [
     "CorruptStateError",
     "CredentialsMissingError",
     "EnrichedRead",
+    "IgluConfigError",
+    "IgluResolver",
     "InvalidJobNameError",
     "InvalidLocationError",
     "InvalidRunIdError",
