@@ -112,7 +112,9 @@ class Fetcher:
                 return self._http_versions(repository, vendor, name, model)
             return self._stored_versions(repository, vendor, name, model)
         except (SchemaNotFound, RepositoryUnreachable) as exc:
-            _logger.debug("No listing of %s/%s/%s from %s: %s", vendor, name, model, repository, exc)
+            _logger.debug(
+                "No listing of %s/%s/%s from %s: %s", vendor, name, model, repository, exc
+            )
             return []
 
     # -- reading ----------------------------------------------------------------------------

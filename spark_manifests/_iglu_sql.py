@@ -137,7 +137,8 @@ def event_columns(plan: TypedPlan) -> list[str]:
                 entity = "x.data"
             value = f"CASE WHEN size({parsed}) > 0 THEN transform({parsed}, x -> {entity}) END"
         elif column.node.kind == STRUCT:
-            value = f"CASE WHEN {parsed} IS NOT NULL THEN {_typed_struct(column.node, f'{parsed}.p', None)} END"
+            typed = _typed_struct(column.node, f"{parsed}.p", None)
+            value = f"CASE WHEN {parsed} IS NOT NULL THEN {typed} END"
         else:
             value = f"{parsed}.data"
         columns.append(f"{value} AS {quote(column.name)}")
@@ -160,11 +161,8 @@ def _error(kind: str, key: str, value: str, message: str) -> str:
 
 def _field_error(column: EntityColumn, field: Field, entity: str) -> str:
     """SQL: the error of one top-level field of an entity, or NULL."""
-    alone = (
-        f"from_json({entity}.data, "
-        f"{literal(f'struct<{quote(field.key)}: {ddl(field.type, json_keys=True)}, {CORRUPT}: string>')}, "
-        f"{_OPTIONS})"
-    )
+    alone_type = f"struct<{quote(field.key)}: {ddl(field.type, json_keys=True)}, {CORRUPT}: string>"
+    alone = f"from_json({entity}.data, {literal(alone_type)}, {_OPTIONS})"
     path = literal("$['" + field.key + "']") if "'" not in field.key else "NULL"
     value = f"get_json_object({entity}.data, {path})"
     key = literal(field.key)
@@ -172,7 +170,9 @@ def _field_error(column: EntityColumn, field: Field, entity: str) -> str:
     wrong = f"{opening}, ' with value \\'', {_shown(value)}, '\\' is not {describe(field.type)}')"
     missing = f"{opening}, ' is required but has no value')"
     needing = [uri for uri, keys in column.required.items() if field.key in keys]
-    required = f"{entity}.schema IN ({', '.join(literal(u) for u in needing)})" if needing else "false"
+    required = (
+        f"{entity}.schema IN ({', '.join(literal(u) for u in needing)})" if needing else "false"
+    )
     return (
         f"CASE WHEN {alone}.{CORRUPT} IS NOT NULL THEN {_error('WrongType', key, value, wrong)} "
         f"WHEN {required} AND {alone}.{quote(field.key)} IS NULL "
@@ -225,7 +225,7 @@ def errors_column(plan: TypedPlan) -> str:
 def bad_row_columns() -> list[str]:
     """Over the reader's bad-row columns + :func:`errors_column`: a line whose fields all
     parse fails on its entities: a ``LoaderIgluError`` with the Iglu errors."""
-    iglu_only = f"(failure_type = 'RowDecodingError' AND size(errors) = 0)"
+    iglu_only = "(failure_type = 'RowDecodingError' AND size(errors) = 0)"
     fallback = _error(
         "WrongType",
         "CAST(NULL AS string)",

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 STRUCT = "struct"
 ARRAY = "array"
@@ -44,7 +44,7 @@ class Node:
 
     kind: str
     fields: tuple[Field, ...] = ()
-    element: Optional[Node] = None
+    element: Node | None = None
     precision: int = 0
     scale: int = 0
 
@@ -88,7 +88,8 @@ def node_of(schema: Any) -> Node:
         items = schema.get("items")
         return Node(ARRAY, element=node_of(items) if isinstance(items, Mapping) else Node(JSON))
     if types == {"string"}:
-        return Node({"date-time": "timestamp", "date": "date"}.get(schema.get("format"), "string"))
+        formats = {"date-time": "timestamp", "date": "date"}
+        return Node(formats.get(str(schema.get("format")), "string"))
     if types == {"boolean"}:
         return Node("boolean")
     if types == {"integer"}:
@@ -116,7 +117,8 @@ def _object(schema: Mapping[str, Any]) -> Node:
     properties = schema.get("properties")
     if not isinstance(properties, Mapping) or not properties:
         return Node(JSON)
-    required = schema.get("required") if isinstance(schema.get("required"), list) else []
+    listed = schema.get("required")
+    required: list[Any] = listed if isinstance(listed, list) else []
     fields = [
         Field(key, column_name(key), node_of(sub), key in required and not nullable(sub))
         for key, sub in properties.items()
@@ -125,7 +127,8 @@ def _object(schema: Mapping[str, Any]) -> Node:
 
 
 def _integer(schema: Mapping[str, Any]) -> Node:
-    low, high = schema.get("minimum"), schema.get("maximum")
+    low: Any = schema.get("minimum")
+    high: Any = schema.get("maximum")
     if not (_is_number(low) and _is_number(high)):
         return Node("bigint")
     if _INT_RANGE[0] <= low and high <= _INT_RANGE[1]:
@@ -177,7 +180,7 @@ def _scale(value: Decimal) -> int:
 def _integer_digits(value: Any) -> int:
     """Digits before the point (Java's precision - scale), at least 1."""
     number = Decimal(str(value))
-    sign, digits, exponent = number.as_tuple()
+    _sign, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)
     return max(len(digits) + exponent, 1)
 
@@ -210,7 +213,8 @@ def merge(old: Node, new: Node) -> Node | None:
         fields += [replace(f, required=False) for f in added.values()]
         return Node(STRUCT, fields=tuple(fields))
     if old.kind == ARRAY and new.kind == ARRAY:
-        assert old.element is not None and new.element is not None
+        assert old.element is not None
+        assert new.element is not None
         element = merge(old.element, new.element)
         return None if element is None else Node(ARRAY, element=element)
     return old if old == new else None

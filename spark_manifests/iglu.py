@@ -143,7 +143,7 @@ class IgluResolver:
         data = config.get("data")
         if not (isinstance(schema, str) and schema.startswith(_RESOLVER_CONFIG)):
             raise IgluConfigError(
-                f"{source} is not an Iglu resolver configuration: its \"schema\" must be "
+                f'{source} is not an Iglu resolver configuration: its "schema" must be '
                 f"{_RESOLVER_CONFIG}x (found {schema!r})."
             )
         entries = data.get("repositories") if isinstance(data, Mapping) else None

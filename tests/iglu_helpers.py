@@ -27,7 +27,9 @@ def write_schema(root: Path, uri: str, properties: dict[str, Any], **extra: Any)
     (folder / version).write_text(json.dumps(document), encoding="utf-8")
 
 
-def event_line(event_id: str, *entities: tuple[str, Any], event: tuple[str, Any] | None = None) -> str:
+def event_line(
+    event_id: str, *entities: tuple[str, Any], event: tuple[str, Any] | None = None
+) -> str:
     """An enriched line with ``entities`` in contexts and ``event`` as unstruct_event."""
     values = {"event_id": event_id, "collector_tstamp": "2017-04-11 10:31:05"}
     if entities:

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from conftest import free_port
 from spark_manifests import IgluConfigError
 from spark_manifests._iglu_types import column_name, ddl, merge, node_of
 from spark_manifests.iglu import IgluResolver, SchemaResolutionError
-from conftest import free_port
 from tests.iglu_helpers import write_schema
 
 PRODUCT = "com.acme/product/jsonschema"
@@ -37,7 +37,10 @@ def type_of(schema: dict[str, Any]) -> str:
         ({"type": "integer", "minimum": 0, "maximum": 10**30}, "decimal(38,0)"),
         ({"type": "number"}, "double"),
         ({"type": "number", "multipleOf": 0.01, "minimum": 0, "maximum": 99999}, "decimal(9,2)"),
-        ({"type": "number", "multipleOf": 0.0001, "minimum": -1e12, "maximum": 1e12}, "decimal(18,4)"),
+        (
+            {"type": "number", "multipleOf": 0.0001, "minimum": -1e12, "maximum": 1e12},
+            "decimal(18,4)",
+        ),
         ({"type": "number", "multipleOf": 0.01}, "double"),
         ({"type": "number", "multipleOf": 1}, "bigint"),
         ({"type": ["number", "null"]}, "double"),
@@ -65,7 +68,8 @@ def type_of(schema: dict[str, Any]) -> str:
                     },
                 },
             },
-            "struct<`http_status`: int, `items`: array<struct<`sku_code`: string>>, `z_last`: string>",
+            "struct<`http_status`: int, `items`: array<struct<`sku_code`: string>>, "
+            "`z_last`: string>",
         ),
     ],
 )
@@ -91,8 +95,12 @@ def test_minor_versions_merge_and_a_type_change_breaks() -> None:
     assert merged is not None
     assert [f.name for f in merged.fields] == ["a", "b", "c"]  # kept in place, new appended
     assert merge(merged, obj(b={"type": "string"})) is None
-    nested = obj(n={"type": "array", "items": {"type": "object", "properties": {"x": {"type": "integer"}}}})
-    widened = obj(n={"type": "array", "items": {"type": "object", "properties": {"y": {"type": "string"}}}})
+    nested = obj(
+        n={"type": "array", "items": {"type": "object", "properties": {"x": {"type": "integer"}}}}
+    )
+    widened = obj(
+        n={"type": "array", "items": {"type": "object", "properties": {"y": {"type": "string"}}}}
+    )
     assert ddl(merge(nested, widened), json_keys=False) == (  # type: ignore[arg-type]
         "struct<`n`: array<struct<`x`: bigint, `y`: string>>>"
     )
@@ -121,14 +129,23 @@ def resolver_config(*repositories: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def repository(name: str, priority: int, prefixes: list[str], connection: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "priority": priority, "vendorPrefixes": prefixes, "connection": connection}
+def repository(
+    name: str, priority: int, prefixes: list[str], connection: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "priority": priority,
+        "vendorPrefixes": prefixes,
+        "connection": connection,
+    }
 
 
 def test_resolver_config_priorities_and_vendor_prefixes(tmp_path: Path) -> None:
     for label in ("low", "high", "acme"):
         write_schema(tmp_path / label, f"{PRODUCT}/1-0-0", {"from": {"enum": [label]}})
-        write_schema(tmp_path / label, "com.other/thing/jsonschema/1-0-0", {"from": {"enum": [label]}})
+        write_schema(
+            tmp_path / label, "com.other/thing/jsonschema/1-0-0", {"from": {"enum": [label]}}
+        )
     config = resolver_config(
         repository("low", 5, [], {"embedded": {"path": str(tmp_path / "low")}}),
         repository("acme", 9, ["com.acme"], {"embedded": {"path": str(tmp_path / "acme")}}),
@@ -162,7 +179,7 @@ class IgluServerHandler(SimpleHTTPRequestHandler):
     apikey = "secret-key"
     requests: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         type(self).requests.append(self.path)
         if self.headers.get("apikey") != self.apikey:
             self.send_error(403)
@@ -170,7 +187,9 @@ class IgluServerHandler(SimpleHTTPRequestHandler):
         parts = self.path.strip("/").split("/")  # api/schemas/<vendor>/<name>/jsonschema/<x>
         if len(parts) == 6 and parts[5].isdigit():  # a model: list its versions
             folder = Path(self.directory, *parts[1:5])
-            found = sorted(p.name for p in folder.glob(f"{parts[5]}-*-*")) if folder.is_dir() else []
+            found = (
+                sorted(p.name for p in folder.glob(f"{parts[5]}-*-*")) if folder.is_dir() else []
+            )
             body = json.dumps([f"iglu:{parts[2]}/{parts[3]}/jsonschema/{v}" for v in found])
             self.send_response(200)
             self.end_headers()
@@ -179,7 +198,7 @@ class IgluServerHandler(SimpleHTTPRequestHandler):
         self.path = self.path.replace("/api/", "/", 1)
         super().do_GET()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -188,7 +207,9 @@ def iglu_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An Iglu Server on 127.0.0.1 serving ``root``; yields its API URL and root."""
     root = tmp_path / "served"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), partial(IgluServerHandler, directory=str(root)))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", free_port()), partial(IgluServerHandler, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     IgluServerHandler.requests = []
@@ -226,7 +247,8 @@ def test_unreachable_repository_is_skipped_and_named(tmp_path: Path) -> None:
         resolver.schema(f"iglu:{PRODUCT}/2-0-0")
     message = str(raised.value)
     assert f"iglu:{PRODUCT}/2-0-0" in message
-    assert f"{dead}: unreachable" in message and "local: not found" in message
+    assert f"{dead}: unreachable" in message
+    assert "local: not found" in message
 
 
 def test_s3_repository(aws: Any, tmp_path: Path) -> None:
@@ -234,7 +256,11 @@ def test_s3_repository(aws: Any, tmp_path: Path) -> None:
     client = aws.client("s3")
     client.create_bucket(Bucket="acme-iglu")
     schema = tmp_path / "schemas" / "com.acme" / "product" / "jsonschema" / "1-0-0"
-    client.put_object(Bucket="acme-iglu", Key="iglu/schemas/com.acme/product/jsonschema/1-0-0", Body=schema.read_bytes())
+    client.put_object(
+        Bucket="acme-iglu",
+        Key="iglu/schemas/com.acme/product/jsonschema/1-0-0",
+        Body=schema.read_bytes(),
+    )
     resolver = IgluResolver.from_repositories(["s3://acme-iglu/iglu/"], session=aws)
     assert resolver.schema(f"iglu:{PRODUCT}/1-0-0")["self"]["version"] == "1-0-0"
     assert resolver.model_versions("com.acme", "product", "1") == ["1-0-0"]

@@ -4,7 +4,7 @@ recovery columns, and bad rows for values that break their schema or schemas not
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -60,12 +60,35 @@ def write_repository(root: Path) -> Path:
 GOOD_LINES = [
     event_line(
         "good-1",
-        (f"{PRODUCT}/1-0-0", {"sku": "A1", "unitPrice": 12.5, "seenAt": "2020-01-02T03:04:05.250Z", "quantity": 2, "notInSchema": 1}),
-        event=(f"{CLICK}/1-0-0", {"targetUrl": "https://acme.test/", "clickedOn": "2020-02-29", "anything": {"k": [1, 2]}, "either": 5}),
+        (
+            f"{PRODUCT}/1-0-0",
+            {
+                "sku": "A1",
+                "unitPrice": 12.5,
+                "seenAt": "2020-01-02T03:04:05.250Z",
+                "quantity": 2,
+                "notInSchema": 1,
+            },
+        ),
+        event=(
+            f"{CLICK}/1-0-0",
+            {
+                "targetUrl": "https://acme.test/",
+                "clickedOn": "2020-02-29",
+                "anything": {"k": [1, 2]},
+                "either": 5,
+            },
+        ),
     ),
     event_line(
         "good-2",
-        (f"{PRODUCT}/1-0-1", {"sku": "B2", "variants": [{"colourName": "red", "sizes": [{"euSize": 40}, {"euSize": 41}]}]}),
+        (
+            f"{PRODUCT}/1-0-1",
+            {
+                "sku": "B2",
+                "variants": [{"colourName": "red", "sizes": [{"euSize": 40}, {"euSize": 41}]}],
+            },
+        ),
         (f"{PRODUCT}/1-0-2", {"sku": "C3", "quantity": "lots"}),
     ),
     tsv(
@@ -78,7 +101,10 @@ GOOD_LINES = [
 BAD_LINES = {
     "bad-type": event_line("bad-type", (f"{PRODUCT}/1-0-0", {"sku": "F6", "quantity": "two"})),
     "bad-null": event_line("bad-null", (f"{PRODUCT}/1-0-1", {"sku": None})),
-    "bad-nested": event_line("bad-nested", (f"{PRODUCT}/1-0-1", {"sku": "G7", "variants": [{"sizes": [{"euSize": "XL"}]}]})),
+    "bad-nested": event_line(
+        "bad-nested",
+        (f"{PRODUCT}/1-0-1", {"sku": "G7", "variants": [{"sizes": [{"euSize": "XL"}]}]}),
+    ),
     "bad-date": event_line("bad-date", event=(f"{CLICK}/1-0-0", {"clickedOn": "someday"})),
     "unresolved": event_line("unresolved", ("com.acme/unknown/jsonschema/1-0-0", {"a": 1})),
 }
@@ -155,14 +181,16 @@ def test_values_breaking_their_schema_are_bad_rows(typed_read: EnrichedRead) -> 
     assert {row.failure_type for row in bad.values()} == {"LoaderIgluError"}
     wrong = bad["bad-type"].errors[0]
     assert (wrong.type, wrong.key, wrong.value) == ("WrongType", "quantity", "two")
-    assert f"iglu:{PRODUCT}/1-0-0" in wrong.message and "is not int" in wrong.message
+    assert f"iglu:{PRODUCT}/1-0-0" in wrong.message
+    assert "is not int" in wrong.message
     missing = bad["bad-null"].errors[0]
     assert (missing.type, missing.key) == ("MissingInValue", "sku")
     assert bad["bad-nested"].errors[0].key == "variants"
     assert bad["bad-date"].errors[0].key == "clickedOn"
     unresolved = bad["unresolved"].message
     assert "iglu:com.acme/unknown/jsonschema/1-0-0 not resolved" in unresolved
-    assert "http://127.0.0.1:9: unreachable" in unresolved and "repository: not found" in unresolved
+    assert "http://127.0.0.1:9: unreachable" in unresolved
+    assert "repository: not found" in unresolved
 
 
 def json_field(line: str, name: str) -> str:
@@ -178,7 +206,9 @@ def test_good_plus_bad_is_every_line_read(typed_read: EnrichedRead) -> None:
 
 
 def test_http_repository_end_to_end(
-    spark: SparkSession, tmp_path: Path, iglu_server: tuple[str, Path]  # noqa: F811
+    spark: SparkSession,
+    tmp_path: Path,
+    iglu_server: tuple[str, Path],  # noqa: F811
 ) -> None:
     url, root = iglu_server
     write_repository(root)
@@ -187,20 +217,30 @@ def test_http_repository_end_to_end(
         "data": {
             "cacheSize": 500,
             "repositories": [
-                {"name": "server", "priority": 0, "vendorPrefixes": ["com.acme"],
-                 "connection": {"http": {"uri": url, "apikey": IgluServerHandler.apikey}}},
+                {
+                    "name": "server",
+                    "priority": 0,
+                    "vendorPrefixes": ["com.acme"],
+                    "connection": {"http": {"uri": url, "apikey": IgluServerHandler.apikey}},
+                },
             ],
         },
     }
     run = write_run(tmp_path / "archive", GOOD_LINES)
     read = read_enriched(spark, run, iglu=config)
     assert read.bad_rows.count() == 0
-    assert sorted(r.event_id for r in read.events.select("event_id").collect()) == ["good-1", "good-2", "good-3"]
+    assert sorted(r.event_id for r in read.events.select("event_id").collect()) == [
+        "good-1",
+        "good-2",
+        "good-3",
+    ]
     # The listing found 1-0-1 for a batch that met only 1-0-0: its fields are in the type.
     only_v1 = read_enriched(spark, write_run(tmp_path / "v1", GOOD_LINES[:1]), iglu=config)
     element = only_v1.events.schema["contexts_com_acme_product_1"].dataType.elementType
     assert "variants" in element.fieldNames()
-    assert any(p.endswith("/schemas/com.acme/product/jsonschema/1") for p in IgluServerHandler.requests)
+    assert any(
+        p.endswith("/schemas/com.acme/product/jsonschema/1") for p in IgluServerHandler.requests
+    )
 
 
 def test_without_iglu_nothing_changes(spark: SparkSession, tmp_path: Path) -> None:

@@ -1,0 +1,173 @@
+"""Typed entity columns benchmark: read_enriched with ``iglu=`` beside the JSON-text reader.
+
+Generates N events (default 200,000) in 8 part files of one run folder (the sample archive
+of ``spark_manifests.samples``), writes a static Iglu repository with a schema for every
+entity the samples hold, then times on local[2], each variant --repeat times:
+
+- JSON text: ``read_enriched(spark, run)`` (schema scan included) -> noop write of events;
+- typed: ``read_enriched(spark, run, iglu=[repository])`` (scan, schema fetches, parse and
+  checks included) -> noop write of events;
+- with ``--bad-rows``: both variants also write their bad rows.
+
+Target: typed at most 1.3x the JSON-text reader.
+
+    python benchmarks/bench_iglu_typed.py [--events 200000] [--repeat 3] [--bad-rows]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+import pyspark
+from pyspark.sql import SparkSession
+
+from spark_manifests.enriched import EnrichedRead, read_enriched
+from spark_manifests.samples import write_sample_archive
+
+TYPED_TARGET = 1.3  # typed seconds / JSON-text seconds, at most
+
+STRING = {"type": "string"}
+STRINGS = {"type": "array", "items": STRING}
+SP = "com.snowplowanalytics.snowplow"
+PRODUCT = {"sku": STRING, "name": STRING, "category": STRING, "price": {"type": "number"}}
+#: A schema (its properties) for every entity and event of the sample archive.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    f"{SP}/web_page/jsonschema/1-0-0": {"id": STRING},
+    "com.acme/product/jsonschema/1-0-0": PRODUCT,
+    "com.acme/product/jsonschema/1-0-1": {**PRODUCT, "tags": STRINGS},
+    "com.google.analytics/cookies/jsonschema/1-0-0": {"__utma": STRING, "_ga": STRING},
+    "com.acme.marketing/ABTest/jsonschema/2-1-0": {
+        "experiment": STRING,
+        "variant": STRING,
+        "page": STRING,
+    },
+    f"{SP}/ua_parser_context/jsonschema/1-0-0": {
+        **{key: STRING for key in ("useragentFamily", "useragentMajor", "useragentMinor")},
+        **{key: STRING for key in ("osFamily", "deviceFamily")},
+        "useragentPatch": {"type": ["string", "null"]},
+    },
+    "org.w3/PerformanceTiming/jsonschema/1-0-0": {
+        "navigationStart": {"type": "integer"},
+        "domComplete": {"type": "integer"},
+    },
+    "com.iab.snowplow/spiders_and_robots/jsonschema/1-0-0": {
+        "spiderOrRobot": {"type": "boolean"},
+        "category": STRING,
+        "reason": STRING,
+    },
+    f"{SP}/link_click/jsonschema/1-0-1": {
+        "targetUrl": STRING,
+        "elementId": STRING,
+        "elementClasses": STRINGS,
+        "elementTarget": STRING,
+    },
+    f"{SP}/submit_form/jsonschema/1-0-0": {
+        "formId": STRING,
+        "formClasses": STRINGS,
+        "elements": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": STRING,
+                    "value": {"type": ["string", "null"]},
+                    "nodeName": STRING,
+                    "type": STRING,
+                },
+            },
+        },
+    },
+    "com.acme.shop/AddToBasket/jsonschema/2-0-0": {
+        "sku": STRING,
+        "quantity": {"type": "integer", "minimum": 0, "maximum": 1000},
+    },
+}
+
+
+def write_repository(root: Path) -> str:
+    for uri, properties in SCHEMAS.items():
+        path = root / "schemas" / uri
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"type": "object", "properties": properties}))
+    return str(root)
+
+
+def write(read: EnrichedRead, bad_rows: bool) -> None:
+    read.events.write.format("noop").mode("overwrite").save()
+    if bad_rows:
+        read.bad_rows.write.format("noop").mode("overwrite").save()
+
+
+def timed(label: str, run: Callable[[], None], repeat: int, events: int) -> float:
+    seconds = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - started)
+    median = statistics.median(seconds)
+    runs = ", ".join(f"{s:.2f}" for s in seconds)
+    print(f"{label:<36} {median:8.2f} s {events / median:12,.0f} rows/s   [{runs}]", flush=True)
+    return median
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per variant")
+    parser.add_argument("--bad-rows", action="store_true", help="also write the bad rows")
+    args = parser.parse_args()
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("bench_iglu_typed")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    with tempfile.TemporaryDirectory(prefix="bench_iglu_") as scratch:
+        root = Path(scratch)
+        write_sample_archive(
+            root / "archive", runs=1, events_per_run=args.events, files_per_run=args.files, seed=0
+        )
+        path = str(next((root / "archive").glob("run=*")))
+        repository = write_repository(root / "iglu")
+        print(
+            f"{args.events:,} events in {args.files} files, local[2], Spark {pyspark.__version__}, "
+            f"median of {args.repeat}"
+        )
+        typed_read = read_enriched(spark, path, iglu=[repository])
+        typed_count = typed_read.events.count()
+        assert typed_count == args.events, f"{typed_count} typed events of {args.events}"
+        write(read_enriched(spark, path), args.bad_rows)  # warm the JVM
+
+        def json_text() -> None:
+            write(read_enriched(spark, path), args.bad_rows)
+
+        def typed() -> None:
+            write(read_enriched(spark, path, iglu=[repository]), args.bad_rows)
+
+        json_s = timed("read_enriched, JSON text -> noop", json_text, args.repeat, args.events)
+        typed_s = timed("read_enriched, iglu typed -> noop", typed, args.repeat, args.events)
+    spark.stop()
+    ratio = typed_s / json_s
+    met = "met" if ratio <= TYPED_TARGET else "MISSED"
+    print(f"\ntyped / JSON text: {ratio:5.2f}x  (target <= {TYPED_TARGET}x)  {met}")
+
+
+if __name__ == "__main__":
+    main()
