@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import _iglu_sql
+from ._enriched_sql import SOURCE_FILE, quote
 from ._iglu_plan import TypedPlan, plan_columns
 from .iglu import IgluLike, IgluResolver
 
@@ -30,7 +31,12 @@ def typed_layer(
     _logger.info(
         "Iglu: %d typed columns, %d schemas not resolved", len(plan.columns), len(plan.unresolved)
     )
-    parsed = typed.selectExpr("*", *_iglu_sql.parsed_columns(plan))
+    # input_file_name() again, as the typed layer below does: a non-deterministic layer keeps
+    # Spark from pushing the good-line filter below it, where the entities would be parsed
+    # once for the filter and once more for the columns.
+    kept = [quote(name) for name in typed.columns if name != SOURCE_FILE]
+    file_name = f"input_file_name() AS {SOURCE_FILE}"
+    parsed = typed.selectExpr(*kept, file_name, *_iglu_sql.parsed_columns(plan))
     return parsed, f"({ok} AND {_iglu_sql.line_ok(plan)})", plan
 
 
