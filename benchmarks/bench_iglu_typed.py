@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +32,9 @@ from pyspark.sql import SparkSession
 
 from spark_manifests.enriched import EnrichedRead, read_enriched
 from spark_manifests.samples import write_sample_archive
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_enriched_reader import timed
 
 TYPED_TARGET = 1.3  # typed seconds / JSON-text seconds, at most
 
@@ -108,18 +108,6 @@ def write(read: EnrichedRead, bad_rows: bool) -> None:
     read.events.write.format("noop").mode("overwrite").save()
     if bad_rows:
         read.bad_rows.write.format("noop").mode("overwrite").save()
-
-
-def timed(label: str, run: Callable[[], None], repeat: int, events: int) -> float:
-    seconds = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - started)
-    median = statistics.median(seconds)
-    runs = ", ".join(f"{s:.2f}" for s in seconds)
-    print(f"{label:<36} {median:8.2f} s {events / median:12,.0f} rows/s   [{runs}]", flush=True)
-    return median
 
 
 def main() -> None:
