@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from ._enriched_fields import CONTEXTS, UNSTRUCT
 from ._iglu import parse_iglu_uri
 from ._iglu_types import STRUCT, Node, ddl, merge, node_of
-from .iglu import IgluResolver, SchemaResolutionError
+from .exceptions import SchemaResolutionError
+from .iglu import IgluResolver
 
 _logger = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ def _plan_model(
     first = parse_iglu_uri(min(met))
     assert first is not None
     prefix = f"iglu:{first.vendor}/{first.name}/{first.format}/"
+    for uri in sorted(u for u in met if not u.startswith(prefix)):
+        # com.acme/a_b and com_acme/aB both make the column name of com.acme/a_b
+        unresolved[uri] = f"schema {uri} has the column name {name} of {prefix}*; not typed"
+    met = {uri for uri in met if uri.startswith(prefix)}
     listed = resolver.model_versions(first.vendor, first.name, first.model)
     versions = set(listed) | {uri[len(prefix) :] for uri in met}
     merged: Node | None = None

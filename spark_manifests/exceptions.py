@@ -27,6 +27,7 @@ __all__ = [
     "RetryableError",
     "RunInProgressError",
     "RunInputError",
+    "SchemaResolutionError",
     "SparkManifestsError",
     "StateConflictError",
     "StateValueError",
@@ -92,6 +93,11 @@ class RunInProgressError(SparkManifestsError):
 class IgluConfigError(SparkManifestsError, ValueError):
     """An Iglu resolver configuration or repository list cannot be used (unreadable file,
     not a resolver-config document, a repository without a connection)."""
+
+
+class SchemaResolutionError(SparkManifestsError, LookupError):
+    """No Iglu repository gave a schema; the message names each repository tried and its
+    answer (not found, unreachable). Check the resolver configuration and the schema URI."""
 
 
 class InvalidJobNameError(SparkManifestsError, ValueError):

@@ -39,7 +39,7 @@ from ._iglu_fetch import (
     SchemaNotFound,
     repository_from_location,
 )
-from .exceptions import IgluConfigError, InvalidLocationError
+from .exceptions import IgluConfigError, InvalidLocationError, SchemaResolutionError
 
 __all__ = ["IgluLike", "IgluResolver", "Repository", "SchemaResolutionError"]
 
@@ -49,10 +49,6 @@ _RESOLVER_CONFIG = "iglu:com.snowplowanalytics.iglu/resolver-config/jsonschema/1
 
 #: What ``iglu=`` accepts: a resolver, a resolver-config path or document, or repositories.
 IgluLike = Union["IgluResolver", str, "os.PathLike[str]", Mapping[str, Any], Sequence[str]]
-
-
-class SchemaResolutionError(LookupError):
-    """A schema no repository could give; the message says which repositories were tried."""
 
 
 class IgluResolver:
