@@ -18,6 +18,7 @@ from .exceptions import (
     ArchiveNotFoundError,
     CorruptStateError,
     CredentialsMissingError,
+    IgluConfigError,
     InvalidJobNameError,
     InvalidLocationError,
     InvalidRunIdError,
@@ -29,6 +30,7 @@ from .exceptions import (
     RetryableError,
     RunInProgressError,
     RunInputError,
+    SchemaResolutionError,
     SparkManifestsError,
     StateConflictError,
     StateValueError,
@@ -36,6 +38,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .enriched import EnrichedRead, enriched_schema, read_enriched, shredded_to_struct
+    from .iglu import IgluResolver
     from .manifest import ManifestEntry, RunManifest, RunStatus
     from .manifest_dynamodb import RunManifests
     from .manifest_open import open_manifest
@@ -74,6 +77,7 @@ _LAZY = {
     "ManifestedRunSource": "source",
     "JobSummary": "source",
     "RetryPolicy": "retry",
+    "IgluResolver": "iglu",
 }
 
 __all__ = [
@@ -82,6 +86,8 @@ __all__ = [
     "CorruptStateError",
     "CredentialsMissingError",
     "EnrichedRead",
+    "IgluConfigError",
+    "IgluResolver",
     "InvalidJobNameError",
     "InvalidLocationError",
     "InvalidRunIdError",
@@ -103,6 +109,7 @@ __all__ = [
     "RunManifests",
     "RunStatus",
     "SQLiteRunManifest",
+    "SchemaResolutionError",
     "Sink",
     "SparkManifestsError",
     "StateConflictError",

@@ -118,12 +118,17 @@ from ._iglu import (
     classify_uri_sequences,
     group_by_column,
 )
+from ._iglu_plan import TypedPlan
+from ._iglu_read import typed_bad_rows, typed_layer
+from ._iglu_sql import event_columns as iglu_event_columns
 from ._spark import local_paths_listed_serially
 from .exceptions import RunInputError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import DataType, StructType
+
+    from .iglu import IgluLike
 
 __all__ = [
     "ENRICHED_EVENT_FIELDS",
@@ -205,7 +210,13 @@ def enriched_col(name: str) -> Column:
     return F.col(FIELD_ALIASES.get(name, name))
 
 
-def read_enriched(spark: SparkSession, paths: PathOrPaths, *, shred: bool = True) -> EnrichedRead:
+def read_enriched(
+    spark: SparkSession,
+    paths: PathOrPaths,
+    *,
+    shred: bool = True,
+    iglu: IgluLike | None = None,
+) -> EnrichedRead:
     """Read Snowplow enriched-event files into typed events and bad rows.
 
     Parameters
@@ -217,6 +228,11 @@ def read_enriched(spark: SparkSession, paths: PathOrPaths, *, shred: bool = True
         ``file://``, ``s3://`` or anything Spark reads. ``.gz`` files are decompressed.
     shred
         Replace the JSON fields by one column per schema (see the module notes).
+    iglu
+        Type the shredded columns from the events' Iglu schemas, as Snowplow's loaders do:
+        an :class:`~spark_manifests.iglu.IgluResolver`, a resolver configuration (file path
+        or document) or a list of repositories (see :mod:`spark_manifests.iglu`). ``None``:
+        JSON text. Needs ``shred=True``.
 
     Returns
     -------
@@ -232,6 +248,8 @@ def read_enriched(spark: SparkSession, paths: PathOrPaths, *, shred: bool = True
     >>> events, bad_rows = read_enriched(spark, runs)  # doctest: +SKIP
     >>> events.where("event = 'page_view'").count()  # doctest: +SKIP
     """
+    if iglu is not None and not shred:
+        raise ValueError("iglu= types the shredded columns: it needs shred=True")
     locations = _locations(paths)
     text = _read_text(spark, locations)
     contexts_columns: dict[str, tuple[str, ...]] = {}
@@ -255,12 +273,20 @@ def read_enriched(spark: SparkSession, paths: PathOrPaths, *, shred: bool = True
         )
     typed = text.selectExpr(*sql.field_columns()).selectExpr(*sql.typed_columns())
     ok = sql.line_ok(accepted)
+    # -- iglu hook: typed entity columns (spark_manifests._iglu_read) --
+    plan = None
+    if iglu is not None:
+        typed, ok, plan = typed_layer(iglu, typed, ok, contexts_columns, unstruct_columns)
     good, bad = typed.where(ok), typed.where(f"NOT {ok}")
     if shred:
-        events = good.selectExpr(*_shredded_columns(contexts_columns, unstruct_columns))
+        events = good.selectExpr(*_shredded_columns(contexts_columns, unstruct_columns, plan))
     else:
         events = good.selectExpr(*[sql.quote(name) for name, _ in FIELDS], sql.run_label())
-    bad_rows = bad.selectExpr(*sql.bad_row_columns(accepted)).selectExpr(*sql.BAD_ROW_OUTPUT)
+    if plan is None:
+        bad_rows = bad.selectExpr(*sql.bad_row_columns(accepted))
+    else:
+        bad_rows = typed_bad_rows(bad, sql.bad_row_columns(accepted), plan)
+    bad_rows = bad_rows.selectExpr(*sql.BAD_ROW_OUTPUT)
     return EnrichedRead(events, bad_rows, lines_per_run)
 
 
@@ -341,16 +367,19 @@ def _classify(text: DataFrame, sequences: set[tuple[str, ...]]) -> Discovered:
 
 
 def _shredded_columns(
-    contexts_columns: dict[str, tuple[str, ...]], unstruct_columns: dict[str, tuple[str, ...]]
+    contexts_columns: dict[str, tuple[str, ...]],
+    unstruct_columns: dict[str, tuple[str, ...]],
+    plan: TypedPlan | None = None,
 ) -> list[str]:
     plain = [sql.quote(name) for name, kind in FIELDS if kind not in (CONTEXTS, UNSTRUCT)]
-    return [
-        *plain,
-        sql.geo_location(),
-        *[sql.contexts_column(name, uris) for name, uris in contexts_columns.items()],
-        *[sql.unstruct_column(name, uris) for name, uris in unstruct_columns.items()],
-        sql.run_label(),
-    ]
+    if plan is not None:  # iglu hook: typed columns instead of JSON text
+        entities = iglu_event_columns(plan)
+    else:
+        entities = [
+            *[sql.contexts_column(name, uris) for name, uris in contexts_columns.items()],
+            *[sql.unstruct_column(name, uris) for name, uris in unstruct_columns.items()],
+        ]
+    return [*plain, sql.geo_location(), *entities, sql.run_label()]
 
 
 def shredded_to_struct(

@@ -15,6 +15,7 @@ __all__ = [
     "ArchiveNotFoundError",
     "CorruptStateError",
     "CredentialsMissingError",
+    "IgluConfigError",
     "InvalidJobNameError",
     "InvalidLocationError",
     "InvalidRunIdError",
@@ -26,6 +27,7 @@ __all__ = [
     "RetryableError",
     "RunInProgressError",
     "RunInputError",
+    "SchemaResolutionError",
     "SparkManifestsError",
     "StateConflictError",
     "StateValueError",
@@ -86,6 +88,16 @@ class RunInProgressError(SparkManifestsError):
 
     Wait for the job to finish, or for its lease to expire.
     """
+
+
+class IgluConfigError(SparkManifestsError, ValueError):
+    """An Iglu resolver configuration or repository list cannot be used (unreadable file,
+    not a resolver-config document, a repository without a connection)."""
+
+
+class SchemaResolutionError(SparkManifestsError, LookupError):
+    """No Iglu repository gave a schema; the message names each repository tried and its
+    answer (not found, unreachable). Check the resolver configuration and the schema URI."""
 
 
 class InvalidJobNameError(SparkManifestsError, ValueError):
