@@ -154,11 +154,15 @@ class BatchWriter:
             bad_rows = loaded.bad_rows
             if bad_rows is not None and self.reader.is_custom:
                 bad_rows = runs_checked(bad_rows, runs, "reader")
-            if self.sink.supports_batch_commits:
-                sink = cast(BatchCommitSink, self.sink)
-                self._write_batch(sink, number, runs, events, counting, bad_rows)
+            batch_id = self._new_batch_id() if self.sink.supports_batch_commits else None
+            # Saved before the write: a resumed job asks the sink whether that batch landed.
+            self.snapshots.stage(runs, "loaded", number, batch_id=batch_id)
+            self.ledger.loaded(runs, number)
+            fault_point("after_load")
+            if batch_id is None:
+                self._write(runs, events, counting, bad_rows)
             else:
-                self._write(number, runs, events, counting, bad_rows)
+                self._write_batch(batch_id, runs, events, counting, bad_rows)
         finally:
             set_job_description(spark, None)
         metrics = counting.metrics()
@@ -170,39 +174,33 @@ class BatchWriter:
 
     def _write(
         self,
-        number: int,
         runs: Sequence[Run],
         events: DataFrame,
         counting: RowCounting,
         bad_rows: DataFrame | None,
     ) -> None:
-        self.snapshots.stage(runs, "loaded", number)
-        self.ledger.loaded(runs, number)
-        fault_point("after_load")
         self.sink.write(events, runs)
         fault_point("mid_write")
         if counting.may_have_bad_rows():
             assert bad_rows is not None
             self.sink.write_bad_rows(counting.observe_bad_rows(bad_rows), runs)
 
+    def _new_batch_id(self) -> str:
+        return f"{self.job_name}/{uuid.uuid4().hex}"
+
     def _write_batch(
         self,
-        sink: BatchCommitSink,
-        number: int,
+        batch_id: str,
         runs: Sequence[Run],
         events: DataFrame,
         counting: RowCounting,
         bad_rows: DataFrame | None,
     ) -> None:
-        """Write through a sink that records the batch in its commit: a fresh batch id,
-        saved with the runs before the write, tells a resumed job whether it landed."""
-        batch_id = f"{self.job_name}/{uuid.uuid4().hex}"
-        self.snapshots.stage(runs, "loaded", number, batch_id=batch_id)
-        self.ledger.loaded(runs, number)
-        fault_point("after_load")
+        """Write through a sink that records the batch, under ``batch_id``, in its commit."""
         kept = None
         if counting.keeps_bad_rows and bad_rows is not None:
             kept = counting.observe_bad_rows(bad_rows)
+        sink = cast(BatchCommitSink, self.sink)
         sink.write_batch(events, kept, runs, batch_id=batch_id)
         fault_point("mid_write")
 

@@ -5,7 +5,9 @@ Older forms keep working with a DeprecationWarning; declared ones give none.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -24,6 +26,14 @@ FOLDER = "archive/run=2017-04-11-10-31-05/"
 RUNS = [Run(id=FOLDER, timestamp=parse_run_id(FOLDER), path=FOLDER, name="run=2017-04-11-10-31-05")]
 
 
+@contextlib.contextmanager
+def no_deprecation() -> Iterator[None]:
+    """Within the block, a DeprecationWarning is an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        yield
+
+
 def test_a_one_argument_transform_gets_the_events_only() -> None:
     seen: list[object] = []
 
@@ -31,11 +41,8 @@ def test_a_one_argument_transform_gets_the_events_only() -> None:
         seen.append(events)
         return events
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
-        adapter = TransformAdapter(tagged, job_name="job")
-    events = frame()
-    assert adapter.apply(events, RUNS) is events
+    with no_deprecation():
+        events = TransformAdapter(tagged, job_name="job").apply(frame(), RUNS)
     assert seen == [events]
 
 
@@ -45,8 +52,7 @@ def test_a_transform_marked_with_runs_gets_them_without_a_warning() -> None:
         assert runs == RUNS
         return events
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
+    with no_deprecation():
         adapter = TransformAdapter(per_run, job_name="job")
     events = frame()
     assert adapter.apply(events, RUNS) is events
@@ -81,8 +87,7 @@ def test_a_transform_breaking_its_contract_stops_the_job() -> None:
 )
 def test_declared_reader_forms_load_without_a_warning(returned) -> None:
     adapter = ReaderAdapter(lambda spark, paths: returned, job_name="job")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
+    with no_deprecation():
         loaded = adapter.load(None, ["p"])  # type: ignore[arg-type]
     assert loaded.events is getattr(returned, "events", returned)
     assert loaded.bad_rows is getattr(returned, "bad_rows", None)
@@ -105,25 +110,26 @@ def test_a_reader_breaking_its_contract_stops_the_job() -> None:
         ReaderAdapter(lambda spark, paths: frame("x"), job_name="job").load(None, [])  # type: ignore[arg-type]
 
 
+class NowhereSink(Sink):
+    def write(self, events, runs) -> None: ...
+
+    def has_output(self, run) -> bool:
+        return False
+
+    def output_path(self, run) -> str:
+        return ""
+
+
 def test_sinks_declare_whether_they_keep_bad_rows() -> None:
     assert ParquetSink.writes_bad_rows
     assert not ParquetSink.supports_batch_commits
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
+    with no_deprecation():
 
-        class Declared(Sink):
+        class Declared(NowhereSink):
             writes_bad_rows = True
 
-            def write(self, events, runs) -> None: ...
-
             def write_bad_rows(self, bad_rows, runs) -> None: ...
-
-            def has_output(self, run) -> bool:
-                return False
-
-            def output_path(self, run) -> str:
-                return ""
 
         class KeepsNone(Declared):
             writes_bad_rows = False
@@ -135,16 +141,8 @@ def test_sinks_declare_whether_they_keep_bad_rows() -> None:
 def test_a_sink_known_by_its_write_bad_rows_method_still_keeps_them_with_a_warning() -> None:
     with pytest.deprecated_call(match="without declaring writes_bad_rows = True"):
 
-        class Legacy(Sink):
-            def write(self, events, runs) -> None: ...
-
+        class Legacy(NowhereSink):
             def write_bad_rows(self, bad_rows, runs) -> None: ...
-
-            def has_output(self, run) -> bool:
-                return False
-
-            def output_path(self, run) -> str:
-                return ""
 
     assert Legacy().writes_bad_rows
     sink = Legacy()
