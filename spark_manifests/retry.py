@@ -227,10 +227,10 @@ def decide(
     ...        policy=RetryPolicy(), retry=0, runs=4).action
     'split'
     """
-    stop = _job_stopped_by(exc, what=what, job_name=job_name, spark_gone=spark_gone)
+    error = classify_error(exc, what=what)
+    stop = _job_stopped_by(exc, error, what=what, job_name=job_name, spark_gone=spark_gone)
     if stop is not None:
         return RetryDecision(RAISE, stop)
-    error = classify_error(exc, what=what)
     delay = policy.delay(retry) if error.retryable else None
     if delay is not None:
         return RetryDecision(RETRY, error, delay=delay)
@@ -240,10 +240,16 @@ def decide(
 
 
 def _job_stopped_by(
-    exc: BaseException, *, what: str, job_name: str, spark_gone: Callable[[], bool]
+    exc: BaseException,
+    error: SparkManifestsError,
+    *,
+    what: str,
+    job_name: str,
+    spark_gone: Callable[[], bool],
 ) -> JobFailedError | None:
-    """The job's error when ``exc`` is the job's trouble, not a run's: retrying, or going on
-    with the next run, would fail every run alike, each using up an attempt."""
+    """The job's error when ``exc`` (classified as ``error``) is the job's trouble, not a
+    run's: retrying, or going on with the next run, would fail every run alike, each using
+    up an attempt."""
     if isinstance(exc, JobFailedError):
         return exc
     if WRONG_RUN_VALUE in str(exc):
@@ -254,7 +260,6 @@ def _job_stopped_by(
             f"(its JVM was stopped or died: out of memory, killed?): "
             f"{describe_error(exc)}. Its runs are not marked failed; start the job again."
         )
-    error = classify_error(exc, what=what)
     if isinstance(error, JobFailedError):  # the Spark jobs were cancelled
         return error
     if isinstance(error, (AccessDeniedError, CredentialsMissingError, InvalidLocationError)):
