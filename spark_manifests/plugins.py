@@ -88,17 +88,18 @@ class ReaderAdapter:
     :class:`~spark_manifests._counting.Loaded` with its ``run`` columns checked present."""
 
     def __init__(self, reader: Reader | None, *, job_name: str) -> None:
-        self._given = reader
+        #: The reader as given (``None``: the default); may be replaced between runs.
+        self.given = reader
         self._job_name = job_name
 
     @property
     def function(self) -> Reader:
-        return self._given if self._given is not None else default_reader()
+        return self.given if self.given is not None else default_reader()
 
     @property
     def is_custom(self) -> bool:
         """Whether the reader is the user's: its run values are checked, not trusted."""
-        return self._given is not None and self._given is not default_reader()
+        return self.given is not None and self.given is not default_reader()
 
     def load(self, spark: SparkSession, paths: list[str]) -> Loaded:
         returned = self.function(spark, paths)
@@ -141,8 +142,17 @@ class TransformAdapter:
     """The transform a source was given, called in its declared form, its result checked."""
 
     def __init__(self, transform: Callable[..., Any] | None, *, job_name: str) -> None:
-        self.given = transform
         self._job_name = job_name
+        self.given = transform
+
+    @property
+    def given(self) -> Callable[..., Any] | None:
+        """The transform as given (``None``: none); may be replaced between runs."""
+        return self._given
+
+    @given.setter
+    def given(self, transform: Callable[..., Any] | None) -> None:
+        self._given = transform
         self._takes_runs = transform is not None and _takes_runs(transform)
 
     def apply(self, events: DataFrame, runs: Sequence[Run]) -> DataFrame:

@@ -5,16 +5,10 @@ transform, write them through the sink, commit them, and save a state snapshot a
 stage, so that a job killed anywhere resumes where it stopped. See the README's "In a job"
 and "Job state files" for the whole story.
 
-This module is the facade: each stage is a unit of its own, owning its state.
-
-- ``_planning.BatchPlanner``: pending runs, the time window, settling, batches;
-- ``_claims.Claims``: claims, the lease renewal thread, commits, failures, releases;
-- ``_snapshots.JobSnapshots``: the running state between stages, resuming, process liveness;
-- ``plugins``: the reader and transform contracts and their adapters;
-- ``_counting``: row counting while a batch is written;
-- ``_preflight.SparkPreflight``: the Spark session, started and checked before a claim;
-- ``_ledger.OutcomeLedger``: the job's summary and the events handlers are told;
-- ``_batch_writer.BatchWriter``: one batch through its stages, driven by ``retry.decide``.
+This module is the facade; each stage is a unit owning its state: ``_planning`` (pending
+runs, batches), ``_claims`` (claims, lease renewal, verdicts), ``_snapshots`` (running state,
+resume), ``plugins`` (reader and transform contracts), ``_counting`` (rows), ``_preflight``
+(Spark), ``_ledger`` (summary, events), ``_batch_writer`` (one batch, by ``retry.decide``).
 """
 
 from __future__ import annotations
@@ -192,7 +186,6 @@ class ManifestedRunSource:
             client=client,
             session=session,
         )
-        self.reader, self.transform = reader, transform
         self.max_runs_per_batch = max_runs_per_batch
         self.max_bytes_per_batch = max_bytes_per_batch
         self.since, self.until, self.limit = since, until, limit
@@ -204,9 +197,11 @@ class ManifestedRunSource:
         self._owner = owner
         self._s3_client, self._session = client, session
         self._read_cursor: set[str] = set()
-        self._build_units(spark)
+        self._build_units(spark, reader, transform)
 
-    def _build_units(self, spark: SparkArg) -> None:
+    def _build_units(
+        self, spark: SparkArg, reader: Reader | None, transform: Callable[..., DataFrame] | None
+    ) -> None:
         """The stage units, each owning its part of the job's state."""
         self._ledger = OutcomeLedger(self.job_name, fail_fast=self.fail_fast)
         max_attempts = self.retry.max_retries + 1
@@ -241,8 +236,8 @@ class ManifestedRunSource:
         self._preflight = SparkPreflight(
             spark, job_name=self.job_name, manifest=self.manifest, state_store=self.state_store
         )
-        self._reader = ReaderAdapter(self.reader, job_name=self.job_name)
-        self._transform = TransformAdapter(self.transform, job_name=self.job_name)
+        self._reader = ReaderAdapter(reader, job_name=self.job_name)
+        self._transform = TransformAdapter(transform, job_name=self.job_name)
         self._batch_writer = BatchWriter(
             job_name=self.job_name,
             preflight=self._preflight,
@@ -269,6 +264,24 @@ class ManifestedRunSource:
                 f"{self.job_name}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             )
         return self._owner
+
+    @property
+    def reader(self) -> Reader | None:
+        """The reader as given (``None``: :func:`~spark_manifests.read_enriched`)."""
+        return self._reader.given
+
+    @reader.setter
+    def reader(self, reader: Reader | None) -> None:
+        self._reader.given = reader
+
+    @property
+    def transform(self) -> Callable[..., DataFrame] | None:
+        """The transform as given (``None``: none)."""
+        return self._transform.given
+
+    @transform.setter
+    def transform(self, transform: Callable[..., DataFrame] | None) -> None:
+        self._transform.given = transform
 
     @property
     def progress(self) -> Progress:
