@@ -1,9 +1,10 @@
-"""Which failures are worth retrying, and how long to wait between tries.
+"""Which failures are worth retrying, how long to wait between tries, and what to do.
 
 Errors raised while a batch runs come from boto3, from Spark through Py4J, or from user code.
-:func:`classify_error` maps each onto a package exception whose ``retryable`` flag the driver
-loop acts on: retryable ones (throttling, 5xx, timeouts, lost executors) are retried with
-backoff; a cancelled Spark job stops the job; others fail the run with their message.
+:func:`classify_error` maps each onto a package exception whose ``retryable`` flag says
+whether it is worth another try; :func:`decide` turns a batch's failure into the one thing the
+driver loop does next (:class:`RetryDecision`): stop the job, retry after a delay, split the
+batch to find its bad run, or fail the run.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ._aws import translate_error
 from .exceptions import (
     AccessDeniedError,
+    CredentialsMissingError,
     InvalidLocationError,
     JobFailedError,
     RetryableError,
@@ -28,7 +31,7 @@ from .exceptions import (
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["RetryPolicy", "classify_error", "describe_error"]
+__all__ = ["RetryDecision", "RetryPolicy", "classify_error", "decide", "describe_error"]
 
 # Spark reports executor-side and storage failures as text inside a Java exception; these
 # fragments mark the transient ones.
@@ -83,8 +86,20 @@ class RetryPolicy:
     def delays(self) -> Iterator[float]:
         """The wait before each retry."""
         for attempt in range(self.max_retries):
-            ceiling = min(self.max_delay, self.initial_delay * self.multiplier**attempt)
-            yield random.uniform(ceiling / 2, ceiling) if ceiling else 0.0
+            yield self._delay(attempt)
+
+    def delay(self, retry: int) -> float | None:
+        """The wait before retry number ``retry`` (0 for the first), or ``None`` when the
+        retries are used up.
+
+        >>> RetryPolicy(max_retries=1, initial_delay=0).delay(1) is None
+        True
+        """
+        return self._delay(retry) if 0 <= retry < self.max_retries else None
+
+    def _delay(self, attempt: int) -> float:
+        ceiling = min(self.max_delay, self.initial_delay * self.multiplier**attempt)
+        return random.uniform(ceiling / 2, ceiling) if ceiling else 0.0
 
 
 def classify_error(exc: BaseException, *, what: str) -> SparkManifestsError:
@@ -157,3 +172,117 @@ def _describe(exc: BaseException, lines: list[str]) -> str:
     told = [line for line in lines if not line.startswith(_PY4J_PREAMBLE)]
     first = told[0].lstrip(": ") if told else ""
     return f"{type(exc).__name__}: {first}"[:1000]
+
+
+# -- what to do about a batch's failure ------------------------------------------------------
+
+#: The start of the error a row with a wrong run value raises from inside the Spark job (see
+#: :func:`spark_manifests.plugins.runs_checked`).
+WRONG_RUN_VALUE = "spark-manifests: the run value "
+
+RAISE = "raise"
+RETRY = "retry"
+SPLIT = "split"
+FAIL_RUN = "fail_run"
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """What the driver loop does about a batch that failed.
+
+    ``action`` is one of:
+
+    - ``"raise"``: stop the job with ``error`` (its runs are not marked failed: the trouble
+      is the job's, and would fail every run alike);
+    - ``"retry"``: try the batch again after ``delay`` seconds;
+    - ``"split"``: find the bad run by processing the batch in parts, each run alone when
+      ``each_alone`` (a retryable error that outlasted its retries may be any run's), else
+      its two halves;
+    - ``"fail_run"``: record the batch's only run failed with ``error``.
+    """
+
+    action: str
+    error: SparkManifestsError
+    delay: float = 0.0
+    each_alone: bool = False
+
+
+def decide(
+    exc: BaseException,
+    *,
+    what: str,
+    job_name: str,
+    policy: RetryPolicy,
+    retry: int,
+    runs: int,
+    spark_gone: Callable[[], bool] = lambda: False,
+) -> RetryDecision:
+    """What to do about ``exc``, raised while processing ``what`` (a batch of ``runs`` runs)
+    after ``retry`` retries; ``spark_gone`` tells whether the Spark session died.
+
+    >>> decide(TimeoutError("timed out"), what="batch 1", job_name="job",
+    ...        policy=RetryPolicy(initial_delay=0), retry=0, runs=1).action
+    'retry'
+    >>> decide(ValueError("bad"), what="batch 1", job_name="job",
+    ...        policy=RetryPolicy(), retry=0, runs=4).action
+    'split'
+    """
+    error = classify_error(exc, what=what)
+    stop = _job_stopped_by(exc, error, what=what, job_name=job_name, spark_gone=spark_gone)
+    if stop is not None:
+        return RetryDecision(RAISE, stop)
+    delay = policy.delay(retry) if error.retryable else None
+    if delay is not None:
+        return RetryDecision(RETRY, error, delay=delay)
+    if runs > 1:
+        return RetryDecision(SPLIT, error, each_alone=error.retryable)
+    return RetryDecision(FAIL_RUN, error)
+
+
+def _job_stopped_by(
+    exc: BaseException,
+    error: SparkManifestsError,
+    *,
+    what: str,
+    job_name: str,
+    spark_gone: Callable[[], bool],
+) -> JobFailedError | None:
+    """The job's error when ``exc`` (classified as ``error``) is the job's trouble, not a
+    run's: retrying, or going on with the next run, would fail every run alike, each using
+    up an attempt."""
+    if isinstance(exc, JobFailedError):
+        return exc
+    if WRONG_RUN_VALUE in str(exc):
+        return plugin_broke(job_name, wrong_run_value_message(exc))
+    if spark_gone():
+        return JobFailedError(
+            f"Job {job_name} stopped: Spark stopped while processing {what} "
+            f"(its JVM was stopped or died: out of memory, killed?): "
+            f"{describe_error(exc)}. Its runs are not marked failed; start the job again."
+        )
+    if isinstance(error, JobFailedError):  # the Spark jobs were cancelled
+        return error
+    if isinstance(error, (AccessDeniedError, CredentialsMissingError, InvalidLocationError)):
+        # A permission, credential or location problem is the job's, not the run's.
+        return JobFailedError(f"Job {job_name} stopped: {error}")
+    return None
+
+
+def plugin_broke(job_name: str, problem: str) -> JobFailedError:
+    """The job's error for a reader, transform or sink that breaks its contract: it would
+    fail every run alike, so no run is marked failed or uses up an attempt."""
+    return JobFailedError(
+        f"Job {job_name} stopped: {problem} Its runs are not marked failed; fix it and start "
+        "the job again."
+    )
+
+
+def wrong_run_value_message(exc: BaseException) -> str:
+    text = str(exc)
+    start = text.index(WRONG_RUN_VALUE) + len(WRONG_RUN_VALUE)
+    end = text.find("; ", start)
+    return (
+        f"The run value {text[start : end if end >= 0 else None]}: written, it would replace "
+        "the output of the run (or partition) it names. Keep the run column as the reader "
+        "set it (group by it too)."
+    )

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ _logger = logging.getLogger(__name__)
 #: The partition column every sink writes by; readers add it from the run folder name.
 RUN_COLUMN = "run"
 
-__all__ = ["RUN_COLUMN", "ParquetSink", "Sink"]
+__all__ = ["RUN_COLUMN", "BatchCommitSink", "ParquetSink", "Sink"]
 
 #: The file in a ParquetSink's output that names the manifest (and job) whose runs it holds.
 OUTPUT_OWNER_FILE = "_spark_manifests_output.json"
@@ -47,21 +48,30 @@ class Sink(abc.ABC):
     """Where a batch of runs is written.
 
     Implementations must be idempotent per run: writing the same run twice leaves one copy.
+
+    A sink declares what it can do in capability attributes, which the source reads instead
+    of guessing: ``writes_bad_rows`` (it keeps bad rows: :meth:`write_bad_rows` is called)
+    and ``supports_batch_commits`` (a :class:`BatchCommitSink`). A sink may also set
+    ``writes_bad_rows`` on an instance, to leave the bad rows out.
     """
 
-    _writes_bad_rows: bool | None = None
+    #: Whether the sink keeps bad rows; the source writes them only then (it counts them always).
+    writes_bad_rows: bool = False
+    #: Whether the sink records each batch's identity in its commits (:class:`BatchCommitSink`).
+    supports_batch_commits: bool = False
 
-    @property
-    def writes_bad_rows(self) -> bool:
-        """Whether the sink keeps bad rows: as set, or else whether it defines
-        :meth:`write_bad_rows`. The source writes them only then (it counts them always)."""
-        if self._writes_bad_rows is not None:
-            return self._writes_bad_rows
-        return type(self).write_bad_rows is not Sink.write_bad_rows
-
-    @writes_bad_rows.setter
-    def writes_bad_rows(self, keep: bool) -> None:
-        self._writes_bad_rows = keep
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = any("writes_bad_rows" in vars(base) for base in cls.__mro__ if base is not Sink)
+        if not declared and cls.write_bad_rows is not Sink.write_bad_rows:
+            # Before the capability was declared, defining the method was the sign.
+            warnings.warn(
+                f"{cls.__qualname__} defines write_bad_rows without declaring "
+                "writes_bad_rows = True; finding it by the method is deprecated.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.writes_bad_rows = True
 
     def prepare(self, *, job_name: str, manifest: str | None) -> None:  # noqa: B027
         """Called once per start of a job, before its first write, with the job's name and
@@ -82,8 +92,8 @@ class Sink(abc.ABC):
     def write_bad_rows(self, bad_rows: DataFrame, runs: Sequence[Run]) -> None:
         """Write the bad rows of ``runs``, replacing what those runs had.
 
-        Called after :meth:`write`, and only when ``writes_bad_rows`` is true (a sink that
-        defines this method) and the batch may have bad rows.
+        Called after :meth:`write`, and only when ``writes_bad_rows`` is true and the batch
+        may have bad rows.
         """
         raise NotImplementedError(f"{type(self).__name__} does not write bad rows")
 
@@ -94,6 +104,47 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def output_path(self, run: Run) -> str:
         """Where ``run``'s events are written; recorded in the manifest."""
+
+
+class BatchCommitSink(Sink):
+    """Capability: the sink records each batch's identity in its table's own commit, so a
+    resumed job can tell whether a batch's write landed without writing it again.
+
+    The source makes a fresh ``batch_id`` for each write of a batch, saves it in the job's
+    running state with the batch's runs, then calls :meth:`write_batch` (not :meth:`write`
+    and :meth:`write_bad_rows`). A job resumed after a stop asks :meth:`batch_committed`:
+    a batch the table holds is committed in the manifest without being written again;
+    another is written again under a new id.
+
+    >>> class MyTableSink(BatchCommitSink):  # doctest: +SKIP
+    ...     def write_batch(self, events, bad_rows, runs, *, batch_id): ...
+    ...     def batch_committed(self, batch_id): ...
+    """
+
+    supports_batch_commits = True
+
+    @abc.abstractmethod
+    def write_batch(
+        self,
+        events: DataFrame,
+        bad_rows: DataFrame | None,
+        runs: Sequence[Run],
+        *,
+        batch_id: str,
+    ) -> None:
+        """Replace exactly ``runs`` in the table(s) with ``events`` (and ``bad_rows`` when
+        given: ``None`` when the sink keeps none, or the reader gave none), recording
+        ``batch_id`` in the commit(s). The rows are counted while they are written, as for
+        :meth:`write`."""
+
+    @abc.abstractmethod
+    def batch_committed(self, batch_id: str) -> bool:
+        """Whether the table history holds a commit recorded with ``batch_id`` (events, and
+        bad rows when kept): the batch's write landed whole."""
+
+    def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
+        """Not called by the source for this sink (see :meth:`write_batch`)."""
+        raise NotImplementedError(f"{type(self).__name__} writes through write_batch")
 
 
 class ParquetSink(Sink):
@@ -117,6 +168,7 @@ class ParquetSink(Sink):
 
     events_folder = "events"
     bad_rows_folder = "bad_rows"
+    writes_bad_rows = True
 
     def __init__(
         self,

@@ -1,11 +1,20 @@
-"""Which errors are retried: classify_error on Python, AWS and Spark (Py4J) errors."""
+"""Which errors are retried: classify_error on Python, AWS and Spark (Py4J) errors, and
+what decide says the driver loop does about them."""
 
 from __future__ import annotations
 
 import pytest
 
 from spark_manifests import AccessDeniedError, JobFailedError, RetryableError, RunInputError
-from spark_manifests.retry import RetryPolicy, classify_error
+from spark_manifests.retry import (
+    FAIL_RUN,
+    RAISE,
+    RETRY,
+    SPLIT,
+    RetryPolicy,
+    classify_error,
+    decide,
+)
 
 
 @pytest.mark.parametrize(
@@ -72,3 +81,43 @@ def test_an_archived_object_says_to_restore_it(spark) -> None:
     )
     error = Py4JJavaError("An error occurred while calling o142.parquet.\n", java_error)
     assert "is archived" in str(classify_error(error, what="batch 1"))
+
+
+DECIDE = {"what": "batch 1", "job_name": "job", "policy": RetryPolicy(initial_delay=0)}
+
+
+def test_a_transient_error_is_retried_until_its_retries_are_used_up() -> None:
+    timeout = TimeoutError("read timed out")
+    first = decide(timeout, retry=0, runs=1, **DECIDE)
+    assert (first.action, first.delay) == (RETRY, 0.0)
+    assert isinstance(first.error, RetryableError)
+    assert decide(timeout, retry=3, runs=1, **DECIDE).action == FAIL_RUN
+    # Outlasting its retries in a batch, it may be any run's: each is tried alone.
+    split = decide(timeout, retry=3, runs=4, **DECIDE)
+    assert (split.action, split.each_alone) == (SPLIT, True)
+
+
+def test_a_run_error_splits_its_batch_in_halves_or_fails_its_only_run() -> None:
+    bad = ValueError("cannot cast")
+    split = decide(bad, retry=0, runs=4, **DECIDE)
+    assert (split.action, split.each_alone) == (SPLIT, False)
+    failed = decide(bad, retry=0, runs=1, **DECIDE)
+    assert failed.action == FAIL_RUN
+    assert "batch 1 failed: ValueError: cannot cast" in str(failed.error)
+
+
+@pytest.mark.parametrize(
+    ("error", "spark_gone", "says"),
+    [
+        (JobFailedError("already the job's"), False, "already the job's"),
+        (ValueError("spark-manifests: the run value 2017-04-11; x"), False, "The run value"),
+        (ValueError("anything"), True, "Spark stopped while processing batch 1"),
+        (PermissionError("Access Denied"), False, "Job job stopped: batch 1 failed: access"),
+        (ValueError("[SPARK_JOB_CANCELLED] Job 2 cancelled"), False, "was cancelled"),
+    ],
+)
+def test_the_jobs_own_trouble_stops_it_at_once(error, spark_gone, says) -> None:
+    decision = decide(error, retry=0, runs=4, spark_gone=lambda: spark_gone, **DECIDE)
+    assert decision.action == RAISE
+    assert isinstance(decision.error, JobFailedError)
+    assert says in str(decision.error)

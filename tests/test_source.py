@@ -28,7 +28,6 @@ from spark_manifests import (
     InvalidLocationError,
     JobAlreadyRunningError,
     JobFailedError,
-    JobSummary,
     ManifestedRunSource,
     OutputInUseError,
     RetryableError,
@@ -40,6 +39,9 @@ from spark_manifests import (
     read_enriched,
     write_sample_archive,
 )
+from spark_manifests import _batch_writer as batch_writer_module
+from spark_manifests import _counting as counting_module
+from spark_manifests import _snapshots as snapshots_module
 from spark_manifests import source as source_module
 from spark_manifests.retry import RetryPolicy
 from spark_manifests.sinks import ParquetSink, Sink
@@ -211,15 +213,15 @@ def test_a_full_batch_is_processed_before_the_next_runs_are_listed(make_source) 
     # request on S3.
     source = make_source(max_runs_per_batch=2)
     inspected: list[str] = []
-    inspect = source._inspect
+    inspect = source._planner.inspect
 
     def recording(runs):
         inspected.extend(run.id for run in runs)
         return inspect(runs)
 
-    source._inspect = recording
+    source._planner.inspect = recording
     pending = source.pending()
-    batches = source._batches(pending, JobSummary("job", "owner"))
+    batches = source._planner.batches(pending)
 
     first = next(batches)
     assert [listing.run for listing in first] == pending[:2]
@@ -377,7 +379,7 @@ def test_a_sink_writing_through_foreach_partition_is_counted_apart(
     make_source, monkeypatch, caplog
 ) -> None:
     # Observations report on DataFrame actions only: the job waited for them for ever.
-    monkeypatch.setattr(source_module, "OBSERVATION_WAIT_SECONDS", 1.0)
+    monkeypatch.setattr(counting_module, "OBSERVATION_WAIT_SECONDS", 1.0)
 
     class ForeachSink(Sink):
         def write(self, events: DataFrame, runs) -> None:
@@ -623,7 +625,7 @@ def test_a_transform_with_an_optional_second_parameter_gets_the_events_only(make
 
 def test_close_releases_claims(make_source, monkeypatch) -> None:
     source = make_source()
-    monkeypatch.setattr(source_module, "fault_point", _crash_at("after_load"))
+    monkeypatch.setattr(batch_writer_module, "fault_point", _crash_at("after_load"))
     with pytest.raises(SimulatedCrash):
         source.run()
     held = [e for e in source.manifest.entries() if e.status is RunStatus.PROCESSING]
@@ -652,7 +654,7 @@ def test_resume_after_a_crash_at_each_stage(
     clean.run()
 
     crashing = make_source(max_runs_per_batch=2)
-    monkeypatch.setattr(source_module, "fault_point", _crash_at(point))
+    monkeypatch.setattr(batch_writer_module, "fault_point", _crash_at(point))
     with pytest.raises(SimulatedCrash):
         crashing.run()
     assert crashing.state_store.get_or_create("test_job").origin == "running"
@@ -708,13 +710,13 @@ def test_a_run_folder_without_files_fails_with_advice(make_source, tmp_path) -> 
 
 def test_jobs_are_described_in_the_spark_ui(make_source, spark, monkeypatch) -> None:
     descriptions: list[str | None] = []
-    original = source_module.set_job_description
+    original = batch_writer_module.set_job_description
 
     def record(session, description):
         descriptions.append(description)
         original(session, description)
 
-    monkeypatch.setattr(source_module, "set_job_description", record)
+    monkeypatch.setattr(batch_writer_module, "set_job_description", record)
     make_source().run()
     monkeypatch.undo()
     labels = [name.split("=", 1)[1] for name in sorted(os.listdir(make_source().archive.key))]
@@ -794,7 +796,7 @@ def test_a_transform_that_reads_part_of_its_input_keeps_exact_counts(
 def _crash_after_write(make_source, monkeypatch, **options) -> ManifestedRunSource:
     """A source killed once its first batch (two runs) is written, before the commit."""
     crashing = make_source(max_runs_per_batch=2, **options)
-    monkeypatch.setattr(source_module, "fault_point", _crash_at("after_write"))
+    monkeypatch.setattr(batch_writer_module, "fault_point", _crash_at("after_write"))
     with pytest.raises(SimulatedCrash):
         crashing.run()
     monkeypatch.undo()
@@ -1074,7 +1076,7 @@ def test_a_running_state_resumes_only_on_its_own_archive(
     make_source, monkeypatch, tmp_path, clean_archive
 ) -> None:
     crashing = make_source()
-    monkeypatch.setattr(source_module, "fault_point", _crash_at("after_load"))
+    monkeypatch.setattr(batch_writer_module, "fault_point", _crash_at("after_load"))
     with pytest.raises(SimulatedCrash):
         crashing.run()
     monkeypatch.undo()
@@ -1126,7 +1128,7 @@ def test_runs_in_flight_that_cannot_be_read_are_refused_clearly(
 
 def test_counts_another_version_added_to_a_run_in_flight_are_left_out() -> None:
     record = {"metrics": {"rows_in": 10, "rows_out": 9, "bad_rows": 1, "bytes_out": 512}}
-    metrics = source_module._metrics_from_record(record)
+    metrics = snapshots_module.metrics_from_record(record)
     assert (metrics.rows_in, metrics.rows_out, metrics.bad_rows) == (10, 9, 1)
 
 

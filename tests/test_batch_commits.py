@@ -1,0 +1,167 @@
+"""A BatchCommitSink gets each batch under a fresh id saved before its write, and a job killed
+around the write resumes by asking the sink whether the batch landed.
+
+The kills are real: the job runs in its own interpreter with a fault point armed
+(``SPARK_MANIFESTS_KILL_AT``), and is killed with SIGKILL there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import SparkSession
+
+from spark_manifests import (
+    ManifestedRunSource,
+    RunStatus,
+    SQLiteRunManifest,
+    StateStore,
+    write_sample_archive,
+)
+from spark_manifests._faults import KILL_AT_ENV
+
+from .batch_commit_sink import JsonCommitsSink
+from .reliability import JOB_TIMEOUT, bad_rows_of, duplicate_event_ids, events_of
+
+RUNS = 4
+EVENTS_PER_RUN = 100
+JOB = "batched"
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("batch_commit_archive")
+    write_sample_archive(
+        path, runs=RUNS, events_per_run=EVENTS_PER_RUN, files_per_run=2, bad_line_ratio=0.05, seed=5
+    )
+    return path
+
+
+def make_source(spark: SparkSession, archive: Path, root: Path) -> ManifestedRunSource:
+    return ManifestedRunSource(
+        str(archive),
+        sink=JsonCommitsSink(str(root / "out")),
+        spark=spark,
+        manifest=SQLiteRunManifest(str(root / "manifest.sqlite")),
+        state=StateStore(str(root / "state")),
+        job_name=JOB,
+        max_runs_per_batch=2,
+    )
+
+
+@pytest.fixture(scope="module")
+def clean(spark: SparkSession, archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A whole run of the job, never stopped, and what its running state said before each
+    write: the batch ids it held."""
+    root = tmp_path_factory.mktemp("batch_commit_clean")
+    source = make_source(spark, archive, root)
+    saved: list[set[str]] = []
+
+    def batch_ids_saved(event) -> None:  # fired once the batch is loaded, before the write
+        in_flight = source.state_store.get_or_create(JOB)["in_flight"]
+        saved.append({in_flight[run_id]["batch_id"] for run_id in event.run_ids})
+
+    summary = source.on("batch_loaded", batch_ids_saved).run()
+    assert summary.runs_committed == RUNS
+    (root / "saved.json").write_text(json.dumps([sorted(ids) for ids in saved]))
+    return root
+
+
+def test_each_batch_is_written_once_under_the_id_saved_before_its_write(clean: Path) -> None:
+    commits = JsonCommitsSink(str(clean / "out")).commits()
+    saved = json.loads((clean / "saved.json").read_text())
+
+    assert [[commit["batch_id"]] for commit in commits] == saved  # one id per batch
+    assert len({commit["batch_id"] for commit in commits}) == 2
+    assert all(commit["batch_id"].startswith(f"{JOB}/") for commit in commits)
+    assert sorted(label for commit in commits for label in commit["runs"]) == sorted(
+        name.split("=", 1)[1] for name in os.listdir(clean / "out" / "events")
+    )
+
+
+def test_the_rows_of_a_batch_commit_sink_are_counted(spark: SparkSession, clean: Path) -> None:
+    with SQLiteRunManifest(str(clean / "manifest.sqlite")) as manifest:
+        entries = list(manifest.entries())
+    bad_rows = bad_rows_of(spark, clean / "out").count()
+    assert sum(entry.rows_in for entry in entries) == RUNS * EVENTS_PER_RUN
+    assert sum(entry.bad_rows for entry in entries) == bad_rows > 0
+    assert sum(entry.rows_out for entry in entries) == RUNS * EVENTS_PER_RUN - bad_rows
+
+
+_JOB_WITH_THE_SINK = """
+import sys
+from spark_manifests import ManifestedRunSource, SQLiteRunManifest, StateStore
+from spark_manifests._spark import get_or_create_spark
+from tests.batch_commit_sink import JsonCommitsSink
+
+archive, root, job = sys.argv[1:]
+ManifestedRunSource(
+    archive, sink=JsonCommitsSink(root + "/out"), spark=get_or_create_spark(master="local[1]"),
+    manifest=SQLiteRunManifest(root + "/manifest.sqlite"), state=StateStore(root + "/state"),
+    job_name=job, max_runs_per_batch=2,
+).run()
+"""
+
+
+def killed_at(point: str, archive: Path, root: Path) -> None:
+    """Run the job in its own interpreter, killed with SIGKILL at ``point`` of batch 1."""
+    environment = dict(
+        os.environ,
+        SPARK_LOCAL_IP="127.0.0.1",
+        PYSPARK_PYTHON=sys.executable,
+        PYTHONPATH=os.pathsep.join([str(REPOSITORY), os.environ.get("PYTHONPATH", "")]),
+    )
+    environment[KILL_AT_ENV] = point
+    killed = subprocess.run(
+        [sys.executable, "-c", _JOB_WITH_THE_SINK, str(archive), str(root), JOB],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+
+def in_flight_batch_ids(root: Path) -> set[str]:
+    in_flight = StateStore(str(root / "state")).get_or_create(JOB)["in_flight"]
+    return {record["batch_id"] for record in in_flight.values()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("point", "landed"), [("mid_write", True), ("after_load", False)], ids=["landed", "not-yet"]
+)
+def test_a_job_killed_around_a_batch_write_resumes_by_the_sinks_commits(
+    spark: SparkSession, archive: Path, clean: Path, tmp_path: Path, point: str, landed: bool
+) -> None:
+    killed_at(point, archive, tmp_path)
+    sink = JsonCommitsSink(str(tmp_path / "out"))
+    [batch_id] = in_flight_batch_ids(tmp_path)  # saved before the write
+    assert sink.batch_committed(batch_id) is landed
+
+    summary = make_source(spark, archive, tmp_path).run()
+
+    commits = [commit["batch_id"] for commit in sink.commits()]
+    # A batch that landed is committed without being written again; one that did not is
+    # written again under a new id.
+    assert commits.count(batch_id) == (1 if landed else 0)
+    assert len(commits) == 2
+    assert summary.runs_resumed == (2 if landed else 0)
+    with SQLiteRunManifest(str(tmp_path / "manifest.sqlite")) as manifest:
+        entries = list(manifest.entries())
+    assert len(entries) == RUNS
+    assert {entry.status for entry in entries} == {RunStatus.COMMITTED}
+    assert {entry.attempts for entry in entries} == {1}
+    events = events_of(spark, tmp_path / "out")
+    assert duplicate_event_ids(events) == 0
+    assert_df_equality(events_of(spark, clean / "out"), events)
+    assert_df_equality(bad_rows_of(spark, clean / "out"), bad_rows_of(spark, tmp_path / "out"))
