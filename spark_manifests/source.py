@@ -31,13 +31,8 @@ from ._locations import Location, PathLike, parse_location
 from ._planning import BatchPlanner, paths, readable, refuse_a_run_folder, refuse_shared_labels
 from ._preflight import SparkArg, SparkPreflight
 from ._snapshots import JobSnapshots, at_work
-from .manifest import (
-    MAX_LEASE_SECONDS,
-    RunManifest,
-    check_lease_seconds,
-    open_manifest,
-    refuse_unlikely_new_manifest,
-)
+from .manifest import MAX_LEASE_SECONDS, RunManifest, check_lease_seconds
+from .manifest_open import open_manifest, refuse_unlikely_new_manifest
 from .plugins import Reader, ReaderAdapter, Transform, TransformAdapter
 from .retry import RetryPolicy
 from .runs import Run, check_window
