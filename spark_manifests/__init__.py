@@ -35,7 +35,13 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from .enriched import EnrichedRead, enriched_schema, read_enriched, shredded_to_struct
+    from .enriched import (
+        EnrichedRead,
+        EntitySchemas,
+        enriched_schema,
+        read_enriched,
+        shredded_to_struct,
+    )
     from .manifest import ManifestEntry, RunManifest, RunStatus, open_manifest
     from .manifest_dynamodb import RunManifests
     from .manifest_sqlite import SQLiteRunManifest
@@ -64,6 +70,7 @@ _LAZY = {
     "StateStore": "state",
     "StateSnapshot": "state",
     "EnrichedRead": "enriched",
+    "EntitySchemas": "enriched",
     "enriched_schema": "enriched",
     "read_enriched": "enriched",
     "shredded_to_struct": "enriched",
@@ -81,6 +88,7 @@ __all__ = [
     "CorruptStateError",
     "CredentialsMissingError",
     "EnrichedRead",
+    "EntitySchemas",
     "InvalidJobNameError",
     "InvalidLocationError",
     "InvalidRunIdError",
