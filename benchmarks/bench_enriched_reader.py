@@ -128,15 +128,36 @@ def sdk_dataframe(spark: SparkSession, path: str) -> None:
     noop(spark.read.json(lines.map(lambda line: json.dumps(transform(line)))))
 
 
-def timed(label: str, run: Callable[[], None], repeat: int, events: int) -> float:
-    seconds = []
+def jvm_cpu_seconds(spark: SparkSession) -> float | None:
+    """CPU seconds the Spark JVM used so far (Linux), which other processes on a shared
+    machine disturb far less than wall time; ``None`` elsewhere."""
+    pid = spark._jvm.java.lang.ProcessHandle.current().pid()  # type: ignore[union-attr]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(
+    label: str, run: Callable[[], None], repeat: int, events: int, spark: SparkSession
+) -> float:
+    seconds, cpu = [], []
     for _ in range(repeat):
+        cpu_before = jvm_cpu_seconds(spark)
         started = time.perf_counter()
         run()
         seconds.append(time.perf_counter() - started)
+        cpu_after = jvm_cpu_seconds(spark)
+        if cpu_before is not None and cpu_after is not None:
+            cpu.append(cpu_after - cpu_before)
     median = statistics.median(seconds)
     runs = ", ".join(f"{s:.2f}" for s in seconds)
-    print(f"{label:<44} {median:8.2f} s {events / median:12,.0f} rows/s   [{runs}]", flush=True)
+    jvm = f"{statistics.median(cpu):7.2f} s JVM CPU" if cpu else ""
+    print(
+        f"{label:<44} {median:8.2f} s {events / median:10,.0f} rows/s {jvm}  [{runs}]",
+        flush=True,
+    )
     return median
 
 
@@ -187,7 +208,7 @@ def main() -> None:
         warm_reader(spark, path, schemas)
 
         def time_it(label: str, run: Callable[[SparkSession, str], None]) -> float:
-            return timed(label, lambda: run(spark, path), args.repeat, args.events)
+            return timed(label, lambda: run(spark, path), args.repeat, args.events, spark)
 
         floor_s = time_it("floor: read.csv 131 strings -> noop", floor)
         hand_s = time_it("hand-written: typed read.csv + from_json", hand_written)
