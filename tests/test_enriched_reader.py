@@ -13,28 +13,17 @@ from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
 from spark_manifests import EntitySchemas, read_enriched
-from spark_manifests.samples import write_sample_archive
 
+from . import test_enriched
 from .test_enriched import contexts, tsv, unstruct, write_run
 
 PRODUCT = "com.acme/product/jsonschema/1-0-0"
 NEW_CONTEXT = "com.acme/coupon/jsonschema/1-0-0"
 CLICK = "com.acme/click/jsonschema/1-0-0"
 NEW_EVENT = "com.acme/refund/jsonschema/1-0-0"
+# The sample archive fixture of test_enriched: two runs of 220 lines, 10% of them bad.
+archive = test_enriched.archive
 KNOWN = EntitySchemas(frozenset({f"iglu:{PRODUCT}"}), frozenset({f"iglu:{CLICK}"}))
-
-
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """Two runs, 10% malformed lines of every kind."""
-    return write_sample_archive(
-        tmp_path_factory.mktemp("archive"),
-        runs=2,
-        events_per_run=150,
-        files_per_run=2,
-        bad_line_ratio=0.1,
-        seed=5,
-    )
 
 
 def write_all(read_events: object, tmp_path: Path, name: str) -> None:
@@ -55,7 +44,7 @@ def test_given_schemas_read_as_the_scan_does(
     assert cold.schemas_met().contexts
     assert cold.schemas_met().unstruct_event
     assert not warm.unknown_schemas()
-    assert warm.lines_read() == cold.lines_read() == 300
+    assert warm.lines_read() == cold.lines_read() == 440
 
 
 def test_a_schema_not_given_is_detected_and_its_lines_are_bad_rows(
@@ -183,7 +172,7 @@ def test_no_job_logs_a_code_generation_failure(
         for name, read in (("cold", cold), ("warm", warm), ("narrow", narrow)):
             read.events.write.partitionBy("run").parquet(str(tmp_path / name / "events"))
             read.bad_rows.write.partitionBy("run").parquet(str(tmp_path / name / "bad_rows"))
-        assert warm.lines_read() == 300
+        assert warm.lines_read() == 440
     text = str(log.toString())  # type: ignore[attr-defined]
     assert "capture check" in text
     found = [line for line in text.splitlines() if any(f in line for f in _FAILURES)]
