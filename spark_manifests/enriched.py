@@ -90,6 +90,13 @@ the column set is known before the plan is built. Lines whose JSON is not laid o
 Snowplow writes it (``schema`` before ``data``) are parsed for that list instead. A
 self-describing JSON nested inside an entity's data may add a column of its own, empty.
 
+Given ``entity_schemas`` (the schemas met by runs already processed), there is no scan: the
+columns are those of the schemas given, and the pass that writes the events also observes
+(a Spark ``Observation`` over the parsed JSON it builds anyway) the schemas the lines held
+and their number; a line holding a schema not given is a bad row, and
+:meth:`EnrichedRead.unknown_schemas` names the schema, for a job to read the batch again
+with the wider list before it commits it.
+
 ``events`` and ``bad_rows`` are two plans over the same files: writing both parses the input
 twice (the bad rows skip the shredding and the schema scan). The schema scan also counts the
 lines of each run (``EnrichedRead.lines_per_run``): when the events written are as many, there
