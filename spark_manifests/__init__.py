@@ -37,7 +37,13 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from .enriched import EnrichedRead, enriched_schema, read_enriched, shredded_to_struct
+    from .enriched import (
+        EnrichedRead,
+        EntitySchemas,
+        enriched_schema,
+        read_enriched,
+        shredded_to_struct,
+    )
     from .iglu import IgluResolver
     from .manifest import ManifestEntry, RunManifest, RunStatus
     from .manifest_dynamodb import RunManifests
@@ -68,6 +74,7 @@ _LAZY = {
     "StateStore": "state",
     "StateSnapshot": "state",
     "EnrichedRead": "enriched",
+    "EntitySchemas": "enriched",
     "enriched_schema": "enriched",
     "read_enriched": "enriched",
     "shredded_to_struct": "enriched",
@@ -86,6 +93,7 @@ __all__ = [
     "CorruptStateError",
     "CredentialsMissingError",
     "EnrichedRead",
+    "EntitySchemas",
     "IgluConfigError",
     "IgluResolver",
     "InvalidJobNameError",

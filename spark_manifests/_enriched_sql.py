@@ -75,6 +75,15 @@ _SHOWN_CHARACTERS = 100
 #: Entity schema URIs accepted per JSON kind (contexts, unstruct); None: any valid Iglu URI.
 Accepted = Mapping[str, Optional[Sequence[str]]]
 
+#: Why a valid URI missing from the accepted ones was refused, by where the list came from.
+NOT_DISCOVERED = "was not found by the schema discovery scan"
+NOT_GIVEN = "is not in the entity_schemas given to the reader"
+
+# The observed metrics of a read given its entity schemas.
+MET_CONTEXTS = "met_contexts"
+MET_UNSTRUCT = "met_unstruct"
+MET_LINES = "lines"
+
 
 def quote(name: str) -> str:
     """A column name for SQL text."""
@@ -242,11 +251,11 @@ def _shown(value: str) -> str:
     )
 
 
-def _schema_refused(schema: str, uris: Sequence[str] | None) -> str:
+def _schema_refused(schema: str, uris: Sequence[str] | None, unlisted: str) -> str:
     """SQL: why an entity schema was refused (evaluated on bad rows only)."""
     opening = literal("entity schema '")
     not_valid = literal("' is not a valid Iglu URI")
-    not_found = literal("' was not found by the schema discovery scan")
+    not_found = literal(f"' {unlisted}")
     invalid = f"concat({opening}, coalesce({schema}, 'NULL'), {not_valid})"
     if uris is None:
         return invalid
@@ -257,7 +266,7 @@ def _schema_refused(schema: str, uris: Sequence[str] | None) -> str:
     )
 
 
-def _json_problem(name: str, kind: str, accepted: Accepted) -> str:
+def _json_problem(name: str, kind: str, accepted: Accepted, unlisted: str) -> str:
     """SQL: what is wrong with a refused JSON field (evaluated on bad rows only)."""
     parsed = quote(json_name(name))
     if kind == CONTEXTS:
@@ -268,32 +277,33 @@ def _json_problem(name: str, kind: str, accepted: Accepted) -> str:
             f"WHEN {parsed}.data IS NULL THEN 'contexts: no array of entities under \"data\"' "
             f"WHEN exists({parsed}.data, e -> e.data IS NULL) "
             "THEN 'contexts: an entity has no \"data\"' "
-            f"ELSE concat('contexts: ', {_schema_refused(f'{refused}.schema', uris)}) END"
+            f"ELSE concat('contexts: ', {_schema_refused(f'{refused}.schema', uris, unlisted)}) END"
         )
     uris = accepted[UNSTRUCT]
+    refused = _schema_refused(f"{parsed}.data.schema", uris, unlisted)
     return (
         f"CASE WHEN NOT ({_wellformed(name)}) THEN 'JSON: not valid JSON' "
         f"WHEN {parsed}.data.data IS NULL "
         'THEN \'unstruct_event: no self-describing event with "data" under "data"\' '
-        f"ELSE concat('unstruct_event: ', {_schema_refused(f'{parsed}.data.schema', uris)}) END"
+        f"ELSE concat('unstruct_event: ', {refused}) END"
     )
 
 
-def _field_checks(accepted: Accepted) -> str:
+def _field_checks(accepted: Accepted, unlisted: str) -> str:
     """SQL: for each typed field, in order, whether it is fine and what it should parse into."""
     checks = []
     for name, kind in FIELDS:
         if kind == STRING:
             continue
         if kind in (CONTEXTS, UNSTRUCT):
-            into = _json_problem(name, kind, accepted)
+            into = _json_problem(name, kind, accepted, unlisted)
         else:
             into = literal(_TYPE_WORDS[kind])
         checks.append(f"named_struct('ok', {field_ok(name, kind, accepted)}, 'into', {into})")
     return f"array({', '.join(checks)})"
 
 
-def _field_errors(accepted: Accepted) -> str:
+def _field_errors(accepted: Accepted, unlisted: str) -> str:
     """SQL: an ``InvalidValue`` error per field that does not parse, worded as Snowplow's
     loader_parsing_error.
 
@@ -317,7 +327,7 @@ def _field_errors(accepted: Accepted) -> str:
         f"'message', {message})"
     )
     return (
-        f"array_compact(transform({_field_checks(accepted)}, "
+        f"array_compact(transform({_field_checks(accepted, unlisted)}, "
         f"(check, i) -> CASE WHEN NOT check.ok THEN {error} END))"
     )
 
@@ -327,14 +337,20 @@ def line_text() -> str:
     return f"array_join({FIELDS_ARRAY}, '\\t')"
 
 
-def bad_row_columns(accepted: Accepted) -> list[str]:
-    """Bad-row columns over the typed layer: source file, line, failure type, errors."""
+def bad_row_columns(accepted: Accepted, unlisted: str = NOT_DISCOVERED) -> list[str]:
+    """Bad-row columns over the typed layer: source file, line, failure type, errors.
+
+    ``unlisted`` says why a valid schema URI that is not accepted was refused.
+    """
     count_error = (
         "array(named_struct('type', 'FieldNumberMismatch', 'key', CAST(NULL AS string), "
         "'value', CAST(NULL AS string), 'message', "
         f"concat('Expected {FIELD_COUNT} fields, received ', {field_count()}, ' fields')))"
     )
     wrong_count = f"{field_count()} != {FIELD_COUNT}"
+    errors = (
+        f"CASE WHEN {wrong_count} THEN {count_error} ELSE {_field_errors(accepted, unlisted)} END"
+    )
     return [
         alias(SOURCE_FILE, "source_file"),
         alias(line_text(), "line"),
@@ -342,10 +358,7 @@ def bad_row_columns(accepted: Accepted) -> list[str]:
             f"CASE WHEN {wrong_count} THEN 'FieldNumberMismatch' ELSE 'RowDecodingError' END",
             "failure_type",
         ),
-        alias(
-            f"CASE WHEN {wrong_count} THEN {count_error} ELSE {_field_errors(accepted)} END",
-            "errors",
-        ),
+        alias(errors, "errors"),
         run_label(),
     ]
 
@@ -410,6 +423,16 @@ def unstruct_column(name: str, uris: Sequence[str]) -> str:
 
 
 # -- discovery --------------------------------------------------------------------------
+
+
+def schemas_met_metrics() -> list[str]:
+    """Aggregates over the typed layer: the entity schemas of each kind, and the lines."""
+    unstruct = f"{quote(json_name('unstruct_event'))}.data.schema"
+    return [
+        alias(f"array_distinct(flatten(collect_set({ENTITY_SCHEMAS})))", MET_CONTEXTS),
+        alias(f"collect_set({unstruct})", MET_UNSTRUCT),
+        alias("count(1)", MET_LINES),
+    ]
 
 
 def schema_sequence(line: str = "value") -> str:

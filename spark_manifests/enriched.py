@@ -90,6 +90,13 @@ the column set is known before the plan is built. Lines whose JSON is not laid o
 Snowplow writes it (``schema`` before ``data``) are parsed for that list instead. A
 self-describing JSON nested inside an entity's data may add a column of its own, empty.
 
+Given ``entity_schemas`` (the schemas met by runs already processed), there is no scan: the
+columns are those of the schemas given, and the pass that writes the events also observes
+(a Spark ``Observation`` over the parsed JSON it builds anyway) the schemas the lines held
+and their number; a line holding a schema not given is a bad row, and
+:meth:`EnrichedRead.unknown_schemas` names the schema, for a job to read the batch again
+with the wider list before it commits it.
+
 ``events`` and ``bad_rows`` are two plans over the same files: writing both parses the input
 twice (the bad rows skip the shredding and the schema scan). The schema scan also counts the
 lines of each run (``EnrichedRead.lines_per_run``): when the events written are as many, there
@@ -104,20 +111,21 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 from . import _enriched_sql as sql
 from ._enriched_fields import BOOL, CONTEXTS, DOUBLE, FIELDS, INT, TSTAMP, UNSTRUCT
-from ._iglu import (
-    CONTEXTS_PREFIX,
-    UNSTRUCT_PREFIX,
-    Discovered,
-    classify_uri_sequences,
-    group_by_column,
+from ._enriched_schemas import (
+    EntitySchemas,
+    ObservedRead,
+    SchemasArgument,
+    as_entity_schemas,
+    discover,
+    observe,
 )
+from ._iglu import CONTEXTS_PREFIX, UNSTRUCT_PREFIX, group_by_column
 from ._iglu_plan import TypedPlan
 from ._iglu_read import typed_bad_rows, typed_layer
 from ._iglu_sql import event_columns as iglu_event_columns
@@ -134,6 +142,7 @@ __all__ = [
     "ENRICHED_EVENT_FIELDS",
     "FIELD_ALIASES",
     "EnrichedRead",
+    "EntitySchemas",
     "enriched_col",
     "enriched_schema",
     "read_enriched",
@@ -149,10 +158,6 @@ ENRICHED_EVENT_FIELDS: tuple[tuple[str, str], ...] = FIELDS
 #: Other names users may know a field by -> the name used here.
 FIELD_ALIASES = {"refr_dvce_tstamp": "refr_device_tstamp"}
 
-# Above this many unsortable URI sequences, the exact scan reads every line rather than
-# picking those lines out with a long IN list.
-_MAX_UNSORTED_LISTED = 100
-
 PathOrPaths = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
 
@@ -163,16 +168,53 @@ class EnrichedRead:
     Both DataFrames carry the string column ``run``. Unpacks as ``events, bad_rows``.
     ``lines_per_run`` maps each run label to the number of lines read from its files
     (``None`` key: files outside a run folder), counted by the schema discovery scan;
-    ``None`` when there was no scan (``shred=False``). A source that sees as many good
-    events as lines read knows there are no bad rows without computing them.
+    ``None`` when there was no scan (``shred=False``, or ``entity_schemas`` given). A source
+    that sees as many good events as lines read knows there are no bad rows without
+    computing them. ``entity_schemas``: the schemas shredded (``None`` without shredding).
     """
 
     events: DataFrame
     bad_rows: DataFrame
     lines_per_run: Mapping[str | None, int] | None = None
+    entity_schemas: EntitySchemas | None = None
+    observed: ObservedRead | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[DataFrame]:
         return iter((self.events, self.bad_rows))
+
+    def schemas_met(self) -> EntitySchemas:
+        """The valid entity schema URIs in the lines read (good and bad), by kind.
+
+        Found by the discovery scan; with ``entity_schemas`` given, observed while the
+        first action read ``events`` in full (a write): call it after that action, as it
+        waits for one.
+
+        >>> read = read_enriched(spark, run, entity_schemas=known)  # doctest: +SKIP
+        >>> read.events.write.parquet(out)  # doctest: +SKIP
+        >>> known |= read.schemas_met()  # doctest: +SKIP
+        """
+        if self.observed is not None:
+            return self.observed.schemas()
+        if self.entity_schemas is None:
+            raise ValueError("No schemas were looked for: the read was made with shred=False")
+        return self.entity_schemas
+
+    def unknown_schemas(self) -> EntitySchemas:
+        """The schemas met that were not shredded (after the first action, as
+        :meth:`schemas_met`): their lines are bad rows. Empty (false) when none.
+
+        A job that gave ``entity_schemas`` and finds some redoes the batch (before
+        committing it) with ``entity_schemas=read.entity_schemas | read.unknown_schemas()``.
+        """
+        return self.schemas_met() - (self.entity_schemas or EntitySchemas())
+
+    def lines_read(self) -> int:
+        """The lines read, good and bad (after the first action, with ``entity_schemas``)."""
+        if self.observed is not None:
+            return self.observed.lines()
+        if self.lines_per_run is None:
+            raise ValueError("Lines are counted with shredding only")
+        return sum(self.lines_per_run.values())
 
 
 def _spark_type(kind: str) -> DataType:
@@ -215,6 +257,7 @@ def read_enriched(
     paths: PathOrPaths,
     *,
     shred: bool = True,
+    entity_schemas: SchemasArgument | None = None,
     iglu: IgluLike | None = None,
 ) -> EnrichedRead:
     """Read Snowplow enriched-event files into typed events and bad rows.
@@ -228,6 +271,13 @@ def read_enriched(
         ``file://``, ``s3://`` or anything Spark reads. ``.gz`` files are decompressed.
     shred
         Replace the JSON fields by one column per schema (see the module notes).
+    entity_schemas
+        The schema URIs to shred, as an :class:`EntitySchemas` or a mapping
+        ``{"contexts": [...], "unstruct_event": [...]}`` (``derived_contexts`` share the
+        ``contexts`` list): no discovery scan, one column per schema given. A line holding
+        an entity of another schema is a bad row, and :meth:`EnrichedRead.unknown_schemas`
+        names the schema once the events were written. ``None``: the schemas are found by a
+        scan of the lines first.
     iglu
         Type the shredded columns from the events' Iglu schemas, as Snowplow's loaders do:
         an :class:`~spark_manifests.iglu.IgluResolver`, a resolver configuration (file path
@@ -243,6 +293,8 @@ def read_enriched(
     ------
     RunInputError
         A path does not exist or cannot be listed.
+    ValueError
+        ``entity_schemas`` holds something other than Iglu URIs.
 
     >>> runs = ["archive/run=2017-04-11-10-31-05/", "archive/run=2017-04-11-11-31-05/"]
     >>> events, bad_rows = read_enriched(spark, runs)  # doctest: +SKIP
@@ -250,44 +302,67 @@ def read_enriched(
     """
     if iglu is not None and not shred:
         raise ValueError("iglu= types the shredded columns: it needs shred=True")
+    given = None if entity_schemas is None else as_entity_schemas(entity_schemas)
     locations = _locations(paths)
     text = _read_text(spark, locations)
-    contexts_columns: dict[str, tuple[str, ...]] = {}
-    unstruct_columns: dict[str, tuple[str, ...]] = {}
-    accepted: dict[str, list[str] | None] = {CONTEXTS: None, UNSTRUCT: None}
-    lines_per_run = None
-    if shred:
-        discovered, lines_per_run = _discover(text)
-        contexts_columns = group_by_column(CONTEXTS_PREFIX, discovered.contexts)
-        unstruct_columns = group_by_column(UNSTRUCT_PREFIX, discovered.unstruct)
-        # Only URIs with a column: a valid URI the scan did not see makes a bad row.
-        accepted = {
-            CONTEXTS: [uri for uris in contexts_columns.values() for uri in uris],
-            UNSTRUCT: [uri for uris in unstruct_columns.values() for uri in uris],
-        }
-        _logger.info(
-            "Found %d context and %d unstructured-event schemas in %s",
-            len(contexts_columns),
-            len(unstruct_columns),
-            _describe(locations),
-        )
     typed = text.selectExpr(*sql.field_columns()).selectExpr(*sql.typed_columns())
+    if not shred:
+        ok = sql.line_ok({CONTEXTS: None, UNSTRUCT: None})
+        events = typed.where(ok).selectExpr(*[sql.quote(n) for n, _ in FIELDS], sql.run_label())
+        return EnrichedRead(events, _bad_rows(typed, ok, {CONTEXTS: None, UNSTRUCT: None}))
+    return _read_shredded(text, typed, locations, given, iglu)
+
+
+def _read_shredded(
+    text: DataFrame,
+    typed: DataFrame,
+    locations: list[str],
+    given: EntitySchemas | None,
+    iglu: IgluLike | None,
+) -> EnrichedRead:
+    """The shredded read: schemas found by a scan (``given`` is None) or given and observed,
+    entities as JSON text or, with ``iglu``, typed from their Iglu schemas."""
+    lines_per_run, observed = None, None
+    if given is None:
+        schemas, lines_per_run = discover(text)
+    else:
+        schemas = given
+    contexts_columns = group_by_column(CONTEXTS_PREFIX, schemas.contexts)
+    unstruct_columns = group_by_column(UNSTRUCT_PREFIX, schemas.unstruct_event)
+    _logger.info(
+        "%s %d context and %d unstructured-event schemas in %s",
+        "Found" if given is None else "Given",
+        len(contexts_columns),
+        len(unstruct_columns),
+        _describe(locations),
+    )
+    accepted = {CONTEXTS: sorted(schemas.contexts), UNSTRUCT: sorted(schemas.unstruct_event)}
     ok = sql.line_ok(accepted)
-    # -- iglu hook: typed entity columns (spark_manifests._iglu_read) --
     plan = None
     if iglu is not None:
         typed, ok, plan = typed_layer(iglu, typed, ok, contexts_columns, unstruct_columns)
-    good, bad = typed.where(ok), typed.where(f"NOT {ok}")
-    if shred:
-        events = good.selectExpr(*_shredded_columns(contexts_columns, unstruct_columns, plan))
-    else:
-        events = good.selectExpr(*[sql.quote(name) for name, _ in FIELDS], sql.run_label())
-    if plan is None:
-        bad_rows = bad.selectExpr(*sql.bad_row_columns(accepted))
-    else:
-        bad_rows = typed_bad_rows(bad, sql.bad_row_columns(accepted), plan)
-    bad_rows = bad_rows.selectExpr(*sql.BAD_ROW_OUTPUT)
-    return EnrichedRead(events, bad_rows, lines_per_run)
+    good_source = typed
+    if given is not None:
+        good_source, observed = observe(typed)
+    events = good_source.where(ok).selectExpr(
+        *_shredded_columns(contexts_columns, unstruct_columns, plan)
+    )
+    unlisted = sql.NOT_DISCOVERED if given is None else sql.NOT_GIVEN
+    bad_rows = _bad_rows(typed, ok, accepted, unlisted, plan)
+    return EnrichedRead(events, bad_rows, lines_per_run, schemas, observed)
+
+
+def _bad_rows(
+    typed: DataFrame,
+    ok: str,
+    accepted: sql.Accepted,
+    unlisted: str = sql.NOT_DISCOVERED,
+    plan: TypedPlan | None = None,
+) -> DataFrame:
+    bad = typed.where(f"NOT {ok}")
+    columns = sql.bad_row_columns(accepted, unlisted)
+    bad_rows = bad.selectExpr(*columns) if plan is None else typed_bad_rows(bad, columns, plan)
+    return bad_rows.selectExpr(*sql.BAD_ROW_OUTPUT)
 
 
 def _locations(paths: PathOrPaths) -> list[str]:
@@ -316,54 +391,6 @@ def _read_text(spark: SparkSession, locations: list[str]) -> DataFrame:
         raise RunInputError(
             f"Cannot read enriched events from {', '.join(locations)}: {exc}"
         ) from exc
-
-
-def _discover(text: DataFrame) -> tuple[Discovered, dict[str | None, int]]:
-    """The entity schema URIs in the JSON fields of ``text``, by kind, and its lines per run.
-
-    One cheap scan: a regular expression lists the ``"schema":"iglu:..."`` values of each
-    line in order, and the distinct sequences are sorted on the driver. Lines whose layout
-    does not allow that (see :func:`spark_manifests._iglu.classify_uri_sequences`) are read
-    again, with their JSON parsed. The scan counts the lines of each file on the way.
-    """
-    sequence = sql.schema_sequence()
-    scanned = text.selectExpr("input_file_name() AS file", f"{sequence} AS uris")
-    counted = scanned.groupBy("file", "uris").count().collect()
-    sequences = {tuple(row.uris) for row in counted}
-    lines_per_run: dict[str | None, int] = {}
-    for row in counted:
-        label = _run_label(row.file)
-        lines_per_run[label] = lines_per_run.get(label, 0) + row["count"]
-    return _classify(text, sequences), lines_per_run
-
-
-def _run_label(path: str) -> str | None:
-    """The run label of a file's run folder, as :func:`spark_manifests._enriched_sql.run_label`."""
-    found = re.match(sql.RUN_LABEL_PATTERN, path)
-    return found.group(1) if found else None
-
-
-def _classify(text: DataFrame, sequences: set[tuple[str, ...]]) -> Discovered:
-    """The URIs of ``sequences`` by kind; the lines of unsortable ones are parsed for theirs."""
-    from pyspark.sql import functions as F
-
-    sequence = sql.schema_sequence()
-    discovered = classify_uri_sequences(sequences)
-    if not discovered.unsorted:
-        return discovered
-    _logger.info(
-        "%d schema sequences are not in Snowplow's JSON layout; parsing those lines",
-        len(discovered.unsorted),
-    )
-    lines = text
-    if len(discovered.unsorted) <= _MAX_UNSORTED_LISTED:
-        unsorted = [F.array(*[F.lit(uri) for uri in uris]) for uris in discovered.unsorted]
-        lines = text.where(F.expr(sequence).isin(*unsorted))
-    pairs = lines.selectExpr(sql.exact_schema_pairs()).selectExpr("pair.kind", "pair.uri")
-    contexts, unstruct = set(discovered.contexts), set(discovered.unstruct)
-    for kind, uri in pairs.where("uri IS NOT NULL").distinct().collect():
-        (contexts if kind == CONTEXTS else unstruct).add(uri)
-    return Discovered(frozenset(contexts), frozenset(unstruct), ())
 
 
 def _shredded_columns(
