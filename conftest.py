@@ -46,17 +46,49 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def table_format_config() -> dict[str, str]:
+    """Delta Lake's and Iceberg's packages and extensions, for the formats that support the
+    installed pyspark (none on a pyspark they do not support: their tests skip). The jars are
+    resolved once per run, into the Ivy cache (``SPARK_MANIFESTS_IVY`` or Spark's default)."""
+    from spark_manifests._table_packages import installed_spark_versions, table_format_spark_config
+    from spark_manifests.exceptions import TableFormatUnavailableError
+
+    spark_version, scala_version = installed_spark_versions()
+    config: dict[str, str] = {}
+    for table_format in ("delta", "iceberg"):
+        try:
+            found = table_format_spark_config(
+                table_format,
+                spark_version,
+                scala_version,
+                ivy=os.environ.get("SPARK_MANIFESTS_IVY"),
+            )
+        except TableFormatUnavailableError:
+            continue
+        for key, value in found.items():
+            if key in ("spark.jars.packages", "spark.sql.extensions") and key in config:
+                value = f"{config[key]},{value}"
+            config[key] = value
+    return config
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One local SparkSession shared by every test (starting one takes seconds)."""
     from pyspark.sql import SparkSession
 
+    builder = SparkSession.builder
+    for key, value in table_format_config().items():
+        builder = builder.config(key, value)
     session = (
-        SparkSession.builder.master("local[2]")
+        builder.master("local[2]")
         .appName("spark_manifests-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
+        # Delta rebuilds a table's state in 50 tasks by default: seconds per commit here.
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .getOrCreate()

@@ -34,7 +34,7 @@ _logger = logging.getLogger(__name__)
 #: The partition column every sink writes by; readers add it from the run folder name.
 RUN_COLUMN = "run"
 
-__all__ = ["RUN_COLUMN", "ParquetSink", "Sink"]
+__all__ = ["RUN_COLUMN", "BatchCommitSink", "ParquetSink", "Sink"]
 
 #: The file in a ParquetSink's output that names the manifest (and job) whose runs it holds.
 OUTPUT_OWNER_FILE = "_spark_manifests_output.json"
@@ -50,6 +50,9 @@ class Sink(abc.ABC):
     """
 
     _writes_bad_rows: bool | None = None
+
+    #: Whether the sink records each batch's identity in its own commit (BatchCommitSink).
+    supports_batch_commits = False
 
     @property
     def writes_bad_rows(self) -> bool:
@@ -94,6 +97,36 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def output_path(self, run: Run) -> str:
         """Where ``run``'s events are written; recorded in the manifest."""
+
+
+class BatchCommitSink(Sink):
+    """Capability: the sink records each batch's identity in its table's own commit, so a
+    resumed job can tell whether a batch's write landed without writing it again.
+
+    The driver makes a fresh ``batch_id`` for every attempt at a batch, saves it in the
+    running state with the batch's runs, then calls :meth:`write_batch` (instead of
+    :meth:`~Sink.write` and :meth:`~Sink.write_bad_rows`). On resume, a batch whose
+    ``batch_id`` :meth:`batch_committed` finds is committed in the manifest without a rewrite.
+    """
+
+    supports_batch_commits = True
+
+    @abc.abstractmethod
+    def write_batch(
+        self,
+        events: DataFrame,
+        bad_rows: DataFrame | None,
+        runs: Sequence[Run],
+        *,
+        batch_id: str,
+    ) -> None:
+        """Replace exactly ``runs`` in the table(s), recording ``batch_id`` in the commit(s).
+        ``bad_rows`` is ``None`` when the batch has none (the runs' old ones still go)."""
+
+    @abc.abstractmethod
+    def batch_committed(self, batch_id: str) -> bool:
+        """Whether the table history holds the commit of ``batch_id`` (events, and bad rows
+        when kept)."""
 
 
 class ParquetSink(Sink):
