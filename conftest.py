@@ -50,26 +50,29 @@ def table_format_config() -> dict[str, str]:
     """Delta Lake's and Iceberg's packages and extensions, for the formats that support the
     installed pyspark (none on a pyspark they do not support: their tests skip). The jars are
     resolved once per run, into the Ivy cache (``SPARK_MANIFESTS_IVY`` or Spark's default)."""
-    from spark_manifests._table_packages import installed_spark_versions, table_format_spark_config
+    from spark_manifests._table_packages import (
+        installed_spark_versions,
+        table_format_package,
+        table_format_spark_config,
+    )
     from spark_manifests.exceptions import TableFormatUnavailableError
 
-    spark_version, scala_version = installed_spark_versions()
-    config: dict[str, str] = {}
+    try:
+        versions = installed_spark_versions()
+    except TableFormatUnavailableError:
+        return {}
+    supported = []
     for table_format in ("delta", "iceberg"):
         try:
-            found = table_format_spark_config(
-                table_format,
-                spark_version,
-                scala_version,
-                ivy=os.environ.get("SPARK_MANIFESTS_IVY"),
-            )
+            table_format_package(table_format, *versions)
         except TableFormatUnavailableError:
             continue
-        for key, value in found.items():
-            if key in ("spark.jars.packages", "spark.sql.extensions") and key in config:
-                value = f"{config[key]},{value}"
-            config[key] = value
-    return config
+        supported.append(table_format)
+    if not supported:
+        return {}
+    return table_format_spark_config(
+        supported, *versions, ivy=os.environ.get("SPARK_MANIFESTS_IVY")
+    )
 
 
 @pytest.fixture(scope="session")

@@ -42,13 +42,9 @@ from spark_manifests.iceberg_sink import IcebergSink
 
 def start_spark(ivy: str | None) -> SparkSession:
     """local[2] with both formats' packages and extensions."""
-    versions = installed_spark_versions()
-    delta = table_format_spark_config("delta", *versions, ivy=ivy)
-    iceberg = table_format_spark_config("iceberg", *versions, ivy=ivy)
+    config = table_format_spark_config(("delta", "iceberg"), *installed_spark_versions(), ivy=ivy)
     builder = SparkSession.builder.master("local[2]").appName("bench_table_formats")
-    for key, value in {**iceberg, **delta}.items():
-        if key in ("spark.jars.packages", "spark.sql.extensions"):
-            value = f"{delta[key]},{iceberg[key]}"
+    for key, value in config.items():
         builder = builder.config(key, value)
     spark = (
         builder.config("spark.ui.enabled", "false")

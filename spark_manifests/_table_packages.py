@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+from collections.abc import Sequence
 
 from .exceptions import TableFormatUnavailableError
 
@@ -85,20 +86,26 @@ def table_format_package(table_format: str, spark_version: str, scala_version: s
 
 
 def table_format_spark_config(
-    table_format: str, spark_version: str, scala_version: str, *, ivy: str | None = None
+    table_formats: str | Sequence[str],
+    spark_version: str,
+    scala_version: str,
+    *,
+    ivy: str | None = None,
 ) -> dict[str, str]:
-    """The Spark settings a new session needs to write ``table_format``: the package (from
-    Maven Central, into the Ivy cache ``ivy`` if given) and the SQL extension; Delta also
-    needs its catalog as the session catalog.
+    """The Spark settings a new session needs to write ``table_formats`` (one or several):
+    their packages (from Maven Central, into the Ivy cache ``ivy`` if given) and SQL
+    extensions; Delta also needs its catalog as the session catalog.
 
     >>> table_format_spark_config("iceberg", "4.1.4", "2.13.17")["spark.jars.packages"]
     'org.apache.iceberg:iceberg-spark-runtime-4.1_2.13:1.12.0'
     """
+    formats = [table_formats] if isinstance(table_formats, str) else list(table_formats)
+    packages = [table_format_package(name, spark_version, scala_version) for name in formats]
     config = {
-        "spark.jars.packages": table_format_package(table_format, spark_version, scala_version),
-        "spark.sql.extensions": _EXTENSIONS[table_format],
+        "spark.jars.packages": ",".join(packages),
+        "spark.sql.extensions": ",".join(_EXTENSIONS[name] for name in formats),
     }
-    if table_format == "delta":
+    if "delta" in formats:
         config["spark.sql.catalog.spark_catalog"] = (
             "org.apache.spark.sql.delta.catalog.DeltaCatalog"
         )
