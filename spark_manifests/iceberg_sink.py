@@ -192,11 +192,11 @@ class IcebergSink(TableSink):
 
     def snapshot_before(self, run: Run, *, table: str = EVENTS) -> int | None:
         """The id of the snapshot just before the first one that wrote ``run``, for time
-        travel (``snapshot-id``); ``None`` when the run was written by the first snapshot or
+        travel (``versionAsOf``); ``None`` when the run was written by the first snapshot or
         never.
 
         >>> snapshot = sink.snapshot_before(run)  # doctest: +SKIP
-        >>> spark.read.option("snapshot-id", snapshot).table(name)  # doctest: +SKIP
+        >>> spark.read.option("versionAsOf", snapshot).table(name)  # doctest: +SKIP
         """
         from pyspark.sql import functions as F
 

@@ -63,7 +63,7 @@ def test_one_snapshot_per_batch_and_time_travel(
     before = sink.snapshot_before(runs[2])
     assert before is not None
     table_sinks.time_travel_excludes(
-        read_iceberg(sink, EVENTS, **{"snapshot-id": str(before)}),
+        read_iceberg(sink, EVENTS, versionAsOf=str(before)),
         runs[2],
         table_sinks.read_runs(iceberg, runs[:2])[0],
     )
