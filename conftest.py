@@ -46,17 +46,52 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def table_format_config() -> dict[str, str]:
+    """Delta Lake's and Iceberg's packages and extensions, for the formats that support the
+    installed pyspark (none on a pyspark they do not support: their tests skip). The jars are
+    resolved once per run, into the Ivy cache (``SPARK_MANIFESTS_IVY`` or Spark's default)."""
+    from spark_manifests._table_packages import (
+        installed_spark_versions,
+        table_format_package,
+        table_format_spark_config,
+    )
+    from spark_manifests.exceptions import TableFormatUnavailableError
+
+    try:
+        versions = installed_spark_versions()
+    except TableFormatUnavailableError:
+        return {}
+    supported = []
+    for table_format in ("delta", "iceberg"):
+        try:
+            table_format_package(table_format, *versions)
+        except TableFormatUnavailableError:
+            continue
+        supported.append(table_format)
+    if not supported:
+        return {}
+    return table_format_spark_config(
+        supported, *versions, ivy=os.environ.get("SPARK_MANIFESTS_IVY")
+    )
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One local SparkSession shared by every test (starting one takes seconds)."""
     from pyspark.sql import SparkSession
 
+    builder = SparkSession.builder
+    for key, value in table_format_config().items():
+        builder = builder.config(key, value)
     session = (
-        SparkSession.builder.master("local[2]")
+        builder.master("local[2]")
         .appName("spark_manifests-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
+        # Delta rebuilds a table's state in 50 tasks by default: seconds per commit here.
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .getOrCreate()

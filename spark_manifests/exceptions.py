@@ -31,6 +31,7 @@ __all__ = [
     "SparkManifestsError",
     "StateConflictError",
     "StateValueError",
+    "TableFormatUnavailableError",
 ]
 
 
@@ -143,3 +144,8 @@ class JobFailedError(SparkManifestsError):
     def __init__(self, message: str, *, run_id: str | None = None) -> None:
         super().__init__(message)
         self.run_id = run_id
+
+
+class TableFormatUnavailableError(SparkManifestsError):
+    """A Delta Lake or Iceberg table cannot be written from this Spark: no release of the
+    format supports its version, or the session lacks the format's package or settings."""

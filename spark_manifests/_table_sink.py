@@ -1,0 +1,201 @@
+"""What the Delta Lake and Iceberg sinks share: one commit per table per batch that replaces
+exactly the batch's runs and carries the batch's identity, retried when a concurrent writer
+of other runs committed first.
+
+A batch writes its bad rows first and its events last, so the events commit marks the whole
+batch: when it is in the events table's history, the bad rows' commit is in theirs.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import TableFormatUnavailableError
+from .sinks import RUN_COLUMN, BatchCommitSink
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from .runs import Run
+
+_logger = logging.getLogger(__name__)
+
+EVENTS = "events"
+BAD_ROWS = "bad_rows"
+
+#: The key of a commit's batch identity (Delta user metadata, Iceberg snapshot property).
+BATCH_ID_KEY = "spark-manifests.batch-id"
+#: The key of the labels of the runs a commit replaced.
+RUNS_KEY = "spark-manifests.runs"
+
+
+def run_labels(runs: Sequence[Run]) -> list[str]:
+    return sorted({run.label for run in runs})
+
+
+def runs_predicate(runs: Sequence[Run]) -> str:
+    """``run IN ('…', …)``: labels are ``YYYY-mm-DD-hh-MM-SS``, nothing to escape."""
+    return f"{RUN_COLUMN} IN ({', '.join(repr(label) for label in run_labels(runs))})"
+
+
+def commit_metadata(runs: Sequence[Run], batch_id: str | None) -> dict[str, str]:
+    metadata = {RUNS_KEY: ",".join(run_labels(runs))}
+    if batch_id is not None:
+        metadata[BATCH_ID_KEY] = batch_id
+    return metadata
+
+
+def active_spark(spark: SparkSession | None) -> SparkSession:
+    """``spark``, or the session running in this process."""
+    if spark is not None:
+        return spark
+    from pyspark.sql import SparkSession
+
+    running = SparkSession.getActiveSession() or SparkSession._instantiatedSession
+    if running is None:
+        raise TableFormatUnavailableError(
+            "No SparkSession is running: start one (with the table format's package) "
+            "before the sink reads its table's history, or pass spark= to the sink."
+        )
+    return running
+
+
+def require_class(spark: SparkSession, class_name: str, what: str) -> None:
+    """Raise one line naming ``what`` to add when the JVM lacks ``class_name``."""
+    try:
+        spark._jvm.java.lang.Class.forName(  # type: ignore[union-attr]
+            class_name,
+            True,
+            spark._jvm.java.lang.Thread.currentThread().getContextClassLoader(),  # type: ignore[union-attr]
+        )
+    except Exception:
+        raise TableFormatUnavailableError(
+            f"This SparkSession lacks {what}; start it with spark-manifests' "
+            "table_format_spark_config(...) settings (or --packages/--conf to the same effect)."
+        ) from None
+
+
+class TableSink(BatchCommitSink):
+    """A sink of one events table and one bad-rows table of a table format.
+
+    Subclasses write one table (:meth:`_replace`), say whether an error is a commit conflict
+    with another writer (:meth:`_is_conflict`) and read a table's history
+    (:meth:`_table_holds_batch`).
+    """
+
+    #: Java class names (or error classes) of concurrent-commit conflicts, as a regex.
+    _conflicts: re.Pattern[str]
+
+    def __init__(
+        self, *, spark: SparkSession | None, max_conflict_retries: int, keep_bad_rows: bool
+    ) -> None:
+        if max_conflict_retries < 0:
+            raise ValueError("max_conflict_retries must be 0 or more")
+        self._spark = spark
+        self.max_conflict_retries = max_conflict_retries
+        self.writes_bad_rows = keep_bad_rows
+
+    # -- the Sink interface -------------------------------------------------------------
+    def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
+        if self.writes_bad_rows:
+            self._commit(BAD_ROWS, None, runs, batch_id=None, spark=events.sparkSession)
+        self._commit(EVENTS, events, runs, batch_id=None, spark=events.sparkSession)
+
+    def write_bad_rows(self, bad_rows: DataFrame, runs: Sequence[Run]) -> None:
+        self._commit(BAD_ROWS, bad_rows, runs, batch_id=None, spark=bad_rows.sparkSession)
+
+    def has_output(self, run: Run) -> bool:
+        spark = active_spark(self._spark)
+        if not self._table_exists(spark, EVENTS):
+            return False
+        rows = self._read(spark, EVENTS).where(runs_predicate([run])).limit(1)
+        return bool(rows.count())
+
+    # -- the BatchCommitSink interface --------------------------------------------------
+    def write_batch(
+        self,
+        events: DataFrame,
+        bad_rows: DataFrame | None,
+        runs: Sequence[Run],
+        *,
+        batch_id: str,
+    ) -> None:
+        if self.writes_bad_rows:
+            self._commit(BAD_ROWS, bad_rows, runs, batch_id=batch_id, spark=events.sparkSession)
+        self._commit(EVENTS, events, runs, batch_id=batch_id, spark=events.sparkSession)
+
+    def batch_committed(self, batch_id: str) -> bool:
+        spark = active_spark(self._spark)
+        return self._table_exists(spark, EVENTS) and self._table_holds_batch(
+            spark, EVENTS, batch_id
+        )
+
+    # -- one commit, retried on conflicts with other writers ----------------------------
+    def _commit(
+        self,
+        table: str,
+        frame: DataFrame | None,
+        runs: Sequence[Run],
+        *,
+        batch_id: str | None,
+        spark: SparkSession,
+    ) -> None:
+        """Replace ``runs`` in ``table`` with ``frame`` (``None``: with nothing) in one commit."""
+        if frame is None:
+            if not self._table_exists(spark, table):
+                return
+            frame = spark.createDataFrame([], self._read(spark, table).schema)
+        metadata = commit_metadata(runs, batch_id)
+        for attempt in range(self.max_conflict_retries + 1):
+            try:
+                self._replace(spark, table, frame, runs, metadata)
+                return
+            except Exception as exc:
+                if attempt == self.max_conflict_retries or not self._is_conflict(exc):
+                    raise
+                delay = min(5.0, 0.2 * 2**attempt) * (0.5 + random.random())
+                _logger.info(
+                    "Commit to %s conflicted with another writer (%s); retrying in %.1f s",
+                    self.table_name(table),
+                    type(exc).__name__,
+                    delay,
+                )
+                time.sleep(delay)
+
+    def _is_conflict(self, exc: Exception) -> bool:
+        return bool(self._conflicts.search(f"{type(exc).__name__}: {exc}"))
+
+    # -- what each format defines -------------------------------------------------------
+    @abc.abstractmethod
+    def table_name(self, table: str) -> str:
+        """How ``table`` (``events`` or ``bad_rows``) is named to Spark: a path or a name."""
+
+    @abc.abstractmethod
+    def _table_exists(self, spark: SparkSession, table: str) -> bool: ...
+
+    @abc.abstractmethod
+    def _read(self, spark: SparkSession, table: str) -> DataFrame: ...
+
+    @abc.abstractmethod
+    def _replace(
+        self,
+        spark: SparkSession,
+        table: str,
+        frame: DataFrame,
+        runs: Sequence[Run],
+        metadata: dict[str, str],
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def _table_holds_batch(self, spark: SparkSession, table: str, batch_id: str) -> bool: ...
+
+
+def metadata_json(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, sort_keys=True, separators=(",", ":"))
