@@ -34,9 +34,11 @@ from .exceptions import (
     SparkManifestsError,
     StateConflictError,
     StateValueError,
+    TableFormatUnavailableError,
 )
 
 if TYPE_CHECKING:
+    from .delta_sink import DeltaSink
     from .enriched import (
         EnrichedRead,
         EntitySchemas,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
         read_enriched,
         shredded_to_struct,
     )
+    from .iceberg_sink import IcebergSink
     from .iglu import IgluResolver
     from .manifest import ManifestEntry, RunManifest, RunStatus
     from .manifest_dynamodb import RunManifests
@@ -52,7 +55,7 @@ if TYPE_CHECKING:
     from .retry import RetryPolicy
     from .runs import Run, list_runids, list_runs, parse_run_id
     from .samples import write_sample_archive
-    from .sinks import ParquetSink, Sink
+    from .sinks import BatchCommitSink, ParquetSink, Sink
     from .source import JobSummary, ManifestedRunSource
     from .state import StateData, StateSnapshot, StateStore
 
@@ -73,6 +76,9 @@ _LAZY = {
     "StateData": "state",
     "StateStore": "state",
     "StateSnapshot": "state",
+    "DeltaSink": "delta_sink",
+    "IcebergSink": "iceberg_sink",
+    "BatchCommitSink": "sinks",
     "EnrichedRead": "enriched",
     "EntitySchemas": "enriched",
     "enriched_schema": "enriched",
@@ -90,10 +96,13 @@ _LAZY = {
 __all__ = [
     "AccessDeniedError",
     "ArchiveNotFoundError",
+    "BatchCommitSink",
     "CorruptStateError",
     "CredentialsMissingError",
+    "DeltaSink",
     "EnrichedRead",
     "EntitySchemas",
+    "IcebergSink",
     "IgluConfigError",
     "IgluResolver",
     "InvalidJobNameError",
@@ -125,6 +134,7 @@ __all__ = [
     "StateSnapshot",
     "StateStore",
     "StateValueError",
+    "TableFormatUnavailableError",
     "__version__",
     "enriched_schema",
     "list_runids",
