@@ -58,7 +58,7 @@ def lake(moto_server: str, tmp_path: Path) -> int:
             events_per_run=EVENTS_PER_RUN,
             files_per_run=2,
             bad_line_ratio=0.04,
-            seed=7,
+            seed=7 + compress,
             compress=compress,
             start=start,
         )
@@ -102,7 +102,8 @@ def check_exactly_once(spark, lines: int, runs: int = 4) -> None:
     assert len(entries) == runs
     assert {entry.status for entry in entries} == {RunStatus.COMMITTED}
     good, bad = sum(e.rows_out for e in entries), sum(e.bad_rows for e in entries)
-    assert good + bad == lines and bad > 0
+    assert good + bad == lines
+    assert bad > 0
     events = spark.read.parquet(OUTPUT.replace("s3://", "s3a://") + "events/")
     assert events.count() == good
     assert duplicate_event_ids(events) == 0
@@ -151,7 +152,8 @@ def test_multipart_writes_and_partition_overwrites_through_s3a(s3_spark) -> None
     writer.partitionBy("run").parquet(target)
     objects = boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"]
     parts = [item for item in objects if item["Key"].endswith(".parquet")]
-    assert len(parts) == 2 and all(item["Size"] > 5 * 2**20 for item in parts)
+    assert len(parts) == 2
+    assert all(item["Size"] > 5 * 2**20 for item in parts)
     uploads = s3a_statistics(s3_spark, target)
     assert uploads["multipart_upload_completed"] >= 2, uploads
     assert not [item["Key"] for item in objects if "/_temporary" in item["Key"]]
@@ -282,4 +284,5 @@ def test_the_aws_demo_runs_twice_and_stops_its_emulator(s3_spark) -> None:
     text = printed.getvalue()
     assert "2 runs committed, 0 failed" in text
     assert "The second run found nothing to do" in text
-    assert "distinct)" in text and "Stopped the emulator" in text
+    assert "distinct)" in text
+    assert "Stopped the emulator" in text
