@@ -45,10 +45,12 @@ def measure(spark, archive: str, output: str) -> dict[str, float]:
     read = timed(lambda: spark.read.text(paths).count())
     events = read_enriched(spark, [archive.rstrip("/") + "/run=*/"]).events
     write = timed(
-        lambda: events.write.mode("overwrite")
-        .option("partitionOverwriteMode", "dynamic")
-        .partitionBy(RUN_COLUMN)
-        .parquet(output)
+        lambda: (
+            events.write.mode("overwrite")
+            .option("partitionOverwriteMode", "dynamic")
+            .partitionBy(RUN_COLUMN)
+            .parquet(output)
+        )
     )
     return {"read": read, "write": write}
 

@@ -122,6 +122,17 @@ def installed_versions(spark_home: str | None = None) -> SparkVersions:
     )
 
 
+def installed_packages(features: Sequence[str]) -> list[str]:
+    """The coordinates of ``features`` for the installed Spark (see :func:`packages_for`)."""
+    versions = installed_versions()
+    return packages_for(
+        features,
+        spark_version=versions.spark,
+        scala_version=versions.scala,
+        hadoop_version=versions.hadoop,
+    )
+
+
 def _spark_home() -> str | None:
     try:
         from pyspark.find_spark_home import _find_spark_home
@@ -151,13 +162,7 @@ def resolve(features: Sequence[str], *, ivy: str | None = None) -> list[str]:
     from pyspark import SparkConf
     from pyspark.java_gateway import launch_gateway
 
-    versions = installed_versions()
-    packages = packages_for(
-        features,
-        spark_version=versions.spark,
-        scala_version=versions.scala,
-        hadoop_version=versions.hadoop,
-    )
+    packages = installed_packages(features)
     conf = SparkConf(loadDefaults=False).set("spark.jars.packages", ",".join(packages))
     if ivy:
         conf.set("spark.jars.ivy", os.path.abspath(ivy))
@@ -181,13 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ivy", help="Ivy cache folder (default: Spark's, under ~)")
     args = parser.parse_args(argv)
     features = [name.strip() for name in args.features.split(",") if name.strip()]
-    versions = installed_versions()
-    packages = packages_for(
-        features,
-        spark_version=versions.spark,
-        scala_version=versions.scala,
-        hadoop_version=versions.hadoop,
-    )
+    packages = installed_packages(features)
     if not args.resolve:
         print(",".join(packages))
         return 0
