@@ -76,16 +76,24 @@ def table_format_config() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def spark():
-    """One local SparkSession shared by every test (starting one takes seconds)."""
+def spark(request: pytest.FixtureRequest):
+    """One local SparkSession shared by every test (starting one takes seconds).
+
+    When a test marked ``s3`` is collected, the session gets the ``hadoop-aws`` package of
+    its Hadoop: Spark's Ivy downloads it once into its cache (under ``~``) and every later
+    session of the run, in this process or in a job's, finds it there.
+    """
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder
-    for key, value in table_format_config().items():
+    from spark_manifests._s3a import with_s3a_packages
+
+    needs_s3 = any(item.get_closest_marker("s3") for item in request.session.items)
+    config = table_format_config()
+    builder = SparkSession.builder.master("local[2]")
+    for key, value in (with_s3a_packages(config) if needs_s3 else config).items():
         builder = builder.config(key, value)
-    session = (
-        builder.master("local[2]")
-        .appName("spark_manifests-tests")
+    builder = (
+        builder.appName("spark_manifests-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
@@ -94,8 +102,13 @@ def spark():
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
-        .getOrCreate()
     )
+    # The JVM reads its environment once: s3a's default credentials chain finds the fake
+    # credentials there, so no test's s3a can reach a real account.
+    with pytest.MonkeyPatch.context() as launch_env:
+        for name, value in FAKE_AWS_ENV.items():
+            launch_env.setenv(name, value)
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from ._s3a import ensure_s3a, is_s3_uri, with_s3a_packages
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -24,6 +26,9 @@ def get_or_create_spark(
     app_name: str = "spark_manifests",
     master: str | None = None,
     config: Mapping[str, str] | None = None,
+    *,
+    s3_locations: Sequence[str] = (),
+    s3_setup: bool = True,
 ) -> SparkSession:
     """The running SparkSession, or a new one.
 
@@ -32,13 +37,24 @@ def get_or_create_spark(
     ``spark.master=yarn`` there). Without them the session runs on every local core, is named
     ``app_name`` and uses UTC. ``master`` (the command's ``--master``) wins over all; ``config``
     is set on the session, and on the JVM when this starts it (driver memory, jars).
+
+    When one of ``s3_locations`` (the archive, the output) is on S3, the session is made to
+    read and write it (see :func:`ensure_s3a`); a session started here gets the ``hadoop-aws``
+    package of its Hadoop. ``s3_setup=False`` leaves S3 to the session's own configuration.
+
+    >>> spark = get_or_create_spark(s3_locations=["s3://acme/archive/"])  # doctest: +SKIP
     """
     from pyspark.sql import SparkSession
 
+    s3 = s3_setup and any(is_s3_uri(location) for location in s3_locations)
     # getActiveSession() sees only this thread's session; a notebook's may be another's.
     running = SparkSession.getActiveSession() or SparkSession._instantiatedSession
     if running is not None:
+        if s3:
+            ensure_s3a(running)
         return running
+    if s3:
+        config = with_s3a_packages(config or {})
     launched = _launch_conf(config or {})
     builder = SparkSession.builder
     for key, value in (config or {}).items():
@@ -55,6 +71,8 @@ def get_or_create_spark(
     session = builder.master(master).getOrCreate()
     context = session.sparkContext
     _logger.info("Started SparkSession %s (master %s)", context.appName, context.master)
+    if s3:
+        ensure_s3a(session)
     return session
 
 
