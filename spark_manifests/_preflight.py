@@ -8,8 +8,10 @@ the driver's disk, which goes with the driver.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Callable, Union
 
+from ._s3a import ensure_s3a, is_s3_uri
 from ._spark import get_or_create_spark
 from .exceptions import JobFailedError
 from .manifest import RunManifest
@@ -29,21 +31,39 @@ class SparkPreflight:
     active (or a new) one; started and checked once before the first claim."""
 
     def __init__(
-        self, spark: SparkArg, *, job_name: str, manifest: RunManifest, state_store: StateStore
+        self,
+        spark: SparkArg,
+        *,
+        job_name: str,
+        manifest: RunManifest,
+        state_store: StateStore,
+        s3_locations: Sequence[str] = (),
+        s3_setup: bool = True,
     ) -> None:
         self._spark = spark
+        self._session: SparkSession | None = None
         self.job_name = job_name
         self.manifest = manifest
         self.state_store = state_store
+        # Spark's own S3 reads and writes (the archive, the output): set up once, on the
+        # session as it comes, unless the user leaves S3 to the session's configuration.
+        self.s3 = s3_setup and any(is_s3_uri(location) for location in s3_locations)
         self._storage_checked = False
 
     @property
     def session(self) -> SparkSession:
+        if self._session is None:
+            self._session = self._open()
+        return self._session
+
+    def _open(self) -> SparkSession:
         if self._spark is None:
-            self._spark = get_or_create_spark(f"spark_manifests:{self.job_name}")
-        elif callable(self._spark):
-            self._spark = self._spark()
-        return self._spark
+            name = f"spark_manifests:{self.job_name}"
+            return get_or_create_spark(name, s3_locations=("s3://",) if self.s3 else ())
+        spark = self._spark() if callable(self._spark) else self._spark
+        if self.s3:
+            ensure_s3a(spark)
+        return spark
 
     def start(self) -> None:
         """Start Spark before claiming a batch, and check where the job's records are kept."""

@@ -6,8 +6,8 @@ with the batch's identity in the snapshot summary (``snapshot-property.spark-man
 On resume, :meth:`IcebergSink.batch_committed` looks for it in the table's ``snapshots``.
 
 Catalogs: with ``warehouse``, a Hadoop catalog on that path is configured on the session
-under ``catalog``; without it, ``catalog`` must name one the session configures (Glue, REST,
-JDBC, Hive, Nessie).
+under ``catalog``, unless the session configures ``catalog`` as another kind; without it,
+``catalog`` must name one the session configures (Glue, REST, JDBC, Hive, Nessie).
 """
 
 from __future__ import annotations
@@ -135,7 +135,12 @@ class IcebergSink(TableSink):
             "Apache Iceberg's package (org.apache.iceberg:iceberg-spark-runtime)",
         )
         prefix = f"spark.sql.catalog.{self.catalog}"
-        if self.warehouse is not None:
+        users_catalog = spark.conf.get(prefix, None) and (
+            spark.conf.get(f"{prefix}.type", None) != "hadoop"
+        )
+        if users_catalog:
+            pass  # Glue, REST, Hive...: used as the session configures it, whatever --output
+        elif self.warehouse is not None:
             spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
             spark.conf.set(f"{prefix}.type", "hadoop")
             spark.conf.set(f"{prefix}.warehouse", self.warehouse)

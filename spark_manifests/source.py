@@ -31,6 +31,8 @@ from ._locations import Location, PathLike, parse_location
 from ._planning import BatchPlanner, paths, readable, refuse_a_run_folder, refuse_shared_labels
 from ._preflight import SparkArg, SparkPreflight
 from ._snapshots import JobSnapshots, at_work
+from ._status import STATUS_COLUMNS as STATUS_COLUMNS
+from ._status import status_rows, status_table
 from .manifest import MAX_LEASE_SECONDS, RunManifest, check_lease_seconds
 from .manifest_open import open_manifest, refuse_unlikely_new_manifest
 from .plugins import Reader, ReaderAdapter, Transform, TransformAdapter
@@ -132,6 +134,11 @@ class ManifestedRunSource:
         A boto3 S3 client, or a session to make clients, for the archive, an S3 state
         location and the sink's output checks; the session also opens a manifest given as
         a URI.
+    s3_setup
+        When the archive or ``output`` is on S3, make Spark read and write it through s3a
+        (off EMR and Glue): the ``hadoop-aws`` package of a session this starts, and the
+        endpoint and credentials settings (see the docs' S3 page). ``False`` leaves S3 to
+        the session's own configuration.
 
     Examples
     --------
@@ -166,6 +173,7 @@ class ManifestedRunSource:
         take_over: bool = False,
         client: Any | None = None,
         session: boto3.session.Session | None = None,
+        s3_setup: bool = True,
     ) -> None:
         _check_options(sink, output, max_runs_per_batch, max_bytes_per_batch, settle_seconds)
         check_window(since, until, limit)
@@ -191,6 +199,8 @@ class ManifestedRunSource:
         self.take_over = take_over
         self._owner = owner
         self._s3_client, self._session = client, session
+        self._s3_setup = s3_setup
+        self._output = None if output is None else os.fspath(output)
         self._read_cursor: set[str] = set()
         self._build_units(spark, reader, transform)
 
@@ -229,7 +239,12 @@ class ManifestedRunSource:
             take_over=self.take_over,
         )
         self._preflight = SparkPreflight(
-            spark, job_name=self.job_name, manifest=self.manifest, state_store=self.state_store
+            spark,
+            job_name=self.job_name,
+            manifest=self.manifest,
+            state_store=self.state_store,
+            s3_locations=(self.archive.uri, self._output or ""),
+            s3_setup=self._s3_setup,
         )
         self._reader = ReaderAdapter(reader, job_name=self.job_name)
         self._transform = TransformAdapter(transform, job_name=self.job_name)
@@ -333,18 +348,7 @@ class ManifestedRunSource:
         ``as_spark=True``) with the columns of :data:`STATUS_COLUMNS`, even when empty;
         runs the manifest has never seen have status ``PENDING``.
         """
-        rows = self.status_rows()
-        if not as_spark:
-            try:
-                import pandas
-            except ImportError:
-                pass
-            else:
-                return pandas.DataFrame(rows, columns=list(STATUS_COLUMNS))
-        # Typed up front: inferred from the rows, a column that is None in all of them
-        # (no run failed yet: error) has no type, and Spark refuses the table.
-        schema = ", ".join(f"{name} {kind}" for name, kind in STATUS_COLUMNS.items())
-        return self.spark.createDataFrame([tuple(row.values()) for row in rows], schema)
+        return status_table(self.status_rows(), lambda: self.spark, as_spark=as_spark)
 
     def status_rows(self) -> list[dict[str, Any]]:
         """The rows of :meth:`status` as plain dictionaries."""
@@ -456,36 +460,3 @@ def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateSto
         return state
     location = state if state is not None else os.path.join(default_home(), "state")
     return StateStore(location, client=client, session=session)
-
-
-#: The columns of :meth:`ManifestedRunSource.status`, in order, with their Spark types.
-STATUS_COLUMNS = {
-    "run": "string",
-    "run_id": "string",
-    "status": "string",
-    "attempts": "int",
-    "owner": "string",
-    "rows_in": "bigint",
-    "rows_out": "bigint",
-    "bad_rows": "bigint",
-    "started_at": "timestamp",
-    "committed_at": "timestamp",
-    "error": "string",
-}
-
-
-def status_rows(runs: Sequence[Run], manifest: RunManifest) -> list[dict[str, Any]]:
-    """One row per run: its label, id and manifest status (``PENDING`` if never seen)."""
-    entries = manifest.get_many([run.id for run in runs])
-    return [_status_row(run, entries.get(run.id)) for run in runs]
-
-
-def _status_row(run: Run, entry: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "run": run.label,
-        "run_id": run.id,
-        "status": entry.status.value if entry else "PENDING",
-    }
-    for name in list(STATUS_COLUMNS)[len(row) :]:
-        row[name] = getattr(entry, name, None) if entry else None
-    return row

@@ -12,12 +12,17 @@ from .._spark import get_or_create_spark
 from ..source import ManifestedRunSource
 from . import _display
 
+#: The output formats of ``process --format``.
+FORMATS = ("parquet", "delta", "iceberg")
+
 
 def make_source(args: argparse.Namespace, archive: str, output: str, job: str) -> Any:
     """The ``ManifestedRunSource`` of job ``job``, configured by the command's options."""
     return ManifestedRunSource(
         archive,
         output=output,
+        sink=_table_sink(args, output),
+        s3_setup=getattr(args, "s3_setup", True),
         # Started when a batch is read: a job with nothing to do, or a bad argument, costs
         # no JVM start.
         spark=functools.partial(_spark, args) if getattr(args, "needs_spark", False) else None,
@@ -36,10 +41,38 @@ def make_source(args: argparse.Namespace, archive: str, output: str, job: str) -
     )
 
 
-def _spark(args: argparse.Namespace) -> Any:
+def _table_sink(args: argparse.Namespace, output: str) -> Any:
+    """The Delta or Iceberg sink of ``--format``; ``None`` for the default Parquet sink."""
+    table_format = getattr(args, "format", "parquet")
+    if table_format == "delta":
+        from ..delta_sink import DeltaSink
+
+        return DeltaSink(output)
+    if table_format == "iceberg":
+        from ..iceberg_sink import IcebergSink
+
+        return IcebergSink(output, catalog=args.iceberg_catalog, namespace=args.iceberg_namespace)
+    return None
+
+
+def _spark_config(args: argparse.Namespace) -> dict[str, str]:
     # The command draws its own progress; Spark's stage bars would write over it.
+    config = {"spark.ui.showConsoleProgress": "false"}
+    table_format = getattr(args, "format", "parquet")
+    if table_format != "parquet":
+        from .._table_packages import installed_spark_versions, table_format_spark_config
+
+        config.update(table_format_spark_config(table_format, *installed_spark_versions()))
+    return config
+
+
+def _spark(args: argparse.Namespace) -> Any:
     spark = get_or_create_spark(
-        "spark-manifests", master=args.master, config={"spark.ui.showConsoleProgress": "false"}
+        "spark-manifests",
+        master=args.master,
+        config=_spark_config(args),
+        s3_locations=(args.archive, args.output) if hasattr(args, "archive") else (),
+        s3_setup=getattr(args, "s3_setup", True),
     )
     if sys.stderr.isatty():
         # Spark's warnings would break the progress line; in a log (a scheduler's, a

@@ -80,6 +80,13 @@ def add_spark_options(sub: argparse.ArgumentParser) -> None:
         help="input bytes one Spark job takes at most (default: %(default)s)",
     )
     sub.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+    sub.add_argument(
+        "--no-s3-setup",
+        dest="s3_setup",
+        action="store_false",
+        help="leave S3 to the Spark session's own configuration: no hadoop-aws package, no "
+        "s3a settings (the default sets them up off EMR when the archive or output is on S3)",
+    )
 
 
 def _timestamp(text: str) -> datetime:

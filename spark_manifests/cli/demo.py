@@ -32,6 +32,12 @@ def register(commands: Subcommands) -> None:
     demo.add_argument(
         "--events", type=int, default=2000, help="events per run (default: %(default)s)"
     )
+    demo.add_argument(
+        "--aws",
+        action="store_true",
+        help="the production shape with no account: a local S3 + DynamoDB emulator (moto, "
+        "from the [demo] extra), the archive, output and state on S3, the manifest in DynamoDB",
+    )
     add_where(demo)
     add_spark_options(demo)
 
@@ -39,6 +45,10 @@ def register(commands: Subcommands) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Write the sample archive if it is not there, then run the job on it twice."""
     _check_size(args)
+    if args.aws:
+        from .._demo_aws import run_aws_demo
+
+        return run_aws_demo(runs=args.runs, events_per_run=args.events, master=args.master)
     home = os.path.abspath(args.dir or os.path.join(default_home(), "demo"))
     archive, output = os.path.join(home, "archive"), os.path.join(home, "output")
     _ensure_sample_archive(args, archive)

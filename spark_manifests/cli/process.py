@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._job import make_source, run_source
+from ._job import FORMATS, make_source, run_source
 from ._options import DEFAULT_JOB, add_command, add_spark_options, add_where, add_window
 
 if TYPE_CHECKING:
@@ -18,7 +18,29 @@ def register(commands: Subcommands) -> None:
         commands, "process", handle, "process the pending runs of an archive", needs_spark=True
     )
     process.add_argument("--archive", required=True, help="s3://bucket/prefix/ or a local path")
-    process.add_argument("--output", required=True, help="where the Parquet output goes")
+    process.add_argument(
+        "--output",
+        required=True,
+        help="where the output goes: a folder (Parquet, Delta) or an Iceberg warehouse",
+    )
+    process.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="parquet",
+        help="the output's table format (default: %(default)s); delta and iceberg need the "
+        "[delta] / [iceberg] extras",
+    )
+    process.add_argument(
+        "--iceberg-catalog",
+        default="spark_manifests",
+        help="with --format iceberg: the catalog; a Hadoop catalog on --output unless the "
+        "session configures this name (Glue, REST) (default: %(default)s)",
+    )
+    process.add_argument(
+        "--iceberg-namespace",
+        default="snowplow",
+        help="with --format iceberg: the tables' namespace (default: %(default)s)",
+    )
     process.add_argument(
         "--job",
         default=DEFAULT_JOB,

@@ -7,9 +7,9 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .._status import status_rows
 from ..manifest import RunStatus
 from ..runs import LABEL_FORMAT, check_window, in_window, list_runs
-from ..source import status_rows
 from ._display import print_table
 from ._manifests import open_manifest_of, run_time
 from ._options import add_command, add_where, add_window
