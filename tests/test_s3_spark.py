@@ -71,7 +71,7 @@ def lake(moto_server: str, tmp_path: Path) -> int:
 def start_job(job: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """The whole command in its own interpreter, on the S3 archive and output."""
     where = ["--archive", ARCHIVE, "--output", OUTPUT, "--manifest", MANIFEST, "--state", STATE]
-    command = [sys.executable, "-m", "tests.s3_process", "process", *where, "--job", job]
+    command = [sys.executable, "-m", "spark_manifests.cli", "process", *where, "--job", job]
     environment = dict(
         os.environ,
         SPARK_LOCAL_IP="127.0.0.1",
