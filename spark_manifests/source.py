@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     import boto3
     from pyspark.sql import DataFrame, SparkSession
 
+    from .iglu import IgluLike
+
 _logger = logging.getLogger(__name__)
 
 # DEFAULT_HOME comes from the module's __getattr__ (read when used).
@@ -100,7 +102,10 @@ class ManifestedRunSource:
         of DataFrames, or a DataFrame; each must carry a ``run`` column. An
         ``EnrichedRead`` with ``lines_per_run`` lets the source skip the bad rows of a batch
         that has none. The paths are the batch's files, Hadoop glob characters escaped.
-        Default: :func:`read_enriched`.
+        Default: :func:`read_enriched`, given the schemas met by the job's committed runs.
+    iglu
+        Type the default reader's entity columns from their Iglu schemas: a resolver
+        config path or document, or a list of repositories (see :mod:`~spark_manifests.iglu`).
     transform
         ``transform(df)`` or ``transform(df, runs)``; keeps the ``run`` column. Identity by default.
     sink
@@ -151,6 +156,7 @@ class ManifestedRunSource:
         state: StateArg = None,
         job_name: str = "spark_manifests",
         reader: Reader | None = None,
+        iglu: IgluLike | None = None,
         transform: Transform | Callable[..., DataFrame] | None = None,
         sink: Sink | None = None,
         max_runs_per_batch: int = DEFAULT_MAX_RUNS_PER_BATCH,
@@ -170,6 +176,8 @@ class ManifestedRunSource:
         _check_options(sink, output, max_runs_per_batch, max_bytes_per_batch, settle_seconds)
         check_window(since, until, limit)
         check_lease_seconds(lease_seconds)
+        # First: a custom reader given iglu= is refused before anything is opened.
+        self._reader = ReaderAdapter(reader, job_name=job_name, iglu=iglu, session=session)
         self.archive = parse_location(archive, what="archive")
         self.job_name = job_name
         # A manifest this source opened is closed with it; one it was given is the caller's.
@@ -192,11 +200,9 @@ class ManifestedRunSource:
         self._owner = owner
         self._s3_client, self._session = client, session
         self._read_cursor: set[str] = set()
-        self._build_units(spark, reader, transform)
+        self._build_units(spark, transform)
 
-    def _build_units(
-        self, spark: SparkArg, reader: Reader | None, transform: Callable[..., DataFrame] | None
-    ) -> None:
+    def _build_units(self, spark: SparkArg, transform: Callable[..., DataFrame] | None) -> None:
         """The stage units, each owning its part of the job's state."""
         self._ledger = OutcomeLedger(self.job_name, fail_fast=self.fail_fast)
         max_attempts = self.retry.max_retries + 1
@@ -231,7 +237,6 @@ class ManifestedRunSource:
         self._preflight = SparkPreflight(
             spark, job_name=self.job_name, manifest=self.manifest, state_store=self.state_store
         )
-        self._reader = ReaderAdapter(reader, job_name=self.job_name)
         self._transform = TransformAdapter(transform, job_name=self.job_name)
         self._batch_writer = BatchWriter(
             job_name=self.job_name,
