@@ -156,7 +156,7 @@ class BatchWriter:
         runs = [listing.run for listing in batch]
         spark = self.preflight.session
         set_job_description(spark, f"{self.job_name} batch {number}: {describe_runs(runs)}")
-        schemas = self.known_schemas.get() if self.reader.takes_entity_schemas else None
+        schemas = self._known_schemas()
         try:
             for widening in range(MAX_WIDENINGS + 1):
                 loaded = self.reader.load(spark, paths(batch), entity_schemas=schemas)
@@ -180,6 +180,16 @@ class BatchWriter:
         fault_point("after_write")
         self.ledger.written(runs, number, sum(m.rows_out for m in metrics.values()))
         return metrics, schemas_met(loaded)
+
+    def _known_schemas(self) -> EntitySchemas | None:
+        """The schemas to give the reader (``None``: it scans the batch for them).
+
+        Not with a transform: one that reads part of its input (a limit) would leave the
+        lines and schemas observed by the write partial, while the scan counts every line.
+        """
+        if not self.reader.takes_entity_schemas or self.transform.given is not None:
+            return None
+        return self.known_schemas.get()
 
     def _write_loaded(
         self, number: int, runs: list[Run], loaded: Loaded, widening: int, may_widen: bool
