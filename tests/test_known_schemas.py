@@ -52,9 +52,10 @@ def test_a_later_start_meets_a_new_schema_without_a_scan_and_loses_no_entity(
     archive = tmp_path / "archive"
     write_run(archive, lines("a", ((PRODUCT, {"sku": "a"}),)), label=RUN_A)
     assert make_source(spark, tmp_path).run().runs_committed == 1  # cold: scanned
-    assert saved_schemas(tmp_path) == {"contexts": [f"iglu:{PRODUCT}"], "unstruct_event": [
-        f"iglu:{CLICK}"
-    ]}
+    assert saved_schemas(tmp_path) == {
+        "contexts": [f"iglu:{PRODUCT}"],
+        "unstruct_event": [f"iglu:{CLICK}"],
+    }
 
     # Run B meets a schema the job never met, and holds one line of the wrong length.
     cart = ((PRODUCT, {"sku": "b"}), (CART, {"items": 2}))
@@ -94,7 +95,8 @@ def test_a_later_start_meets_a_new_schema_without_a_scan_and_loses_no_entity(
     bad_writes: list[object] = []
     monkeypatch.setattr(source.sink, "write_bad_rows", lambda *args: bad_writes.append(args))
     assert source.run().rows_in == 3
-    assert len(calls) == 1 and bad_writes == []
+    assert len(calls) == 1
+    assert bad_writes == []
 
 
 def reader_calls(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]]) -> None:
