@@ -31,6 +31,7 @@ from ._locations import Location, PathLike, parse_location
 from ._planning import BatchPlanner, paths, readable, refuse_a_run_folder, refuse_shared_labels
 from ._preflight import SparkArg, SparkPreflight
 from ._snapshots import JobSnapshots, at_work
+from ._status import STATUS_COLUMNS, status_rows
 from .manifest import MAX_LEASE_SECONDS, RunManifest, check_lease_seconds
 from .manifest_open import open_manifest, refuse_unlikely_new_manifest
 from .plugins import Reader, ReaderAdapter, Transform, TransformAdapter
@@ -461,36 +462,3 @@ def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateSto
         return state
     location = state if state is not None else os.path.join(default_home(), "state")
     return StateStore(location, client=client, session=session)
-
-
-#: The columns of :meth:`ManifestedRunSource.status`, in order, with their Spark types.
-STATUS_COLUMNS = {
-    "run": "string",
-    "run_id": "string",
-    "status": "string",
-    "attempts": "int",
-    "owner": "string",
-    "rows_in": "bigint",
-    "rows_out": "bigint",
-    "bad_rows": "bigint",
-    "started_at": "timestamp",
-    "committed_at": "timestamp",
-    "error": "string",
-}
-
-
-def status_rows(runs: Sequence[Run], manifest: RunManifest) -> list[dict[str, Any]]:
-    """One row per run: its label, id and manifest status (``PENDING`` if never seen)."""
-    entries = manifest.get_many([run.id for run in runs])
-    return [_status_row(run, entries.get(run.id)) for run in runs]
-
-
-def _status_row(run: Run, entry: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "run": run.label,
-        "run_id": run.id,
-        "status": entry.status.value if entry else "PENDING",
-    }
-    for name in list(STATUS_COLUMNS)[len(row) :]:
-        row[name] = getattr(entry, name, None) if entry else None
-    return row
