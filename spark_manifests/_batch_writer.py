@@ -218,7 +218,8 @@ class BatchWriter:
             unknown = self._write(runs, events, counting, bad_rows, loaded, may_widen)
         else:
             self._write_batch(batch_id, runs, events, counting, bad_rows)
-            unknown = unknown_schemas(loaded) if may_widen else EntitySchemas()
+            unknown = unknown_schemas(loaded)  # waited for: the rows counted wait on it too
+            unknown = unknown if may_widen else EntitySchemas()
         return counting, unknown
 
     def _write(

@@ -106,7 +106,8 @@ class ManifestedRunSource:
         Default: :func:`read_enriched`, given the schemas met by the job's committed runs.
     iglu
         Type the default reader's entity columns from their Iglu schemas: a resolver
-        config path or document, or a list of repositories (see :mod:`~spark_manifests.iglu`).
+        config path or document, or a list of repositories (see :mod:`~spark_manifests.iglu`);
+        fetched once per job (``client``/``session`` for ``s3://`` repositories).
     transform
         ``transform(df)`` or ``transform(df, runs)``; keeps the ``run`` column. Identity by default.
     sink
@@ -178,7 +179,9 @@ class ManifestedRunSource:
         check_window(since, until, limit)
         check_lease_seconds(lease_seconds)
         # First: a custom reader given iglu= is refused before anything is opened.
-        self._reader = ReaderAdapter(reader, job_name=job_name, iglu=iglu, session=session)
+        self._reader = ReaderAdapter(
+            reader, job_name=job_name, iglu=iglu, session=session, s3_client=client
+        )
         self.archive = parse_location(archive, what="archive")
         self.job_name = job_name
         # A manifest this source opened is closed with it; one it was given is the caller's.
