@@ -11,6 +11,10 @@ from pyspark.sql import SparkSession
 
 from spark_manifests import ManifestedRunSource, SQLiteRunManifest, StateStore, read_enriched
 from spark_manifests import enriched as enriched_module
+from spark_manifests._known_schemas import KnownSchemas
+from spark_manifests._locations import parse_location
+from spark_manifests._snapshots import JobSnapshots
+from spark_manifests.enriched import EntitySchemas
 from spark_manifests.plugins import ReaderAdapter
 from spark_manifests.retry import RetryPolicy
 from tests.iglu_helpers import event_line, write_run
@@ -122,3 +126,27 @@ def test_a_custom_reader_is_called_as_before_and_refuses_iglu(
     with pytest.raises(ValueError, match="iglu= types the columns of the default reader"):
         ManifestedRunSource(tmp_path, output=tmp_path / "out", reader=custom, iglu=[str(tmp_path)])
     assert not (tmp_path / "home").exists()  # refused before the manifest was opened
+
+
+def test_the_schemas_outlive_the_run_that_saved_them_and_a_bad_entry_means_a_scan(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = StateStore(str(tmp_path / "state"))
+    state = store.get_or_create("known")
+    state.update(entity_schemas={"contexts": [f"iglu:{PRODUCT}"]}, summary={"runs": 1})
+    store.complete(state)
+    snapshots = JobSnapshots(
+        store, job_name="known", archive=parse_location(tmp_path), lease_seconds=60, take_over=False
+    )
+    snapshots.open(None)
+    assert "summary" not in snapshots.state  # a new run starts anew, but for its schemas
+    known = KnownSchemas(snapshots)
+    assert known.get() == EntitySchemas(contexts=frozenset({f"iglu:{PRODUCT}"}))
+    known.remember(EntitySchemas(unstruct_event=frozenset({f"iglu:{CLICK}"})))
+    assert snapshots.state["entity_schemas"] == {
+        "contexts": [f"iglu:{PRODUCT}"],
+        "unstruct_event": [f"iglu:{CLICK}"],
+    }
+    snapshots.keep("entity_schemas", {"contexts": ["not a uri"]})
+    assert known.get() is None
+    assert "cannot be read" in caplog.text
