@@ -105,9 +105,8 @@ class ManifestedRunSource:
         that has none. The paths are the batch's files, Hadoop glob characters escaped.
         Default: :func:`read_enriched`, given the schemas met by the job's committed runs.
     iglu
-        Type the default reader's entity columns from their Iglu schemas: a resolver
-        config path or document, or a list of repositories (see :mod:`~spark_manifests.iglu`);
-        fetched once per job (``client``/``session`` for ``s3://`` repositories).
+        Type the default reader's entity columns from Iglu schemas (fetched once per job): a
+        resolver config path or document, or repositories (see :mod:`~spark_manifests.iglu`).
     transform
         ``transform(df)`` or ``transform(df, runs)``; keeps the ``run`` column. Identity by default.
     sink
@@ -178,7 +177,6 @@ class ManifestedRunSource:
         _check_options(sink, output, max_runs_per_batch, max_bytes_per_batch, settle_seconds)
         check_window(since, until, limit)
         check_lease_seconds(lease_seconds)
-        # First: a custom reader given iglu= is refused before anything is opened.
         self._reader = ReaderAdapter(
             reader, job_name=job_name, iglu=iglu, session=session, s3_client=client
         )
