@@ -15,8 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
 from ._claims import Claims
-from ._counting import RowCounting
+from ._counting import Loaded, RowCounting
+from ._enriched_schemas import EntitySchemas
 from ._faults import fault_point
+from ._known_schemas import MAX_WIDENINGS, KnownSchemas, schemas_met, unknown_schemas
 from ._ledger import OutcomeLedger, RunMetrics
 from ._planning import BatchPlanner, paths
 from ._preflight import SparkPreflight
@@ -60,6 +62,7 @@ class BatchWriter:
         self.transform = transform
         self.sink = sink
         self.retry = retry
+        self.known_schemas = KnownSchemas(snapshots)
 
     def process(self, number: int, batch: list[RunListing]) -> None:
         """Claim the runs of batch ``number`` and take those claimed through their stages."""
@@ -87,7 +90,7 @@ class BatchWriter:
         retry = 0
         while True:
             try:
-                metrics = self._load_and_write(number, batch)
+                metrics, met = self._load_and_write(number, batch)
                 break
             except Exception as exc:  # decided below: raised, retried, split, or recorded
                 failure = exc
@@ -121,10 +124,14 @@ class BatchWriter:
             for part in parts:
                 self.write_with_retries(number, part)
             return
-        self._commit(number, batch, metrics)
+        self._commit(number, batch, metrics, met)
 
     def _commit(
-        self, number: int, batch: list[RunListing], metrics: Mapping[str, RunMetrics]
+        self,
+        number: int,
+        batch: list[RunListing],
+        metrics: Mapping[str, RunMetrics],
+        met: EntitySchemas | None,
     ) -> None:
         runs = [listing.run for listing in batch]
         changed = self.planner.changed_since_listed(batch)
@@ -133,36 +140,38 @@ class BatchWriter:
                 self.claims.release_changed(run, changed[run.id], number)
             elif not self.claims.commit(run, metrics[run.id], number):
                 self.ledger.skipped(run, number)
+        if met is not None:
+            self.known_schemas.remember(met)  # saved with the snapshot below
         fault_point("after_commit")
         self.snapshots.stage(runs, "committed", number)
 
-    def _load_and_write(self, number: int, batch: list[RunListing]) -> dict[str, RunMetrics]:
+    def _load_and_write(
+        self, number: int, batch: list[RunListing]
+    ) -> tuple[dict[str, RunMetrics], EntitySchemas | None]:
+        """Load, transform and write the batch; its rows per run and the schemas it met.
+
+        A read given the known schemas that met another one holds that schema's entities
+        as bad rows: it is read and written again with the wider list, before any commit.
+        """
         runs = [listing.run for listing in batch]
         spark = self.preflight.session
         set_job_description(spark, f"{self.job_name} batch {number}: {describe_runs(runs)}")
+        schemas = self._known_schemas()
         try:
-            loaded = self.reader.load(spark, paths(batch))
-            counting = RowCounting(loaded, runs, keeps_bad_rows=self.sink.writes_bad_rows)
-            events = counting.observe_events(loaded.events)
-            if self.transform.given is not None:
-                events = counting.observe_output(self.transform.apply(events, runs))
-            if self.transform.given is not None or self.reader.is_custom:
-                # The sink replaces the partitions the run column names: a value that is
-                # not one of the batch's runs would replace another run's output.
-                what = "transform" if self.transform.given is not None else "reader"
-                events = runs_checked(events, runs, what)
-            bad_rows = loaded.bad_rows
-            if bad_rows is not None and self.reader.is_custom:
-                bad_rows = runs_checked(bad_rows, runs, "reader")
-            batch_id = self._new_batch_id() if self.sink.supports_batch_commits else None
-            # Saved before the write: a resumed job asks the sink whether that batch landed.
-            self.snapshots.stage(runs, "loaded", number, batch_id=batch_id)
-            self.ledger.loaded(runs, number)
-            fault_point("after_load")
-            if batch_id is None:
-                self._write(runs, events, counting, bad_rows)
-            else:
-                self._write_batch(batch_id, runs, events, counting, bad_rows)
+            for widening in range(MAX_WIDENINGS + 1):
+                loaded = self.reader.load(spark, paths(batch), entity_schemas=schemas)
+                # The last read keeps the lines of schemas it still lacks as bad rows.
+                may_widen = schemas is not None and widening < MAX_WIDENINGS
+                counting, unknown = self._write_loaded(number, runs, loaded, widening, may_widen)
+                if not unknown:
+                    break
+                assert schemas is not None
+                schemas = schemas | unknown
+                _logger.info(
+                    "Batch %d met schemas not known before (%s): writing it again with them",
+                    number,
+                    ", ".join(sorted(unknown.contexts | unknown.unstruct_event)),
+                )
         finally:
             set_job_description(spark, None)
         metrics = counting.metrics()
@@ -170,7 +179,48 @@ class BatchWriter:
         self.snapshots.stage(runs, "written", number, metrics)
         fault_point("after_write")
         self.ledger.written(runs, number, sum(m.rows_out for m in metrics.values()))
-        return metrics
+        return metrics, schemas_met(loaded)
+
+    def _known_schemas(self) -> EntitySchemas | None:
+        """The schemas to give the reader (``None``: it scans the batch for them).
+
+        Not with a transform: one that reads part of its input (a limit) would leave the
+        lines and schemas observed by the write partial, while the scan counts every line.
+        """
+        if not self.reader.takes_entity_schemas or self.transform.given is not None:
+            return None
+        return self.known_schemas.get()
+
+    def _write_loaded(
+        self, number: int, runs: list[Run], loaded: Loaded, widening: int, may_widen: bool
+    ) -> tuple[RowCounting, EntitySchemas]:
+        """Write one read of the batch. When it ``may_widen``: the schemas it met but was
+        not given (if any, its bad rows are not written: the batch is written again)."""
+        counting = RowCounting(loaded, runs, keeps_bad_rows=self.sink.writes_bad_rows)
+        events = counting.observe_events(loaded.events)
+        if self.transform.given is not None:
+            events = counting.observe_output(self.transform.apply(events, runs))
+        if self.transform.given is not None or self.reader.is_custom:
+            # The sink replaces the partitions the run column names: a value that is
+            # not one of the batch's runs would replace another run's output.
+            what = "transform" if self.transform.given is not None else "reader"
+            events = runs_checked(events, runs, what)
+        bad_rows = loaded.bad_rows
+        if bad_rows is not None and self.reader.is_custom:
+            bad_rows = runs_checked(bad_rows, runs, "reader")
+        batch_id = self._new_batch_id() if self.sink.supports_batch_commits else None
+        # Saved before the write: a resumed job asks the sink whether that batch landed.
+        self.snapshots.stage(runs, "loaded", number, batch_id=batch_id)
+        if not widening:
+            self.ledger.loaded(runs, number)
+        fault_point("after_load")
+        if batch_id is None:
+            unknown = self._write(runs, events, counting, bad_rows, loaded, may_widen)
+        else:
+            self._write_batch(batch_id, runs, events, counting, bad_rows)
+            unknown = unknown_schemas(loaded)  # waited for: the rows counted wait on it too
+            unknown = unknown if may_widen else EntitySchemas()
+        return counting, unknown
 
     def _write(
         self,
@@ -178,12 +228,21 @@ class BatchWriter:
         events: DataFrame,
         counting: RowCounting,
         bad_rows: DataFrame | None,
-    ) -> None:
+        loaded: Loaded,
+        may_widen: bool,
+    ) -> EntitySchemas:
+        """Write the events, then the bad rows unless the read met schemas it was not given
+        and ``may_widen``: then those schemas, for the batch to be written again."""
         self.sink.write(events, runs)
         fault_point("mid_write")
+        # Waited for before the rows are counted: the lines read are observed with them.
+        unknown = unknown_schemas(loaded)
+        if unknown and may_widen:
+            return unknown
         if counting.may_have_bad_rows():
             assert bad_rows is not None
             self.sink.write_bad_rows(counting.observe_bad_rows(bad_rows), runs)
+        return EntitySchemas()
 
     def _new_batch_id(self) -> str:
         return f"{self.job_name}/{uuid.uuid4().hex}"

@@ -20,6 +20,7 @@ from .sinks import RUN_COLUMN
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
+    from .enriched import EnrichedRead
     from .runs import Run
 
 _logger = logging.getLogger(__name__)
@@ -32,6 +33,12 @@ class Loaded:
     events: DataFrame
     bad_rows: DataFrame | None
     lines_per_run: Mapping[str | None, int] | None = None
+    #: The lines read, observed by the reader while the events are written: without
+    #: ``lines_per_run``, enough to tell a batch has no bad rows (call after the write).
+    lines_read: Callable[[], int] | None = None
+    #: The default reader's ``EnrichedRead``, for the schemas it met (``None``: another
+    #: reader).
+    enriched: EnrichedRead | None = None
 
 
 def _observe_per_run(
@@ -90,7 +97,7 @@ def _observe(
 
     def values() -> dict[str, Any]:
         # Observation.get has no timeout: a thread waits for it, the job does not.
-        waiting = _ObservationWait(observation)
+        waiting = ValueWait(lambda: dict(observation.get))
         found = waiting.result(OBSERVATION_WAIT_SECONDS)
         if found is not None:
             return found
@@ -110,30 +117,31 @@ def _observe(
     return observed, values
 
 
-class _ObservationWait:
-    """A thread that waits for an observation's values (``Observation.get`` blocks)."""
+class ValueWait:
+    """A thread that waits for ``value()``, an observation's values (``Observation.get``
+    blocks until an action made it report)."""
 
-    def __init__(self, observation: Any) -> None:
-        self._observation = observation
-        self._found: dict[str, Any] = {}
+    def __init__(self, value: Callable[[], Any]) -> None:
+        self._value = value
+        self._found: list[Any] = []
         self._failed: list[BaseException] = []
         self._thread = threading.Thread(target=self._read, name="observation", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         try:
-            self._found.update(self._observation.get)
+            self._found.append(self._value())
         except BaseException as exc:  # handed to the caller's thread
             self._failed.append(exc)
 
-    def result(self, wait_seconds: float) -> dict[str, Any] | None:
-        """The values, or ``None`` if they are not there within ``wait_seconds``."""
+    def result(self, wait_seconds: float) -> Any | None:
+        """The value, or ``None`` if it is not there within ``wait_seconds``."""
         self._thread.join(wait_seconds)
         if self._thread.is_alive():
             return None
         if self._failed:
             raise self._failed[0]
-        return self._found
+        return self._found[0]
 
 
 def _keeps_observation(frame: DataFrame, name: str) -> bool:
@@ -175,6 +183,7 @@ class RowCounting:
         # by a job of their own.
         self._unkept_bad_rows = None if keeps_bad_rows else loaded.bad_rows
         self._lines = loaded.lines_per_run
+        self._lines_read = loaded.lines_read
         # One total stands for the per-run counts only when the bad rows are counted too.
         self._total_is_enough = self._keeps_bad_rows and self._lines is not None
         self._events_total: Callable[[], int] | None = None
@@ -218,9 +227,13 @@ class RowCounting:
         """Whether the bad rows must be written; call after the events were written."""
         if not self._keeps_bad_rows:
             return False
-        if self._lines is None or self._events_total is None:
+        if self._lines is None and self._lines_read is not None and self._events is not None:
+            # Lines observed by the write itself (no scan): as many events, no bad rows.
+            lines, events = self._lines_read(), sum(self._events().values())
+        elif self._lines is None or self._events_total is None:
             return True
-        lines, events = sum(self._lines.values()), self._events_total()
+        else:
+            lines, events = sum(self._lines.values()), self._events_total()
         if events == lines:
             _logger.debug("%d lines, %d events: no bad rows to write", lines, events)
             return False

@@ -41,6 +41,9 @@ _OWNER_PATTERN = re.compile(r"@(?P<host>[^@:]+):(?P<pid>[0-9]+):[0-9a-f]{8}$")
 # The process that saved a running state: "<host>:<pid>".
 _PROCESS_PATTERN = re.compile(r"^(?P<host>[^@:]+):(?P<pid>[0-9]+)$")
 
+#: Keys of the job's state that outlive its runs: a run that starts anew resets the rest.
+KEPT_ACROSS_RUNS = ("entity_schemas",)
+
 # The owners of the sources of this process inside run() now.
 _OWNERS_AT_WORK: set[str] = set()
 
@@ -82,7 +85,9 @@ class JobSnapshots:
                 owner = previous
                 _logger.info("Resuming job %s as %s", self.job_name, owner)
         else:
+            kept = {key: state[key] for key in KEPT_ACROSS_RUNS if key in state}
             state.reset()
+            state.update(kept)
             state["archive"] = self.archive.uri
             state["in_flight"] = {}
         return owner
@@ -217,6 +222,12 @@ class JobSnapshots:
                 "at": datetime.now(timezone.utc).isoformat(),
             }
             self.save(f"batch {batch} was {stage}")
+
+    def keep(self, key: str, value: Any) -> None:
+        """Set ``key`` (one of :data:`KEPT_ACROSS_RUNS`) in the state; saved with the next
+        snapshot."""
+        with self._lock:  # the lease renewal thread saves the state too
+            self.state[key] = value
 
     def save(self, moment: str, *, complete: bool = False) -> None:
         try:

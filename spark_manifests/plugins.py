@@ -34,6 +34,8 @@ from .sinks import RUN_COLUMN
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from ._enriched_schemas import EntitySchemas
+    from .iglu import IgluLike
     from .runs import Run
 
 __all__ = ["ReadResult", "Reader", "RunsTransform", "Transform", "with_runs"]
@@ -85,12 +87,41 @@ def with_runs(transform: _Function) -> _Function:
 
 class ReaderAdapter:
     """The reader a source was given (or the default) as a function that gives a
-    :class:`~spark_manifests._counting.Loaded` with its ``run`` columns checked present."""
+    :class:`~spark_manifests._counting.Loaded` with its ``run`` columns checked present.
 
-    def __init__(self, reader: Reader | None, *, job_name: str) -> None:
-        #: The reader as given (``None``: the default); may be replaced between runs.
-        self.given = reader
+    ``iglu`` (any form :meth:`IgluResolver.coerce` takes) is made a resolver once, kept for
+    the job so that its cache spans the batches, and given to the default reader; a custom
+    reader with it is refused. ``aws``: the boto3 ``session``/``s3_client`` it fetches with.
+    """
+
+    def __init__(
+        self,
+        reader: Reader | None,
+        *,
+        job_name: str,
+        iglu: IgluLike | None = None,
+        **aws: Any,
+    ) -> None:
+        from .iglu import IgluResolver
+
         self._job_name = job_name
+        self.iglu = None if iglu is None else IgluResolver.coerce(iglu, **aws)
+        self.given = reader
+
+    @property
+    def given(self) -> Reader | None:
+        """The reader as given (``None``: the default); may be replaced between runs."""
+        return self._given
+
+    @given.setter
+    def given(self, reader: Reader | None) -> None:
+        if self.iglu is not None and reader is not None and reader is not default_reader():
+            raise ValueError(
+                "iglu= types the columns of the default reader (read_enriched); a custom "
+                "reader is called as reader(spark, paths): give it the Iglu resolver itself "
+                "(e.g. functools.partial(read_enriched, iglu=...)) and leave iglu= out."
+            )
+        self._given = reader
 
     @property
     def function(self) -> Reader:
@@ -101,8 +132,26 @@ class ReaderAdapter:
         """Whether the reader is the user's: its run values are checked, not trusted."""
         return self.given is not None and self.given is not default_reader()
 
-    def load(self, spark: SparkSession, paths: list[str]) -> Loaded:
-        returned = self.function(spark, paths)
+    @property
+    def takes_entity_schemas(self) -> bool:
+        """Capability: the reader takes ``entity_schemas=`` (skipping its schema scan) and
+        tells the schemas it met, so the source gives it those its committed runs met. The
+        default reader does; a custom reader is called as ``reader(spark, paths)``."""
+        return not self.is_custom
+
+    def load(
+        self, spark: SparkSession, paths: list[str], *, entity_schemas: EntitySchemas | None = None
+    ) -> Loaded:
+        """The batch of ``paths``; ``entity_schemas`` only for a reader that takes them."""
+        if self.is_custom:
+            returned = self.function(spark, paths)
+        else:
+            options: dict[str, Any] = {}
+            if self.iglu is not None:
+                options["iglu"] = self.iglu
+            if entity_schemas is not None:
+                options["entity_schemas"] = entity_schemas
+            returned = self.function(spark, paths, **options)  # type: ignore[call-arg]
         loaded = self._normalised(returned)
         for name, frame in (("events", loaded.events), ("bad rows", loaded.bad_rows)):
             if frame is not None and RUN_COLUMN not in frame.columns:
@@ -112,6 +161,10 @@ class ReaderAdapter:
                     "the run label (YYYY-mm-DD-hh-MM-SS) of each row so each run is written "
                     "to its own partition.",
                 )
+        if self.takes_entity_schemas:
+            loaded.enriched = returned
+            if returned.observed is not None:
+                loaded.lines_read = returned.lines_read
         return loaded
 
     def _normalised(self, returned: Any) -> Loaded:
@@ -249,3 +302,17 @@ def _is_frame_or_none(value: Any) -> bool:
 
 def _describe_value(value: Any) -> str:
     return "None" if value is None else f"a {type(value).__module__}.{type(value).__qualname__}"
+
+
+class GivenPlugin:
+    """A source's public ``reader`` or ``transform``: the plug-in as given to the adapter held
+    in attribute ``adapter``, replaceable between runs (the adapter checks the new one)."""
+
+    def __init__(self, adapter: str) -> None:
+        self.adapter = adapter
+
+    def __get__(self, source: object, owner: type | None = None) -> Any:
+        return self if source is None else getattr(source, self.adapter).given
+
+    def __set__(self, source: object, plugin: Any) -> None:
+        getattr(source, self.adapter).given = plugin

@@ -35,7 +35,7 @@ from ._status import STATUS_COLUMNS as STATUS_COLUMNS
 from ._status import status_rows, status_table
 from .manifest import MAX_LEASE_SECONDS, RunManifest, check_lease_seconds
 from .manifest_open import open_manifest, refuse_unlikely_new_manifest
-from .plugins import Reader, ReaderAdapter, Transform, TransformAdapter
+from .plugins import GivenPlugin, Reader, ReaderAdapter, Transform, TransformAdapter
 from .retry import RetryPolicy
 from .runs import Run, check_window
 from .sinks import ParquetSink, Sink
@@ -44,6 +44,8 @@ from .state import StateStore
 if TYPE_CHECKING:
     import boto3
     from pyspark.sql import DataFrame, SparkSession
+
+    from .iglu import IgluLike
 
 _logger = logging.getLogger(__name__)
 
@@ -102,7 +104,10 @@ class ManifestedRunSource:
         of DataFrames, or a DataFrame; each must carry a ``run`` column. An
         ``EnrichedRead`` with ``lines_per_run`` lets the source skip the bad rows of a batch
         that has none. The paths are the batch's files, Hadoop glob characters escaped.
-        Default: :func:`read_enriched`.
+        Default: :func:`read_enriched`, given the schemas met by the job's committed runs.
+    iglu
+        Type the default reader's entity columns from Iglu schemas (fetched once per job): a
+        resolver config path or document, or repositories (see :mod:`~spark_manifests.iglu`).
     transform
         ``transform(df)`` or ``transform(df, runs)``; keeps the ``run`` column. Identity by default.
     sink
@@ -158,6 +163,7 @@ class ManifestedRunSource:
         state: StateArg = None,
         job_name: str = "spark_manifests",
         reader: Reader | None = None,
+        iglu: IgluLike | None = None,
         transform: Transform | Callable[..., DataFrame] | None = None,
         sink: Sink | None = None,
         max_runs_per_batch: int = DEFAULT_MAX_RUNS_PER_BATCH,
@@ -178,6 +184,9 @@ class ManifestedRunSource:
         _check_options(sink, output, max_runs_per_batch, max_bytes_per_batch, settle_seconds)
         check_window(since, until, limit)
         check_lease_seconds(lease_seconds)
+        self._reader = ReaderAdapter(
+            reader, job_name=job_name, iglu=iglu, session=session, s3_client=client
+        )
         self.archive = parse_location(archive, what="archive")
         self.job_name = job_name
         # A manifest this source opened is closed with it; one it was given is the caller's.
@@ -202,11 +211,9 @@ class ManifestedRunSource:
         self._s3_setup = s3_setup
         self._output = None if output is None else os.fspath(output)
         self._read_cursor: set[str] = set()
-        self._build_units(spark, reader, transform)
+        self._build_units(spark, transform)
 
-    def _build_units(
-        self, spark: SparkArg, reader: Reader | None, transform: Callable[..., DataFrame] | None
-    ) -> None:
+    def _build_units(self, spark: SparkArg, transform: Callable[..., DataFrame] | None) -> None:
         """The stage units, each owning its part of the job's state."""
         self._ledger = OutcomeLedger(self.job_name, fail_fast=self.fail_fast)
         max_attempts = self.retry.max_retries + 1
@@ -246,7 +253,6 @@ class ManifestedRunSource:
             s3_locations=(self.archive.uri, self._output or ""),
             s3_setup=self._s3_setup,
         )
-        self._reader = ReaderAdapter(reader, job_name=self.job_name)
         self._transform = TransformAdapter(transform, job_name=self.job_name)
         self._batch_writer = BatchWriter(
             job_name=self.job_name,
@@ -275,23 +281,10 @@ class ManifestedRunSource:
             )
         return self._owner
 
-    @property
-    def reader(self) -> Reader | None:
-        """The reader as given (``None``: :func:`~spark_manifests.read_enriched`)."""
-        return self._reader.given
-
-    @reader.setter
-    def reader(self, reader: Reader | None) -> None:
-        self._reader.given = reader
-
-    @property
-    def transform(self) -> Callable[..., DataFrame] | None:
-        """The transform as given (``None``: none)."""
-        return self._transform.given
-
-    @transform.setter
-    def transform(self, transform: Callable[..., DataFrame] | None) -> None:
-        self._transform.given = transform
+    #: The reader as given (``None``: :func:`~spark_manifests.read_enriched`); replaceable.
+    reader = GivenPlugin("_reader")
+    #: The transform as given (``None``: none); replaceable between runs.
+    transform = GivenPlugin("_transform")
 
     @property
     def progress(self) -> Progress:

@@ -38,7 +38,24 @@ def make_source(args: argparse.Namespace, archive: str, output: str, job: str) -
         take_over=getattr(args, "take_over", False),
         settle_seconds=getattr(args, "settle", 0),
         transform=getattr(args, "transform", None),
+        iglu=iglu_option(getattr(args, "iglu", None)),
     )
+
+
+def iglu_option(values: list[str] | None) -> str | list[str] | None:
+    """The ``--iglu`` values as ``iglu=`` takes them: one ``.json`` file is a resolver
+    configuration; otherwise the values are static repositories."""
+    if not values:
+        return None
+    configs = [value for value in values if value.lower().endswith(".json")]
+    if not configs:
+        return values
+    if len(values) > 1:
+        raise ValueError(
+            f"--iglu {configs[0]} is a resolver configuration: give it alone (its "
+            "repositories are listed in it), or give repositories only"
+        )
+    return configs[0]
 
 
 def _table_sink(args: argparse.Namespace, output: str) -> Any:

@@ -63,6 +63,14 @@ def register(commands: Subcommands) -> None:
         help="resume the job's state even if its last run may still be at work "
         "(only when that run is known to be dead)",
     )
+    process.add_argument(
+        "--iglu",
+        action="append",
+        metavar="REPOSITORY",
+        help="type the entity columns from their Iglu schemas: a resolver configuration "
+        "file (.json), or a static repository (folder, s3:// prefix, http(s):// URL); "
+        "repeat for several repositories, asked in the order given",
+    )
     add_spark_options(process)
 
 
