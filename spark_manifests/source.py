@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 from ._batch_writer import BatchWriter
 from ._claims import Claims
+from ._discovery import DEFAULT_RECONCILE_SECONDS
 from ._events import Progress
 from ._ledger import MAX_SUMMARY_ERROR_CHARS as MAX_SUMMARY_ERROR_CHARS
 from ._ledger import JobSummary, OutcomeLedger
@@ -31,6 +32,8 @@ from ._locations import Location, PathLike, parse_location
 from ._planning import BatchPlanner, paths, readable, refuse_a_run_folder, refuse_shared_labels
 from ._preflight import SparkArg, SparkPreflight
 from ._snapshots import JobSnapshots, at_work
+from ._status import STATUS_COLUMNS as STATUS_COLUMNS
+from ._status import status_rows as status_rows
 from .manifest import MAX_LEASE_SECONDS, RunManifest, check_lease_seconds
 from .manifest_open import open_manifest, refuse_unlikely_new_manifest
 from .plugins import Reader, ReaderAdapter, Transform, TransformAdapter
@@ -124,6 +127,11 @@ class ManifestedRunSource:
         still being copied into the archive would be committed with only part of its
         files. Whatever this is, a run whose files change while it is processed is not
         committed (see :meth:`run`).
+    reconcile_seconds, full_scan
+        A start lists the archive from its watermark on (every run before it is settled),
+        and the whole archive when its last full listing is ``reconcile_seconds`` old (a
+        day by default; 0: every start) or with ``full_scan``: that finds runs copied late
+        below the watermark. See the manifest page of the docs.
     take_over
         Resume the job's running state even when it was saved less than ``lease_seconds``
         ago by a process that may still be at work (by default that raises
@@ -163,11 +171,15 @@ class ManifestedRunSource:
         owner: str | None = None,
         lease_seconds: int = 3600,
         settle_seconds: float = 0,
+        reconcile_seconds: float = DEFAULT_RECONCILE_SECONDS,
+        full_scan: bool = False,
         take_over: bool = False,
         client: Any | None = None,
         session: boto3.session.Session | None = None,
     ) -> None:
         _check_options(sink, output, max_runs_per_batch, max_bytes_per_batch, settle_seconds)
+        if not 0 <= reconcile_seconds < float("inf"):
+            raise ValueError(f"reconcile_seconds must be 0 or more, got {reconcile_seconds}")
         check_window(since, until, limit)
         check_lease_seconds(lease_seconds)
         self.archive = parse_location(archive, what="archive")
@@ -188,6 +200,7 @@ class ManifestedRunSource:
         self.fail_fast = fail_fast
         self.lease_seconds = lease_seconds
         self.settle_seconds = settle_seconds
+        self.reconcile_seconds, self.full_scan = reconcile_seconds, full_scan
         self.take_over = take_over
         self._owner = owner
         self._s3_client, self._session = client, session
@@ -210,6 +223,8 @@ class ManifestedRunSource:
             settle_seconds=self.settle_seconds,
             max_attempts=max_attempts,
             on_deferred=self._ledger.deferred,
+            reconcile_seconds=self.reconcile_seconds,
+            full_scan=self.full_scan,
             client=self._s3_client,
             session=self._session,
         )
@@ -377,9 +392,9 @@ class ManifestedRunSource:
         """
         started = time.monotonic()
         # A wrong or unreadable archive fails here, before a snapshot says the job is running.
-        runs = self._planner.archive_runs()
+        runs, whole = self._planner.discover()
         refuse_shared_labels(runs)
-        if not runs:
+        if not runs and whole:
             refuse_a_run_folder(self.archive)
             _logger.warning(
                 "No run folders (run=YYYY-mm-DD-hh-MM-SS) in %s%s: is it the right archive?",
@@ -414,6 +429,7 @@ class ManifestedRunSource:
             summary.batches = number
             done = summary.settled - settled_before
             self._ledger.report(min(done, total), total, f"batch {number} done")
+        self._planner.settle_watermark()
         summary.seconds = round(time.monotonic() - started, 3)
         self._snapshots.complete(summary)
         self._ledger.log_done()
@@ -456,36 +472,3 @@ def _open_state_store(state: StateArg, *, client: Any, session: Any) -> StateSto
         return state
     location = state if state is not None else os.path.join(default_home(), "state")
     return StateStore(location, client=client, session=session)
-
-
-#: The columns of :meth:`ManifestedRunSource.status`, in order, with their Spark types.
-STATUS_COLUMNS = {
-    "run": "string",
-    "run_id": "string",
-    "status": "string",
-    "attempts": "int",
-    "owner": "string",
-    "rows_in": "bigint",
-    "rows_out": "bigint",
-    "bad_rows": "bigint",
-    "started_at": "timestamp",
-    "committed_at": "timestamp",
-    "error": "string",
-}
-
-
-def status_rows(runs: Sequence[Run], manifest: RunManifest) -> list[dict[str, Any]]:
-    """One row per run: its label, id and manifest status (``PENDING`` if never seen)."""
-    entries = manifest.get_many([run.id for run in runs])
-    return [_status_row(run, entries.get(run.id)) for run in runs]
-
-
-def _status_row(run: Run, entry: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "run": run.label,
-        "run_id": run.id,
-        "status": entry.status.value if entry else "PENDING",
-    }
-    for name in list(STATUS_COLUMNS)[len(row) :]:
-        row[name] = getattr(entry, name, None) if entry else None
-    return row

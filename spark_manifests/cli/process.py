@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from .._discovery import DEFAULT_RECONCILE_SECONDS
 from ._job import make_source, run_source
 from ._options import DEFAULT_JOB, add_command, add_spark_options, add_where, add_window
 
@@ -34,6 +35,20 @@ def register(commands: Subcommands) -> None:
         metavar="SECONDS",
         help="leave a run for a later start while its newest file is younger than this "
         "(for runs still being copied into the archive; default: %(default)s)",
+    )
+    process.add_argument(
+        "--reconcile-every",
+        type=float,
+        default=DEFAULT_RECONCILE_SECONDS,
+        metavar="SECONDS",
+        help="list the whole archive when its last full listing is this old, to find runs "
+        "copied late below the watermark; other starts list from the watermark on "
+        "(0: every start; default: %(default)s, a day)",
+    )
+    process.add_argument(
+        "--full-scan",
+        action="store_true",
+        help="list the whole archive at this start (a reconciliation now)",
     )
     process.add_argument(
         "--take-over",

@@ -1,0 +1,41 @@
+"""The status table of an archive's runs (:meth:`ManifestedRunSource.status`, ``runs``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .manifest import RunManifest
+from .runs import Run
+
+#: The columns of :meth:`ManifestedRunSource.status`, in order, with their Spark types.
+STATUS_COLUMNS = {
+    "run": "string",
+    "run_id": "string",
+    "status": "string",
+    "attempts": "int",
+    "owner": "string",
+    "rows_in": "bigint",
+    "rows_out": "bigint",
+    "bad_rows": "bigint",
+    "started_at": "timestamp",
+    "committed_at": "timestamp",
+    "error": "string",
+}
+
+
+def status_rows(runs: Sequence[Run], manifest: RunManifest) -> list[dict[str, Any]]:
+    """One row per run: its label, id and manifest status (``PENDING`` if never seen)."""
+    entries = manifest.get_many([run.id for run in runs])
+    return [_status_row(run, entries.get(run.id)) for run in runs]
+
+
+def _status_row(run: Run, entry: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "run": run.label,
+        "run_id": run.id,
+        "status": entry.status.value if entry else "PENDING",
+    }
+    for name in list(STATUS_COLUMNS)[len(row) :]:
+        row[name] = getattr(entry, name, None) if entry else None
+    return row
