@@ -7,8 +7,8 @@ compare-and-set from the W it read. A lost race writes nothing: the next start r
 
 Now and then a start lists the whole archive instead (a reconciliation): when the archive has
 no watermark, when the last reconciliation is ``reconcile_seconds`` old, or on demand. It
-finds a run copied late below W; a late run it could not settle lowers W to it, so no later
-start skips it.
+finds a run copied late below W, and lowers W to it before processing it, so that no later
+start skips it, even if this one stops before it is settled.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class Discovery:
     #: ``limit``), in run order.
     listed: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
+    #: Whether this start lowered the watermark (to a late run): the statuses it read
+    #: justify no advance from the watermark it read.
+    lowered: bool = False
 
 
 class WatermarkDiscovery:
@@ -82,6 +85,26 @@ class WatermarkDiscovery:
             return None
         return discovery.watermark.run_id
 
+    def record(self, discovery: Discovery, listed: list[str], pending: list[str]) -> None:
+        """Keep what the start listed and found pending; a late pending run below the
+        watermark (only a reconciliation lists there) lowers it now."""
+        discovery.listed, discovery.pending = listed, pending
+        watermark = discovery.watermark
+        if watermark is None or watermark.run_id is None or not pending:
+            return
+        below = run_position(watermark.run_id)
+        late = [run_id for run_id in pending if run_position(run_id) < below]
+        if late:
+            _logger.warning(
+                "%d runs of %s appeared below its watermark after it passed them (copied "
+                "late?), the first %s: lowering the watermark to process them",
+                len(late),
+                self.archive or "/",
+                min(late, key=run_position),
+            )
+            self.manifest.lower_watermarks(late)
+            discovery.lowered = True
+
     def _reconciling(self, watermark: Watermark) -> bool:
         if self.full_scan or watermark.run_id is None or watermark.reconciled_at is None:
             return True
@@ -94,21 +117,20 @@ class WatermarkDiscovery:
 
         Only the runs pending when listed are read again: the others were settled then, and
         an ``unmark`` of any of them since changed the watermark's version, which fails the
-        compare-and-set. A reconciliation that leaves a late run below the watermark
-        unsettled lowers the watermark to it instead.
+        compare-and-set. A start that lowered the watermark (to a late run) leaves it there:
+        the next start lists from that run and moves it on.
         """
         watermark = discovery.watermark
-        if watermark is None or not discovery.complete or not discovery.listed:
+        if watermark is None or discovery.lowered or not discovery.complete:
+            return
+        if not discovery.listed:
             return
         still = self.manifest.pending(discovery.pending, max_attempts=self.max_attempts)
         target = next_watermark(discovery.listed, still)
-        if target is None:
-            return
-        if watermark.run_id is not None and run_position(target) < run_position(watermark.run_id):
-            # Only a reconciliation lists below the watermark: a late run it found and
-            # could not settle must be listed by every start until it is.
-            _logger.info("Lowering the watermark of %s to the late run %s", self.archive, target)
-            self.manifest.lower_watermarks([target])
+        if target is None or (
+            # An ``until`` before the watermark: nothing listed says more than it does.
+            watermark.run_id is not None and run_position(target) < run_position(watermark.run_id)
+        ):
             return
         if target == watermark.run_id and not discovery.full:
             return  # nothing new settled: no write

@@ -123,8 +123,7 @@ class BatchPlanner:
         # them, and a limit they filled would stall the job on them for good.
         pending_ids = self.manifest.pending(list(by_id), max_attempts=self.max_attempts)
         if self._discovery is not None and not self._discovery.listed:
-            self._discovery.listed = list(by_id)
-            self._discovery.pending = pending_ids
+            self._watermarks.record(self._discovery, list(by_id), pending_ids)
         still_pending = set(pending_ids)
         settled = [by_id[run_id] for run_id in by_id if run_id not in still_pending]
         self._warn_if_committed_elsewhere(settled)

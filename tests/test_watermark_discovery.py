@@ -1,0 +1,330 @@
+"""A start lists from its archive's watermark on; reconciliations find late runs (issue 23)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spark_manifests import RunManifest, RunManifests, SQLiteRunManifest
+from spark_manifests._run_folders import run_position
+from spark_manifests.retry import RetryPolicy
+from spark_manifests.runs import archive_key, list_runs
+from spark_manifests.samples import DEFAULT_START
+from spark_manifests.source import ManifestedRunSource
+
+START = DEFAULT_START.replace(tzinfo=timezone.utc)
+DAY = 24 * 3600
+NO_WAIT = RetryPolicy(max_retries=2, initial_delay=0, max_delay=0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(timezone.utc).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def label(hours: float) -> str:
+    return (START + timedelta(hours=hours)).strftime("%Y-%m-%d-%H-%M-%S")
+
+
+def add_runs(archive: Path, *hours: float) -> None:
+    for hour in hours:
+        folder = archive / f"run={label(hour)}"
+        folder.mkdir()
+        (folder / "part-00000").write_text("x\n")
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def manifest(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunManifest]:
+    clock = Clock()
+    if request.param == "dynamodb":
+        session = request.getfixturevalue("aws")
+        request.getfixturevalue("atomic_moto_dynamodb")
+        backend: RunManifest = RunManifests(session.client("dynamodb"), "runs", clock=clock)
+    else:
+        backend = SQLiteRunManifest(tmp_path / "manifest.sqlite", clock=clock)
+    backend.create()
+    yield backend
+    backend.close()
+
+
+def source_on(archive: Path, manifest: RunManifest, **options: Any) -> ManifestedRunSource:
+    return ManifestedRunSource(
+        str(archive), output=str(archive.parent / "out"), manifest=manifest, **options
+    )
+
+
+def start(source: ManifestedRunSource) -> tuple[list[str], list[str]]:
+    """One start's discovery: the runs it listed and the runs it found pending (labels)."""
+    runs, _ = source._planner.discover()
+    pending = source._planner.pending_among(runs)
+    return [run.label for run in runs], [run.label for run in pending]
+
+
+def finish(source: ManifestedRunSource, *committed: float) -> None:
+    """The start's batches commit these runs; then it moves the watermark on."""
+    for hour in committed:
+        source.manifest.add(run_id(source, hour))
+    source._planner.settle_watermark()
+
+
+def run_id(source: ManifestedRunSource, hours: float | str) -> str:
+    name = hours if isinstance(hours, str) else label(hours)
+    return f"{archive_key(source.archive)}run={name}/"
+
+
+def watermark_label(source: ManifestedRunSource) -> str | None:
+    found = source.manifest.watermark(archive_key(source.archive)).run_id
+    return None if found is None else found.rstrip("/").rsplit("/", 1)[-1][len("run=") :]
+
+
+def assert_never_skips(manifest: RunManifest, archive: Path) -> None:
+    """Every run ordered before the watermark is settled."""
+    watermark = manifest.watermark(archive_key(archive)).run_id
+    runs = list_runs(archive)
+    below = [
+        run.id for run in runs if watermark and (run.timestamp, run.id) < run_position(watermark)
+    ]
+    assert manifest.pending(below, max_attempts=3) == []
+
+
+# -- one start's discovery -----------------------------------------------------------------
+
+
+def test_a_start_lists_from_the_watermark_and_moves_it_past_what_settled(
+    manifest: RunManifest, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    add_runs(archive, 0, 1, 2)
+    first = source_on(archive, manifest)
+    assert start(first) == ([label(h) for h in (0, 1, 2)],) * 2  # a full listing
+    finish(first, 0, 1, 2)
+    assert watermark_label(first) == label(2)
+    reconciled = manifest.watermark(archive_key(archive)).reconciled_at
+    assert reconciled is not None
+
+    add_runs(archive, 3, 4)
+    second = source_on(archive, manifest)
+    listed, pending = start(second)
+    assert listed == [label(h) for h in (2, 3, 4)]  # from the watermark on
+    assert pending == [label(h) for h in (3, 4)]
+    finish(second, 3)  # run 4 stays pending (failed, deferred, another job's)
+    assert watermark_label(second) == label(4)
+    assert manifest.watermark(archive_key(archive)).reconciled_at == reconciled
+
+    third = source_on(archive, manifest)
+    assert start(third) == ([label(4)], [label(4)])
+    assert_never_skips(manifest, archive)
+
+
+def test_failed_runs_hold_the_watermark_until_out_of_attempts(
+    manifest: RunManifest, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    add_runs(archive, 0, 1, 2)
+    source = source_on(archive, manifest, retry=RetryPolicy(max_retries=0))  # one attempt
+    start(source)
+    held = run_id(source, 1)
+    assert manifest.claim(held, "job", max_attempts=2)
+    manifest.fail(held, "job", "boom")
+    finish(source, 0, 2)
+    assert watermark_label(source) == label(2)  # out of attempts for this job: settled
+
+    patient = source_on(archive, manifest, full_scan=True)  # three attempts
+    assert start(patient)[1] == [label(1)]
+    patient._planner.settle_watermark()
+    assert watermark_label(patient) == label(1)  # lowered to it: retryable again
+    assert_never_skips(manifest, archive)
+
+
+def test_a_limit_or_a_since_never_moves_the_watermark_past_unlisted_runs(
+    manifest: RunManifest, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    add_runs(archive, 0, 1, 2, 3)
+    limited = source_on(archive, manifest, limit=1)
+    assert start(limited)[1] == [label(0)]
+    finish(limited, 0)
+    assert watermark_label(limited) == label(1)
+
+    windowed = source_on(archive, manifest, since=START + timedelta(hours=3), full_scan=True)
+    assert start(windowed)[1] == [label(3)]
+    finish(windowed, 3)
+    assert watermark_label(windowed) == label(1)  # runs 1 and 2 were not listed
+
+    before = source_on(archive, manifest, until=START)  # all listed runs before the mark
+    start(before)
+    finish(before)
+    assert watermark_label(before) == label(1)
+    assert_never_skips(manifest, archive)
+
+
+# -- reconciliation and unmark -------------------------------------------------------------
+
+
+def test_a_late_run_below_the_watermark_is_found_by_the_next_reconciliation(
+    manifest: RunManifest, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    add_runs(archive, 0, 2)
+    first = source_on(archive, manifest)
+    start(first)
+    finish(first, 0, 2)
+    add_runs(archive, 1)  # copied late, below the watermark
+
+    assert start(source_on(archive, manifest))[1] == []  # not due yet: not listed
+    manifest._clock.now += DAY  # type: ignore[attr-defined]
+    due = source_on(archive, manifest)
+    listed, pending = start(due)
+    assert (len(listed), pending) == (3, [label(1)])
+    # Lowered before it is processed: a stop now would not lose it.
+    assert watermark_label(due) == label(1)
+    assert_never_skips(manifest, archive)
+    finish(due, 1)
+    assert watermark_label(due) == label(1)
+
+    # The reconciliation that lowered the watermark recorded none: the next one completes it.
+    after = source_on(archive, manifest)
+    assert start(after) == ([label(h) for h in (0, 1, 2)], [])
+    finish(after)
+    assert watermark_label(after) == label(2)
+    assert start(source_on(archive, manifest)) == ([label(2)], [])
+
+
+def test_full_scan_reconciles_at_once(manifest: RunManifest, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    add_runs(archive, 0, 2)
+    first = source_on(archive, manifest)
+    start(first)
+    finish(first, 0, 2)
+    add_runs(archive, 1)
+    assert start(source_on(archive, manifest, full_scan=True))[1] == [label(1)]
+    every_start = source_on(archive, manifest, reconcile_seconds=0)
+    assert len(start(every_start)[0]) == 3
+
+
+def test_an_unmark_below_the_watermark_is_listed_at_the_next_start(
+    manifest: RunManifest, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    add_runs(archive, 0, 1, 2, 3)
+    first = source_on(archive, manifest)
+    start(first)
+    finish(first, 0, 1, 2, 3)
+    manifest.unmark(run_id(first, 1))
+    redo = source_on(archive, manifest)
+    assert start(redo) == ([label(h) for h in (1, 2, 3)], [label(1)])
+
+
+def test_an_unmark_during_a_start_fails_its_advance(manifest: RunManifest, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    add_runs(archive, 0, 1, 2)
+    first = source_on(archive, manifest)
+    start(first)
+    finish(first, 0, 1)
+    racing = source_on(archive, manifest)
+    start(racing)  # lists from run 2, read as pending
+    manifest.add(run_id(racing, 2))
+    manifest.unmark(run_id(racing, 2))  # an operator, meanwhile
+    racing._planner.settle_watermark()
+    assert watermark_label(racing) == label(2)
+    assert_never_skips(manifest, archive)
+
+
+def test_concurrent_starts_keep_one_correct_watermark(
+    manifest: RunManifest, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    add_runs(archive, *range(24))
+
+    def worker(number: int) -> int:
+        done = 0
+        for _ in range(30):  # until a start finds nothing pending
+            source = source_on(archive, manifest)
+            _, pending = start(source)
+            if not pending:
+                break
+            for name in pending[:3]:
+                run = run_id(source, name)
+                if manifest.claim(run, f"w{number}"):
+                    manifest.commit(run, f"w{number}")
+                    done += 1
+            source._planner.settle_watermark()
+            assert_never_skips(manifest, archive)
+        return done
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(worker, range(4))) == 24
+    last = source_on(archive, manifest)
+    start(last)
+    finish(last)
+    assert watermark_label(last) == label(23)
+    assert all(entry.attempts == 1 for entry in manifest.entries())
+
+
+# -- what a start costs --------------------------------------------------------------------
+
+
+def s3_source(manifest: RunManifest, s3: Any) -> ManifestedRunSource:
+    return ManifestedRunSource(
+        "s3://acme/archive/", output="s3://acme/out/", manifest=manifest, client=s3
+    )
+
+
+def test_a_steady_start_costs_what_is_new_not_the_history(aws: Any) -> None:
+    s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
+    s3.create_bucket(Bucket="acme")
+    for hour in range(305):
+        s3.put_object(Bucket="acme", Key=f"archive/run={label(hour)}/part-0", Body=b"x")
+    manifest = RunManifests(dynamodb, "runs")
+    manifest.create()
+    first = ManifestedRunSource(
+        "s3://acme/archive/", output="s3://acme/out/", manifest=manifest, client=s3
+    )
+    start(first)
+    finish(first, *range(300))
+    calls: Counter[str] = Counter()
+    for client in (s3, dynamodb):
+        client.meta.events.register("before-call", lambda model, **_: calls.update([model.name]))
+    listed, pending = start(
+        ManifestedRunSource(
+            "s3://acme/archive/", output="s3://acme/out/", manifest=manifest, client=s3
+        )
+    )
+    assert pending == [label(hour) for hour in range(300, 305)]
+    assert listed == pending  # the watermark is the first of them, still pending
+    assert sum(calls.values()) <= 5, calls
+
+
+def test_the_pre_commit_check_lists_no_run_older_than_the_settle_time(
+    manifest: RunManifest, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    add_runs(archive, 0, 1)
+    old = (datetime.now(timezone.utc) - timedelta(hours=2)).timestamp()
+    os.utime(archive / f"run={label(0)}" / "part-00000", (old, old))
+    source = source_on(archive, manifest, settle_seconds=3600)
+    planner = source._planner
+    listings = planner.inspect(list_runs(archive))
+    listed: list[Any] = []
+    planner.inspect = lambda runs: listed.extend(runs) or []  # type: ignore[method-assign]
+    planner.changed_since_listed(listings)
+    assert [run.label for run in listed] == [label(1)]
