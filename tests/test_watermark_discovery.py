@@ -12,12 +12,18 @@ from typing import Any
 
 import pytest
 
-from spark_manifests import RunManifest, RunManifests, SQLiteRunManifest
+from spark_manifests import RunManifest, RunManifests, SQLiteRunManifest, write_sample_archive
+from spark_manifests import _batch_writer as batch_writer_module
+from spark_manifests._faults import POINTS
 from spark_manifests._run_folders import run_position
+from spark_manifests.manifest import RunStatus
 from spark_manifests.retry import RetryPolicy
 from spark_manifests.runs import archive_key, list_runs
 from spark_manifests.samples import DEFAULT_START
 from spark_manifests.source import ManifestedRunSource
+from spark_manifests.state import StateStore
+
+from .reliability import duplicate_event_ids, run_job
 
 START = DEFAULT_START.replace(tzinfo=timezone.utc)
 DAY = 24 * 3600
@@ -328,3 +334,144 @@ def test_the_pre_commit_check_lists_no_run_older_than_the_settle_time(
     planner.inspect = lambda runs: listed.extend(runs) or []  # type: ignore[method-assign]
     planner.changed_since_listed(listings)
     assert [run.label for run in listed] == [label(1)]
+
+
+# -- end to end ----------------------------------------------------------------------------
+
+EVENTS = 20
+
+
+def sample_runs(archive: Path, first_hour: float, runs: int, seed: int) -> None:
+    write_sample_archive(
+        archive,
+        runs=runs,
+        events_per_run=EVENTS,
+        files_per_run=1,
+        start=START + timedelta(hours=first_hour),
+        seed=seed,
+    )
+
+
+def spark_source(spark: Any, archive: Path, manifest: str, **options: Any) -> ManifestedRunSource:
+    work = archive.parent
+    return ManifestedRunSource(
+        str(archive),
+        spark=spark,
+        output=str(work / "out"),
+        manifest=manifest,
+        state=StateStore(str(work / "state")),
+        job_name="wm",
+        retry=NO_WAIT,
+        **options,
+    )
+
+
+def assert_output_once(spark: Any, archive: Path, runs: int) -> None:
+    events = spark.read.parquet(str(archive.parent / "out" / "events"))
+    assert events.count() == runs * EVENTS
+    assert events.select("event_id").distinct().count() == runs * EVENTS
+    assert duplicate_event_ids(events) == 0
+
+
+def processed(spark: Any, archive: Path, manifest: str, **options: Any) -> int:
+    return spark_source(spark, archive, manifest, **options).run().runs_committed
+
+
+def test_a_late_run_is_processed_after_the_next_reconciliation_and_never_twice(
+    spark: Any, tmp_path: Path
+) -> None:
+    archive, manifest = tmp_path / "archive", str(tmp_path / "m.sqlite")
+    sample_runs(archive, 0, 2, seed=1)
+    sample_runs(archive, 2, 1, seed=2)
+    assert processed(spark, archive, manifest) == 3
+    sample_runs(archive, 0.5, 1, seed=3)  # copied late, below the watermark
+
+    assert processed(spark, archive, manifest) == 0  # not listed until a reconciliation
+    assert processed(spark, archive, manifest, full_scan=True) == 1
+    assert processed(spark, archive, manifest, full_scan=True) == 0
+    assert processed(spark, archive, manifest) == 0
+
+    assert_output_once(spark, archive, 4)
+    with SQLiteRunManifest(manifest) as runs:
+        entries = list(runs.entries())
+        assert {entry.status for entry in entries} == {RunStatus.COMMITTED}
+        assert len(entries) == 4
+        assert all(entry.attempts == 1 for entry in entries)
+        assert_never_skips(runs, archive)
+
+
+def test_an_unmark_below_the_watermark_is_redone_at_the_next_start(
+    spark: Any, tmp_path: Path
+) -> None:
+    archive, manifest = tmp_path / "archive", str(tmp_path / "m.sqlite")
+    sample_runs(archive, 0, 3, seed=4)
+    assert processed(spark, archive, manifest) == 3
+    first = list_runs(archive)[0]
+    with SQLiteRunManifest(manifest) as runs:
+        runs.unmark(first.id)
+    assert processed(spark, archive, manifest) == 1  # no reconciliation needed
+    assert processed(spark, archive, manifest) == 0
+    assert_output_once(spark, archive, 3)
+
+
+class SimulatedCrash(BaseException):
+    """The driver dying: not an Exception, so nothing in the loop catches it."""
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_crash_at_any_stage_leaves_a_watermark_that_skips_no_unsettled_run(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    archive, manifest = tmp_path / "archive", str(tmp_path / "m.sqlite")
+    sample_runs(archive, 0, 2, seed=5)
+    assert processed(spark, archive, manifest) == 2
+    sample_runs(archive, 2, 3, seed=6)
+    passes = Counter[str]()
+
+    def crash_in_batch_2(name: str) -> None:
+        passes[name] += 1
+        if name == point and passes[name] == 2:
+            raise SimulatedCrash(point)
+
+    monkeypatch.setattr(batch_writer_module, "fault_point", crash_in_batch_2)
+    with pytest.raises(SimulatedCrash):
+        spark_source(spark, archive, manifest, max_runs_per_batch=1).run()
+    monkeypatch.undo()
+    with SQLiteRunManifest(manifest) as runs:
+        assert_never_skips(runs, archive)
+
+    spark_source(spark, archive, manifest, max_runs_per_batch=1).run()
+    assert_output_once(spark, archive, 5)
+    with SQLiteRunManifest(manifest) as runs:
+        assert {entry.status for entry in runs.entries()} == {RunStatus.COMMITTED}
+        assert runs.watermark(archive_key(archive)).run_id == list_runs(archive)[-1].id
+
+
+@pytest.mark.slow
+def test_concurrent_worker_processes_keep_one_watermark(spark: Any, tmp_path: Path) -> None:
+    archive, manifest = tmp_path / "archive", str(tmp_path / "m.sqlite")
+    sample_runs(archive, 0, 6, seed=7)
+
+    def worker(number: int) -> Any:
+        state = str(tmp_path / f"state{number}")
+        return run_job(
+            archive, tmp_path / "out", manifest, state, f"w{number}", "--max-runs-per-batch", "2"
+        )
+
+    for new_runs in (0, 4):  # a first start on a new archive, then a steady one
+        sample_runs(archive, 6, new_runs, seed=8)
+        with ThreadPoolExecutor(2) as pool:
+            for result in pool.map(worker, range(2)):
+                assert result.returncode == 0, result.stderr[-2000:]
+        with SQLiteRunManifest(manifest) as runs:
+            assert_never_skips(runs, archive)
+    assert_output_once(spark, archive, 10)
+    with SQLiteRunManifest(manifest) as runs:
+        entries = list(runs.entries())
+        assert len(entries) == 10
+        assert all(entry.attempts == 1 for entry in entries)
+        last = list_runs(archive)[-1].id
+        watermark = runs.watermark(archive_key(archive)).run_id
+    # A worker that lost the race left it for the next start: never past a pending run.
+    assert watermark is not None
+    assert run_position(watermark) <= run_position(last)
