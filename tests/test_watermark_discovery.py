@@ -63,6 +63,25 @@ def manifest(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunMani
     backend.close()
 
 
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    path = tmp_path / "archive"
+    path.mkdir()
+    return path
+
+
+def first_start(
+    archive: Path, manifest: RunManifest, *hours: float, committed: tuple[float, ...] | None = None
+) -> ManifestedRunSource:
+    """Runs at ``hours``, and a start that commits them (or ``committed``) and moves the
+    watermark on."""
+    add_runs(archive, *hours)
+    source = source_on(archive, manifest)
+    start(source)
+    finish(source, *(hours if committed is None else committed))
+    return source
+
+
 def source_on(archive: Path, manifest: RunManifest, **options: Any) -> ManifestedRunSource:
     return ManifestedRunSource(
         str(archive), output=str(archive.parent / "out"), manifest=manifest, **options
@@ -107,10 +126,8 @@ def assert_never_skips(manifest: RunManifest, archive: Path) -> None:
 
 
 def test_a_start_lists_from_the_watermark_and_moves_it_past_what_settled(
-    manifest: RunManifest, tmp_path: Path
+    manifest: RunManifest, archive: Path
 ) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
     add_runs(archive, 0, 1, 2)
     first = source_on(archive, manifest)
     assert start(first) == ([label(h) for h in (0, 1, 2)],) * 2  # a full listing
@@ -134,10 +151,8 @@ def test_a_start_lists_from_the_watermark_and_moves_it_past_what_settled(
 
 
 def test_failed_runs_hold_the_watermark_until_out_of_attempts(
-    manifest: RunManifest, tmp_path: Path
+    manifest: RunManifest, archive: Path
 ) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
     add_runs(archive, 0, 1, 2)
     source = source_on(archive, manifest, retry=RetryPolicy(max_retries=0))  # one attempt
     start(source)
@@ -155,10 +170,8 @@ def test_failed_runs_hold_the_watermark_until_out_of_attempts(
 
 
 def test_a_limit_or_a_since_never_moves_the_watermark_past_unlisted_runs(
-    manifest: RunManifest, tmp_path: Path
+    manifest: RunManifest, archive: Path
 ) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
     add_runs(archive, 0, 1, 2, 3)
     limited = source_on(archive, manifest, limit=1)
     assert start(limited)[1] == [label(0)]
@@ -181,14 +194,9 @@ def test_a_limit_or_a_since_never_moves_the_watermark_past_unlisted_runs(
 
 
 def test_a_late_run_below_the_watermark_is_found_by_the_next_reconciliation(
-    manifest: RunManifest, tmp_path: Path
+    manifest: RunManifest, archive: Path
 ) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    add_runs(archive, 0, 2)
-    first = source_on(archive, manifest)
-    start(first)
-    finish(first, 0, 2)
+    first_start(archive, manifest, 0, 2)
     add_runs(archive, 1)  # copied late, below the watermark
 
     assert start(source_on(archive, manifest))[1] == []  # not due yet: not listed
@@ -210,13 +218,8 @@ def test_a_late_run_below_the_watermark_is_found_by_the_next_reconciliation(
     assert start(source_on(archive, manifest)) == ([label(2)], [])
 
 
-def test_full_scan_reconciles_at_once(manifest: RunManifest, tmp_path: Path) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    add_runs(archive, 0, 2)
-    first = source_on(archive, manifest)
-    start(first)
-    finish(first, 0, 2)
+def test_full_scan_reconciles_at_once(manifest: RunManifest, archive: Path) -> None:
+    first_start(archive, manifest, 0, 2)
     add_runs(archive, 1)
     assert start(source_on(archive, manifest, full_scan=True))[1] == [label(1)]
     every_start = source_on(archive, manifest, reconcile_seconds=0)
@@ -224,26 +227,16 @@ def test_full_scan_reconciles_at_once(manifest: RunManifest, tmp_path: Path) -> 
 
 
 def test_an_unmark_below_the_watermark_is_listed_at_the_next_start(
-    manifest: RunManifest, tmp_path: Path
+    manifest: RunManifest, archive: Path
 ) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    add_runs(archive, 0, 1, 2, 3)
-    first = source_on(archive, manifest)
-    start(first)
-    finish(first, 0, 1, 2, 3)
+    first = first_start(archive, manifest, 0, 1, 2, 3)
     manifest.unmark(run_id(first, 1))
     redo = source_on(archive, manifest)
     assert start(redo) == ([label(h) for h in (1, 2, 3)], [label(1)])
 
 
-def test_an_unmark_during_a_start_fails_its_advance(manifest: RunManifest, tmp_path: Path) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    add_runs(archive, 0, 1, 2)
-    first = source_on(archive, manifest)
-    start(first)
-    finish(first, 0, 1)
+def test_an_unmark_during_a_start_fails_its_advance(manifest: RunManifest, archive: Path) -> None:
+    first_start(archive, manifest, 0, 1, 2, committed=(0, 1))
     racing = source_on(archive, manifest)
     start(racing)  # lists from run 2, read as pending
     manifest.add(run_id(racing, 2))
@@ -253,11 +246,7 @@ def test_an_unmark_during_a_start_fails_its_advance(manifest: RunManifest, tmp_p
     assert_never_skips(manifest, archive)
 
 
-def test_concurrent_starts_keep_one_correct_watermark(
-    manifest: RunManifest, tmp_path: Path
-) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
+def test_concurrent_starts_keep_one_correct_watermark(manifest: RunManifest, archive: Path) -> None:
     add_runs(archive, *range(24))
 
     def worker(number: int) -> int:
@@ -320,10 +309,8 @@ def test_a_steady_start_costs_what_is_new_not_the_history(aws: Any) -> None:
 
 
 def test_the_pre_commit_check_lists_no_run_older_than_the_settle_time(
-    manifest: RunManifest, tmp_path: Path
+    manifest: RunManifest, archive: Path
 ) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
     add_runs(archive, 0, 1)
     old = (datetime.now(timezone.utc) - timedelta(hours=2)).timestamp()
     os.utime(archive / f"run={label(0)}" / "part-00000", (old, old))
