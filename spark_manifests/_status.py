@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .manifest import RunManifest
 from .runs import Run
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 #: The columns of :meth:`ManifestedRunSource.status`, in order, with their Spark types.
 STATUS_COLUMNS = {
@@ -39,3 +42,21 @@ def _status_row(run: Run, entry: Any) -> dict[str, Any]:
     for name in list(STATUS_COLUMNS)[len(row) :]:
         row[name] = getattr(entry, name, None) if entry else None
     return row
+
+
+def status_table(
+    rows: list[dict[str, Any]], spark: Callable[[], SparkSession], *, as_spark: bool
+) -> Any:
+    """The rows as a pandas DataFrame when pandas is installed and not ``as_spark``, else as
+    a Spark DataFrame of the session ``spark()`` gives."""
+    if not as_spark:
+        try:
+            import pandas
+        except ImportError:
+            pass
+        else:
+            return pandas.DataFrame(rows, columns=list(STATUS_COLUMNS))
+    # Typed up front: inferred from the rows, a column that is None in all of them
+    # (no run failed yet: error) has no type, and Spark refuses the table.
+    schema = ", ".join(f"{name} {kind}" for name, kind in STATUS_COLUMNS.items())
+    return spark().createDataFrame([tuple(row.values()) for row in rows], schema)

@@ -34,6 +34,7 @@ from ._preflight import SparkArg, SparkPreflight
 from ._snapshots import JobSnapshots, at_work
 from ._status import STATUS_COLUMNS as STATUS_COLUMNS
 from ._status import status_rows as status_rows
+from ._status import status_table
 from .manifest import MAX_LEASE_SECONDS, RunManifest, check_lease_seconds
 from .manifest_open import open_manifest, refuse_unlikely_new_manifest
 from .plugins import Reader, ReaderAdapter, Transform, TransformAdapter
@@ -348,18 +349,7 @@ class ManifestedRunSource:
         ``as_spark=True``) with the columns of :data:`STATUS_COLUMNS`, even when empty;
         runs the manifest has never seen have status ``PENDING``.
         """
-        rows = self.status_rows()
-        if not as_spark:
-            try:
-                import pandas
-            except ImportError:
-                pass
-            else:
-                return pandas.DataFrame(rows, columns=list(STATUS_COLUMNS))
-        # Typed up front: inferred from the rows, a column that is None in all of them
-        # (no run failed yet: error) has no type, and Spark refuses the table.
-        schema = ", ".join(f"{name} {kind}" for name, kind in STATUS_COLUMNS.items())
-        return self.spark.createDataFrame([tuple(row.values()) for row in rows], schema)
+        return status_table(self.status_rows(), lambda: self.spark, as_spark=as_spark)
 
     def status_rows(self) -> list[dict[str, Any]]:
         """The rows of :meth:`status` as plain dictionaries."""
