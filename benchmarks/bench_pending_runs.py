@@ -16,6 +16,13 @@ so the SDK is timed once, after ours: it runs on the warmer server). Targets: at
 at most 70 API calls. Exits non-zero if a target is missed. The server is stopped at the end.
 
     python benchmarks/bench_pending_runs.py [--runs 5000] [--pending 10] [--repeat 5] [--sdk-items]
+
+``--steady-state`` measures instead what one start's discovery costs once the archive has a
+watermark (``benchmarks/_bench_steady.py``): 20,000 settled runs of history and 10 new, the
+start of a job that has run for years, side by side with a full read (today's start, and
+a reconciliation's) and the SDK's loop, and again with 100 runs of history:
+
+    python benchmarks/bench_pending_runs.py --steady-state [--runs 20000] [--pending 10]
 """
 
 from __future__ import annotations
@@ -201,7 +208,9 @@ def snowplow_sdk(s3: Any, dynamodb: Any) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5000, help="run folders in the archive")
+    parser.add_argument(
+        "--runs", type=int, help="run folders in the archive (default: 5000; 20000 of history)"
+    )
     parser.add_argument("--pending", type=int, default=10, help="runs not yet committed")
     parser.add_argument(
         "--repeat", type=int, default=5, help="timed passes of spark_manifests (median kept)"
@@ -211,12 +220,24 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="committed items hold only RunId, as the SDK writes them (default: as commit does)",
     )
+    parser.add_argument(
+        "--steady-state",
+        action="store_true",
+        help="one start's discovery with a watermark (--runs of history, --pending new)",
+    )
     args = parser.parse_args(argv)
     for name, value in FAKE_AWS_ENV.items():
         os.environ.setdefault(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         os.environ.pop(name, None)
 
+    if args.steady_state:
+        from _bench_steady import steady_state
+
+        with moto_server() as url:
+            history = args.runs or 20000
+            return steady_state(url, history=history, new=args.pending, repeat=args.repeat)
+    args.runs = args.runs or 5000
     ids = run_ids(args.runs)
     step = max(1, args.runs // max(1, args.pending))
     pending = set(ids[step // 2 :: step][: args.pending])

@@ -1,8 +1,9 @@
 """Batch planning: which runs are pending, and how they group into Spark jobs.
 
-:class:`BatchPlanner` lists the archive within the time window, asks the manifest which runs
-are pending, and groups them into batches by count and input bytes, leaving runs in cold
-storage or still settling for a later start.
+:class:`BatchPlanner` lists the archive within the time window (a start: from its watermark
+on, see :mod:`spark_manifests._discovery`), asks the manifest which runs are pending, and
+groups them into batches by count and input bytes, leaving runs in cold storage or still
+settling for a later start.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from ._discovery import Discovery, WatermarkDiscovery
 from ._locations import Location
 from .exceptions import InvalidLocationError
 from .manifest import RunManifest, RunStatus
-from .runs import RUN_FOLDER_RE, Run, RunListing, inspect_runs, is_cold, list_runs
+from .runs import RUN_FOLDER_RE, Run, RunListing, archive_key, inspect_runs, is_cold, list_runs
 from .sinks import Sink
 
 _logger = logging.getLogger(__name__)
@@ -25,8 +27,8 @@ _logger = logging.getLogger(__name__)
 # job commits to (one BatchGetItem call).
 _OUTPUTS_SAMPLED = 25
 
-# A run whose files are all older than this when listed is taken as complete: it is not
-# listed again before its commit.
+# Without a settle time, a run whose files are all older than this when listed is taken as
+# complete: it is not listed again before its commit.
 _RECHECKED_FOR_SECONDS = 24 * 3600
 
 _GLOB_CHARACTERS = re.compile(r"[\\{}\[\]*?]")
@@ -34,7 +36,12 @@ _GLOB_CHARACTERS = re.compile(r"[\\{}\[\]*?]")
 
 class BatchPlanner:
     """The pending runs of an archive, in batches of at most ``max_runs`` runs and
-    ``max_bytes`` input bytes; ``on_deferred`` is told of each run left for a later start."""
+    ``max_bytes`` input bytes; ``on_deferred`` is told of each run left for a later start.
+
+    A start (:meth:`discover`) lists from the archive's watermark on, and a full listing
+    every ``reconcile_seconds`` or with ``full_scan``; :meth:`settle_watermark` moves the
+    watermark on after the start's batches.
+    """
 
     def __init__(
         self,
@@ -48,6 +55,8 @@ class BatchPlanner:
         settle_seconds: float,
         max_attempts: int,
         on_deferred: Callable[[Run], None],
+        reconcile_seconds: float,
+        full_scan: bool = False,
         client: Any | None = None,
         session: Any | None = None,
     ) -> None:
@@ -63,18 +72,47 @@ class BatchPlanner:
         self._client = client
         self._session = session
         self._sharing_checked = False
+        self._watermarks = WatermarkDiscovery(
+            manifest,
+            archive_key(archive),
+            reconcile_seconds=reconcile_seconds,
+            full_scan=full_scan,
+            max_attempts=max_attempts,
+        )
+        self._discovery: Discovery | None = None
 
-    def archive_runs(self) -> list[Run]:
+    def archive_runs(self, from_run: str | None = None) -> list[Run]:
         return list_runs(
             self.archive,
             since=self.since,
             until=self.until,
             client=self._client,
             session=self._session,
+            from_run=from_run,
         )
 
+    def discover(self) -> tuple[list[Run], bool]:
+        """A start's runs: from the watermark on (read first), or every run of the window
+        when reconciling; and whether the whole archive was listed.
+        :meth:`pending_among` of these runs records them for :meth:`settle_watermark`."""
+        discovery = self._watermarks.begin(self.since)
+        runs = self.archive_runs(self._watermarks.from_run(discovery))
+        self._discovery = discovery
+        return runs, discovery.full
+
+    def settle_watermark(self) -> None:
+        """Move the archive's watermark on past the runs this start settled."""
+        discovery, self._discovery = self._discovery, None
+        if discovery is not None:
+            self._watermarks.settle(discovery)
+
     def pending(self) -> list[Run]:
-        """The runs in the archive (within since/until, at most ``limit``) not yet processed."""
+        """The runs in the archive (within since/until, at most ``limit``) not yet processed.
+
+        Lists the whole window: the answer is complete even for a run copied late below the
+        watermark.
+        """
+        self._discovery = None
         runs = self.archive_runs()
         refuse_shared_labels(runs)
         return self.pending_among(runs)
@@ -84,6 +122,8 @@ class BatchPlanner:
         # Failed runs out of attempts are left out before the limit: a claim would refuse
         # them, and a limit they filled would stall the job on them for good.
         pending_ids = self.manifest.pending(list(by_id), max_attempts=self.max_attempts)
+        if self._discovery is not None and not self._discovery.listed:
+            self._watermarks.record(self._discovery, list(by_id), pending_ids)
         still_pending = set(pending_ids)
         settled = [by_id[run_id] for run_id in by_id if run_id not in still_pending]
         self._warn_if_committed_elsewhere(settled)
@@ -168,14 +208,16 @@ class BatchPlanner:
         """The runs of a batch whose files changed since they were listed, and how.
 
         A run still being copied into the archive would otherwise be committed with only
-        the files listed. Runs whose files are all older than a day are not listed again.
+        the files listed. A run whose files were all older than the settle time when listed
+        (without one: a day) is complete by then, and is not listed again.
         """
         now = datetime.now(timezone.utc)
+        settled_after = self.settle_seconds or _RECHECKED_FOR_SECONDS
         recent = [
             listing
             for listing in batch
             if listing.last_modified is None
-            or (now - listing.last_modified).total_seconds() < _RECHECKED_FOR_SECONDS
+            or (now - listing.last_modified).total_seconds() < settled_after
         ]
         changed = {}
         for before, after in zip(recent, self.inspect([listing.run for listing in recent])):

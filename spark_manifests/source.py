@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 from ._batch_writer import BatchWriter
 from ._claims import Claims
+from ._discovery import DEFAULT_RECONCILE_SECONDS
 from ._events import Progress
 from ._ledger import MAX_SUMMARY_ERROR_CHARS as MAX_SUMMARY_ERROR_CHARS
 from ._ledger import JobSummary, OutcomeLedger
@@ -131,6 +132,11 @@ class ManifestedRunSource:
         still being copied into the archive would be committed with only part of its
         files. Whatever this is, a run whose files change while it is processed is not
         committed (see :meth:`run`).
+    reconcile_seconds, full_scan
+        A start lists the archive from its watermark on (every run before it is settled),
+        and the whole archive when its last full listing is ``reconcile_seconds`` old (a
+        day by default; 0: every start) or with ``full_scan``: that finds runs copied late
+        below the watermark. See the manifest page of the docs.
     take_over
         Resume the job's running state even when it was saved less than ``lease_seconds``
         ago by a process that may still be at work (by default that raises
@@ -176,12 +182,15 @@ class ManifestedRunSource:
         owner: str | None = None,
         lease_seconds: int = 3600,
         settle_seconds: float = 0,
+        reconcile_seconds: float = DEFAULT_RECONCILE_SECONDS,
+        full_scan: bool = False,
         take_over: bool = False,
         client: Any | None = None,
         session: boto3.session.Session | None = None,
         s3_setup: bool = True,
     ) -> None:
         _check_options(sink, output, max_runs_per_batch, max_bytes_per_batch, settle_seconds)
+        _check_reconcile_seconds(reconcile_seconds)
         check_window(since, until, limit)
         check_lease_seconds(lease_seconds)
         self._reader = ReaderAdapter(
@@ -193,22 +202,17 @@ class ManifestedRunSource:
         self._owns_manifest = not isinstance(manifest, RunManifest)
         self.manifest = _open_manifest(manifest, session=session)
         self.state_store = _open_state_store(state, client=client, session=session)
-        self.sink = sink or ParquetSink(
-            output,  # type: ignore[arg-type]
-            client=client,
-            session=session,
-        )
-        self.max_runs_per_batch = max_runs_per_batch
-        self.max_bytes_per_batch = max_bytes_per_batch
+        self.sink = sink or ParquetSink(output, client=client, session=session)  # type: ignore[arg-type]
+        self.max_runs_per_batch, self.max_bytes_per_batch = max_runs_per_batch, max_bytes_per_batch
         self.since, self.until, self.limit = since, until, limit
         self.retry = retry or RetryPolicy()
         self.fail_fast = fail_fast
         self.lease_seconds = lease_seconds
         self.settle_seconds = settle_seconds
+        self.reconcile_seconds, self.full_scan = reconcile_seconds, full_scan
         self.take_over = take_over
         self._owner = owner
-        self._s3_client, self._session = client, session
-        self._s3_setup = s3_setup
+        self._s3_client, self._session, self._s3_setup = client, session, s3_setup
         self._output = None if output is None else os.fspath(output)
         self._read_cursor: set[str] = set()
         self._build_units(spark, transform)
@@ -227,6 +231,8 @@ class ManifestedRunSource:
             settle_seconds=self.settle_seconds,
             max_attempts=max_attempts,
             on_deferred=self._ledger.deferred,
+            reconcile_seconds=self.reconcile_seconds,
+            full_scan=self.full_scan,
             client=self._s3_client,
             session=self._session,
         )
@@ -374,9 +380,9 @@ class ManifestedRunSource:
         """
         started = time.monotonic()
         # A wrong or unreadable archive fails here, before a snapshot says the job is running.
-        runs = self._planner.archive_runs()
+        runs, whole = self._planner.discover()
         refuse_shared_labels(runs)
-        if not runs:
+        if not runs and whole:
             refuse_a_run_folder(self.archive)
             _logger.warning(
                 "No run folders (run=YYYY-mm-DD-hh-MM-SS) in %s%s: is it the right archive?",
@@ -411,6 +417,7 @@ class ManifestedRunSource:
             summary.batches = number
             done = summary.settled - settled_before
             self._ledger.report(min(done, total), total, f"batch {number} done")
+        self._planner.settle_watermark()
         summary.seconds = round(time.monotonic() - started, 3)
         self._snapshots.complete(summary)
         self._ledger.log_done()
@@ -437,6 +444,11 @@ def _check_options(
         raise ValueError(
             f"settle_seconds must be between 0 and {MAX_LEASE_SECONDS}, got {settle_seconds}"
         )
+
+
+def _check_reconcile_seconds(reconcile_seconds: float) -> None:
+    if not 0 <= reconcile_seconds < float("inf"):
+        raise ValueError(f"reconcile_seconds must be 0 or more, got {reconcile_seconds}")
 
 
 def _open_manifest(manifest: ManifestArg, *, session: Any) -> RunManifest:

@@ -8,6 +8,7 @@ import functools
 import sys
 from typing import Any
 
+from .._discovery import DEFAULT_RECONCILE_SECONDS
 from .._spark import get_or_create_spark
 from ..source import ManifestedRunSource
 from . import _display
@@ -37,6 +38,8 @@ def make_source(args: argparse.Namespace, archive: str, output: str, job: str) -
         fail_fast=getattr(args, "fail_fast", False),
         take_over=getattr(args, "take_over", False),
         settle_seconds=getattr(args, "settle", 0),
+        reconcile_seconds=getattr(args, "reconcile_every", DEFAULT_RECONCILE_SECONDS),
+        full_scan=getattr(args, "full_scan", False),
         transform=getattr(args, "transform", None),
         iglu=iglu_option(getattr(args, "iglu", None)),
     )

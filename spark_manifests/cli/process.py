@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from .._discovery import DEFAULT_RECONCILE_SECONDS
 from ._job import FORMATS, make_source, run_source
 from ._options import DEFAULT_JOB, add_command, add_spark_options, add_where, add_window
 
@@ -23,6 +24,43 @@ def register(commands: Subcommands) -> None:
         required=True,
         help="where the output goes: a folder (Parquet, Delta) or an Iceberg warehouse",
     )
+    _add_format_options(process)
+    process.add_argument(
+        "--job",
+        default=DEFAULT_JOB,
+        help="job name: names the state files and the claims (default: %(default)s)",
+    )
+    add_where(process)
+    add_window(process)
+    process.add_argument("--limit", type=int, help="process at most this many runs")
+    process.add_argument(
+        "--settle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="leave a run for a later start while its newest file is younger than this "
+        "(for runs still being copied into the archive; default: %(default)s)",
+    )
+    _add_discovery_options(process)
+    process.add_argument(
+        "--take-over",
+        action="store_true",
+        help="resume the job's state even if its last run may still be at work "
+        "(only when that run is known to be dead)",
+    )
+    process.add_argument(
+        "--iglu",
+        action="append",
+        metavar="REPOSITORY",
+        help="type the entity columns from their Iglu schemas: a resolver configuration "
+        "file (.json), or a static repository (folder, s3:// prefix, http(s):// URL); "
+        "repeat for several repositories, asked in the order given",
+    )
+    add_spark_options(process)
+
+
+def _add_format_options(process: argparse.ArgumentParser) -> None:
+    """The output's table format, and where an Iceberg table's catalog is."""
     process.add_argument(
         "--format",
         choices=FORMATS,
@@ -41,37 +79,24 @@ def register(commands: Subcommands) -> None:
         default="snowplow",
         help="with --format iceberg: the tables' namespace (default: %(default)s)",
     )
+
+
+def _add_discovery_options(process: argparse.ArgumentParser) -> None:
+    """How a start finds new runs: from the watermark, with a full listing now and then."""
     process.add_argument(
-        "--job",
-        default=DEFAULT_JOB,
-        help="job name: names the state files and the claims (default: %(default)s)",
-    )
-    add_where(process)
-    add_window(process)
-    process.add_argument("--limit", type=int, help="process at most this many runs")
-    process.add_argument(
-        "--settle",
+        "--reconcile-every",
         type=float,
-        default=0,
+        default=DEFAULT_RECONCILE_SECONDS,
         metavar="SECONDS",
-        help="leave a run for a later start while its newest file is younger than this "
-        "(for runs still being copied into the archive; default: %(default)s)",
+        help="list the whole archive when its last full listing is this old, to find runs "
+        "copied late below the watermark; other starts list from the watermark on "
+        "(0: every start; default: %(default)s, a day)",
     )
     process.add_argument(
-        "--take-over",
+        "--full-scan",
         action="store_true",
-        help="resume the job's state even if its last run may still be at work "
-        "(only when that run is known to be dead)",
+        help="list the whole archive at this start (a reconciliation now)",
     )
-    process.add_argument(
-        "--iglu",
-        action="append",
-        metavar="REPOSITORY",
-        help="type the entity columns from their Iglu schemas: a resolver configuration "
-        "file (.json), or a static repository (folder, s3:// prefix, http(s):// URL); "
-        "repeat for several repositories, asked in the order given",
-    )
-    add_spark_options(process)
 
 
 def handle(args: argparse.Namespace) -> int:
