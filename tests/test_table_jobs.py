@@ -141,6 +141,17 @@ class Job:
             return list(manifest.entries())
 
 
+@pytest.fixture
+def job(
+    spark: SparkSession,
+    archive: Path,
+    spark_defaults: dict[str, str],
+    tmp_path: Path,
+    table_format: str,
+) -> Job:
+    return Job(table_format, archive, tmp_path, spark_defaults, spark)
+
+
 def expected_events(spark: SparkSession, runs: Sequence[Run]) -> tuple[DataFrame, int]:
     """The good lines of ``runs`` (as the reader reads them) and the number of bad ones."""
     events, bad_rows = table_sinks.read_runs(spark, runs)
@@ -162,14 +173,7 @@ def assert_one_commit_per_run(commits: Sequence[str], labels: Sequence[str]) -> 
     assert set(commits) <= set(labels)
 
 
-def test_the_job_twice_then_a_run_redone_after_unmark(
-    spark: SparkSession,
-    archive: Path,
-    spark_defaults: dict[str, str],
-    tmp_path: Path,
-    table_format: str,
-) -> None:
-    job = Job(table_format, archive, tmp_path, spark_defaults, spark)
+def test_the_job_twice_then_a_run_redone_after_unmark(job: Job, archive: Path) -> None:
     runs = list_runs(archive)
 
     job.run()
@@ -191,20 +195,13 @@ def test_the_job_twice_then_a_run_redone_after_unmark(
     assert job.commits() == [*labels, redone.label]
     # Time travel to before the last run's first commit: the table without it.
     before_last = job.read(before=runs[2])
-    table_sinks.time_travel_excludes(before_last, runs[2], expected_events(spark, runs[:2])[0])
+    table_sinks.time_travel_excludes(before_last, runs[2], expected_events(job.spark, runs[:2])[0])
 
 
-def test_killed_at_each_stage_boundary_each_batch_lands_once(
-    spark: SparkSession,
-    archive: Path,
-    spark_defaults: dict[str, str],
-    tmp_path: Path,
-    table_format: str,
-) -> None:
+def test_killed_at_each_stage_boundary_each_batch_lands_once(job: Job, archive: Path) -> None:
     """One job killed at each point in turn, each start resuming the last one's batch: at
     mid_write (the table commit landed, the manifest's not) the resumed batch is committed
     from the table's history, not written again."""
-    job = Job(table_format, archive, tmp_path, spark_defaults, spark)
     runs = list_runs(archive)
 
     for point in POINTS:
