@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,15 @@ def test_killed_at_each_stage_boundary_each_batch_lands_once(job: Job, archive: 
     # after_write) did not make the resume write it again.
     assert sorted(job.commits()) == [run.label for run in runs]
     assert_one_commit_per_run(job.commits(BAD_ROWS), [run.label for run in runs])
+
+
+def test_table_sinks_declare_that_they_keep_bad_rows(tmp_path: Path) -> None:
+    imported = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", "import " + DeltaSink.__module__],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr[-2000:]  # not found by the method
+    assert DeltaSink(tmp_path).writes_bad_rows
+    assert not DeltaSink(tmp_path, keep_bad_rows=False).writes_bad_rows
