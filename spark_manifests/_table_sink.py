@@ -90,6 +90,8 @@ class TableSink(BatchCommitSink):
     (:meth:`_table_holds_batch`).
     """
 
+    #: Bad rows go to a second table (``keep_bad_rows=False`` leaves them out per instance).
+    writes_bad_rows = True
     #: Java class names (or error classes) of concurrent-commit conflicts, as a regex.
     _conflicts: re.Pattern[str]
 

@@ -389,6 +389,10 @@ class ManifestedRunSource:
                 self.archive.uri,
                 "" if self.since is None and self.until is None else " within since/until",
             )
+        if self.sink.supports_batch_commits:
+            # Such a sink reads its tables through Spark in prepare() and on resume (whether
+            # a batch landed): the job's session must be running first, not just any session.
+            self._preflight.start()
         # Before the snapshot: an output holding another manifest's runs is a wrong argument.
         self.sink.prepare(job_name=self.job_name, manifest=self.manifest.uri)
         self._owner = self._snapshots.open(self._owner)

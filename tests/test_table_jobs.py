@@ -1,0 +1,232 @@
+"""``spark-manifests process --format delta|iceberg`` end to end: the real command in its own
+interpreter, killed with SIGKILL at each stage boundary, run again, redone after ``manifest
+unmark``; the tables read back with ``spark.read`` and their commit logs counted.
+
+Skipped on a pyspark no Delta or Iceberg release supports (CI runs them in a second venv with
+a supported one, see .ci/run).
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_manifests import RunStatus, SQLiteRunManifest, write_sample_archive
+from spark_manifests._faults import KILL_AT_ENV, POINTS
+from spark_manifests._table_sink import BAD_ROWS, EVENTS, TableSink
+from spark_manifests.cli import main
+from spark_manifests.delta_sink import DeltaSink
+from spark_manifests.iceberg_sink import IcebergSink
+from spark_manifests.runs import Run, list_runs
+
+from . import table_sinks
+from .reliability import assert_all_committed_once, run_job
+
+RUNS = 3
+JOB = "tables"
+_catalogs = itertools.count()
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("table_jobs_archive")
+    write_sample_archive(
+        path, runs=RUNS, events_per_run=60, files_per_run=2, bad_line_ratio=0.05, seed=21
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def spark_defaults(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The jobs' Spark settings, as a cluster's spark-defaults.conf gives them: few shuffle
+    partitions and a small Delta state rebuild, or each commit costs seconds of tasks."""
+    conf = tmp_path_factory.mktemp("spark_conf")
+    (conf / "spark-defaults.conf").write_text(
+        "spark.sql.shuffle.partitions 2\n"
+        "spark.default.parallelism 2\n"
+        "spark.databricks.delta.snapshotPartitions 1\n"
+        "spark.ui.enabled false\n"
+    )
+    return {"SPARK_CONF_DIR": str(conf)}
+
+
+@pytest.fixture(params=["delta", "iceberg"])
+def table_format(request: pytest.FixtureRequest, spark: SparkSession) -> str:
+    package = "io.delta" if request.param == "delta" else "org.apache.iceberg"
+    if package not in (spark.conf.get("spark.jars.packages", "") or ""):
+        pytest.skip(f"no {request.param} release supports this pyspark (see docs)")
+    return str(request.param)
+
+
+class Job:
+    """The command's job of one format on ``root``: runs it, and reads what it wrote."""
+
+    def __init__(
+        self, table_format: str, archive: Path, root: Path, env: dict[str, str], spark: Any
+    ) -> None:
+        self.table_format = table_format
+        self.archive = archive
+        self.output = root / "lake"
+        self.manifest = str(root / "m.sqlite")
+        self.state = str(root / "state")
+        self.env = env
+        self.spark = spark
+
+    def run(self, *, kill_at: str | None = None) -> subprocess.CompletedProcess:
+        env = dict(self.env, **({KILL_AT_ENV: kill_at} if kill_at else {}))
+        done = run_job(
+            self.archive,
+            self.output,
+            self.manifest,
+            self.state,
+            JOB,
+            "--format",
+            self.table_format,
+            "--max-runs-per-batch",
+            "1",
+            env=env,
+        )
+        expected = -signal.SIGKILL if kill_at else 0
+        assert done.returncode == expected, (kill_at, done.stderr[-3000:])
+        return done
+
+    def sink(self) -> TableSink:
+        """A new sink on the tables (an Iceberg catalog of its own: none caches a table)."""
+        if self.table_format == "delta":
+            return DeltaSink(self.output, spark=self.spark)
+        return IcebergSink(str(self.output), catalog=f"e2e_{next(_catalogs)}", spark=self.spark)
+
+    def read(self, table: str = EVENTS, *, before: Run | None = None) -> DataFrame:
+        sink = self.sink()
+        if self.table_format == "delta":
+            assert isinstance(sink, DeltaSink)
+            reader = self.spark.read.format("delta")
+            if before is not None:
+                reader = reader.option("versionAsOf", sink.version_before(before, table=table))
+            return reader.load(sink.table_name(table))
+        assert isinstance(sink, IcebergSink)
+        reader = self.spark.read
+        if before is not None:
+            reader = reader.option("versionAsOf", sink.snapshot_before(before, table=table))
+        sink._session(self.spark)  # its Hadoop catalog on the warehouse
+        return reader.table(sink.table_name(table))
+
+    def commits(self, table: str = EVENTS) -> list[str]:
+        """The runs of each commit of ``table``, oldest first."""
+        sink = self.sink()
+        if self.table_format == "delta":
+            history = self.spark.sql(f"DESCRIBE HISTORY delta.`{sink.table_name(table)}`")
+            recorded = F.get_json_object("userMetadata", "$['spark-manifests.runs']")
+            rows = history.orderBy("version").select(recorded).collect()
+        else:
+            assert isinstance(sink, IcebergSink)
+            sink._session(self.spark)
+            snapshots = self.spark.read.table(f"{sink.table_name(table)}.snapshots")
+            recorded = F.element_at(F.col("summary"), F.lit("spark-manifests.runs"))
+            rows = snapshots.orderBy("committed_at").select(recorded).collect()
+        return [row[0] for row in rows]
+
+    def entries(self) -> list[Any]:
+        with SQLiteRunManifest(self.manifest) as manifest:
+            return list(manifest.entries())
+
+
+@pytest.fixture
+def job(
+    spark: SparkSession,
+    archive: Path,
+    spark_defaults: dict[str, str],
+    tmp_path: Path,
+    table_format: str,
+) -> Job:
+    return Job(table_format, archive, tmp_path, spark_defaults, spark)
+
+
+def expected_events(spark: SparkSession, runs: Sequence[Run]) -> tuple[DataFrame, int]:
+    """The good lines of ``runs`` (as the reader reads them) and the number of bad ones."""
+    events, bad_rows = table_sinks.read_runs(spark, runs)
+    return events, bad_rows.count()
+
+
+def assert_each_event_once(job: Job, runs: Sequence[Run]) -> None:
+    events, bad_rows = expected_events(job.spark, runs)
+    table = job.read()
+    table_sinks.assert_exactly_once(table, events)
+    assert table.select("event_id").distinct().count() == table.count() == events.count()
+    assert job.read(BAD_ROWS).count() == bad_rows > 0
+
+
+def assert_one_commit_per_run(commits: Sequence[str], labels: Sequence[str]) -> None:
+    """The bad rows' commits: one per run at most (a batch with no bad line and no table yet
+    creates none), and the table holds some."""
+    assert len(set(commits)) == len(commits) > 0
+    assert set(commits) <= set(labels)
+
+
+def test_the_job_twice_then_a_run_redone_after_unmark(job: Job, archive: Path) -> None:
+    runs = list_runs(archive)
+
+    job.run()
+    again = job.run()
+
+    assert "0 runs committed" in again.stdout + again.stderr  # nothing left to do
+    assert_all_committed_once(job.entries(), RUNS)
+    assert_each_event_once(job, runs)
+    labels = [run.label for run in runs]
+    assert job.commits() == labels  # one commit per batch (one run each), none by the rerun
+    assert_one_commit_per_run(job.commits(BAD_ROWS), labels)
+
+    redone = runs[1]
+    assert main(["manifest", "unmark", redone.label, "--manifest", job.manifest]) == 0
+    job.run()
+
+    assert_all_committed_once(job.entries(), RUNS)
+    assert_each_event_once(job, runs)  # the redo replaced its rows: none twice
+    assert job.commits() == [*labels, redone.label]
+    # Time travel to before the last run's first commit: the table without it.
+    before_last = job.read(before=runs[2])
+    table_sinks.time_travel_excludes(before_last, runs[2], expected_events(job.spark, runs[:2])[0])
+
+
+def test_killed_at_each_stage_boundary_each_batch_lands_once(job: Job, archive: Path) -> None:
+    """One job killed at each point in turn, each start resuming the last one's batch: at
+    mid_write (the table commit landed, the manifest's not) the resumed batch is committed
+    from the table's history, not written again."""
+    runs = list_runs(archive)
+
+    for point in POINTS:
+        job.run(kill_at=point)
+        if point == "mid_write":  # killed after run 1's table commit, before its manifest's
+            assert job.commits() == [runs[0].label]
+            assert job.entries()[0].status is RunStatus.PROCESSING
+    job.run()
+
+    assert_all_committed_once(job.entries(), RUNS)
+    assert_each_event_once(job, runs)
+    # Each run's batch was committed to the table once: kills after its commit (mid_write,
+    # after_write) did not make the resume write it again.
+    assert sorted(job.commits()) == [run.label for run in runs]
+    assert_one_commit_per_run(job.commits(BAD_ROWS), [run.label for run in runs])
+
+
+def test_table_sinks_declare_that_they_keep_bad_rows(tmp_path: Path) -> None:
+    imported = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", "import " + DeltaSink.__module__],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr[-2000:]  # not found by the method
+    assert DeltaSink(tmp_path).writes_bad_rows
+    assert not DeltaSink(tmp_path, keep_bad_rows=False).writes_bad_rows
