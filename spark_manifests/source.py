@@ -130,8 +130,9 @@ class ManifestedRunSource:
     settle_seconds
         Leave a run for a later start while its newest file is younger than this: a run
         still being copied into the archive would be committed with only part of its
-        files. Whatever this is, a run whose files change while it is processed is not
-        committed (see :meth:`run`).
+        files. A run whose newest file was younger than this when listed (without a
+        settle time: a day) is listed again before its commit, and not committed if its
+        files changed meanwhile.
     reconcile_seconds, full_scan
         A start lists the archive from its watermark on (every run before it is settled),
         and the whole archive when its last full listing is ``reconcile_seconds`` old (a
@@ -189,8 +190,9 @@ class ManifestedRunSource:
         session: boto3.session.Session | None = None,
         s3_setup: bool = True,
     ) -> None:
-        _check_options(sink, output, max_runs_per_batch, max_bytes_per_batch, settle_seconds)
-        _check_reconcile_seconds(reconcile_seconds)
+        _check_options(
+            sink, output, max_runs_per_batch, max_bytes_per_batch, settle_seconds, reconcile_seconds
+        )
         check_window(since, until, limit)
         check_lease_seconds(lease_seconds)
         self._reader = ReaderAdapter(
@@ -212,13 +214,20 @@ class ManifestedRunSource:
         self.reconcile_seconds, self.full_scan = reconcile_seconds, full_scan
         self.take_over = take_over
         self._owner = owner
-        self._s3_client, self._session, self._s3_setup = client, session, s3_setup
-        self._output = None if output is None else os.fspath(output)
         self._read_cursor: set[str] = set()
-        self._build_units(spark, transform)
+        self._build_units(spark, transform, output, client, session, s3_setup)
 
-    def _build_units(self, spark: SparkArg, transform: Callable[..., DataFrame] | None) -> None:
-        """The stage units, each owning its part of the job's state."""
+    def _build_units(
+        self,
+        spark: SparkArg,
+        transform: Callable[..., DataFrame] | None,
+        output: PathLike | None,
+        client: Any | None,
+        session: boto3.session.Session | None,
+        s3_setup: bool,
+    ) -> None:
+        """The stage units, each owning its part of the job's state (the AWS clients and
+        the output location are theirs alone)."""
         self._ledger = OutcomeLedger(self.job_name, fail_fast=self.fail_fast)
         max_attempts = self.retry.max_retries + 1
         self._planner = BatchPlanner(
@@ -233,8 +242,8 @@ class ManifestedRunSource:
             on_deferred=self._ledger.deferred,
             reconcile_seconds=self.reconcile_seconds,
             full_scan=self.full_scan,
-            client=self._s3_client,
-            session=self._session,
+            client=client,
+            session=session,
         )
         self._claims = Claims(
             self.manifest,
@@ -256,8 +265,8 @@ class ManifestedRunSource:
             job_name=self.job_name,
             manifest=self.manifest,
             state_store=self.state_store,
-            s3_locations=(self.archive.uri, self._output or ""),
-            s3_setup=self._s3_setup,
+            s3_locations=(self.archive.uri, "" if output is None else os.fspath(output)),
+            s3_setup=s3_setup,
         )
         self._transform = TransformAdapter(transform, job_name=self.job_name)
         self._batch_writer = BatchWriter(
@@ -437,6 +446,7 @@ def _check_options(
     max_runs_per_batch: int,
     max_bytes_per_batch: int | None,
     settle_seconds: float,
+    reconcile_seconds: float,
 ) -> None:
     if sink is None and output is None:
         raise ValueError("Give either output= (a location for Parquet output) or sink=.")
@@ -448,9 +458,6 @@ def _check_options(
         raise ValueError(
             f"settle_seconds must be between 0 and {MAX_LEASE_SECONDS}, got {settle_seconds}"
         )
-
-
-def _check_reconcile_seconds(reconcile_seconds: float) -> None:
     if not 0 <= reconcile_seconds < float("inf"):
         raise ValueError(f"reconcile_seconds must be 0 or more, got {reconcile_seconds}")
 
