@@ -308,6 +308,37 @@ def test_a_steady_start_costs_what_is_new_not_the_history(aws: Any) -> None:
     assert sum(calls.values()) <= 5, calls
 
 
+def test_a_start_with_nothing_new_costs_five_calls_at_most(aws: Any) -> None:
+    s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
+    s3.create_bucket(Bucket="acme")
+    for hour in range(300):
+        s3.put_object(Bucket="acme", Key=f"archive/run={label(hour)}/part-0", Body=b"x")
+    manifest = RunManifests(dynamodb, "runs")
+    manifest.create()
+    first = s3_source(manifest, s3)
+    start(first)
+    finish(first, *range(300))
+    calls: Counter[str] = Counter()
+    for client in (s3, dynamodb):
+        client.meta.events.register("before-call", lambda model, **_: calls.update([model.name]))
+    source = s3_source(manifest, s3)
+    listed, pending = start(source)
+    source._planner.settle_watermark()
+    assert (listed, pending) == ([label(299)], [])  # the watermark run alone, settled
+    assert sum(calls.values()) <= 5, calls
+    assert "UpdateItem" not in calls and "PutItem" not in calls  # nothing moved: no write
+    assert watermark_label(source) == label(299)
+
+
+def test_reconcile_seconds_must_be_a_finite_number_of_seconds(
+    manifest: RunManifest, archive: Path
+) -> None:
+    for wrong in (-1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="reconcile_seconds must be 0 or more"):
+            source_on(archive, manifest, reconcile_seconds=wrong)
+    assert source_on(archive, manifest, reconcile_seconds=0).reconcile_seconds == 0
+
+
 def test_the_pre_commit_check_lists_no_run_older_than_the_settle_time(
     manifest: RunManifest, archive: Path
 ) -> None:
