@@ -96,25 +96,33 @@ def _observe(
     observed = frame.observe(observation, *aggregates)
 
     def values() -> dict[str, Any]:
-        # Observation.get has no timeout: a thread waits for it, the job does not.
-        waiting = ValueWait(lambda: dict(observation.get))
-        found = waiting.result(OBSERVATION_WAIT_SECONDS)
-        if found is not None:
-            return found
-        # Observations report on DataFrame actions only: a sink that writes through the
-        # RDD (foreachPartition) leaves them waiting. A count over the observed frame makes
-        # them report (and ends the waiting thread).
-        _logger.warning(
-            "The rows (%s) were not counted while the sink wrote them (a write through "
-            "foreachPartition, or Spark slow to report): counting them by a Spark job of "
-            "their own",
-            name,
+        found = observed_after_write(
+            lambda: dict(observation.get), observed, f"The rows ({name}) were not counted"
         )
-        observed.groupBy().count().collect()
-        found = waiting.result(OBSERVATION_WAIT_SECONDS)
         return found if found is not None else counted_apart()
 
     return observed, values
+
+
+def observed_after_write(value: Callable[[], Any], observed: DataFrame, what: str) -> Any | None:
+    """``value()``, read from an observation of ``observed`` once the sink wrote it; when
+    it does not report, made to by a Spark job of its own (``None`` if even that fails).
+
+    Observations report on DataFrame actions only: a sink that writes through the RDD
+    (``foreachPartition``) leaves them waiting. A count over the observed frame makes them
+    report (and ends the thread waiting for them: ``Observation.get`` has no timeout).
+    """
+    waiting = ValueWait(value)
+    found = waiting.result(OBSERVATION_WAIT_SECONDS)
+    if found is not None:
+        return found
+    _logger.warning(
+        "%s while the sink wrote them (a write through foreachPartition, or Spark slow to "
+        "report): counting them by a Spark job of their own",
+        what,
+    )
+    observed.groupBy().count().collect()
+    return waiting.result(OBSERVATION_WAIT_SECONDS)
 
 
 class ValueWait:

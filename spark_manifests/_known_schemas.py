@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._counting import OBSERVATION_WAIT_SECONDS, ValueWait
+from ._counting import observed_after_write
 from ._enriched_schemas import EntitySchemas
 
 if TYPE_CHECKING:
@@ -79,16 +79,9 @@ def schemas_met(loaded: Loaded) -> EntitySchemas | None:
 
 
 def _observed(loaded: Loaded, value: Any) -> Any:
-    """``value()``, an observation of the reader's: waited for a while, and when the write
-    did not make it report (a sink writing through the RDD), made to by a count."""
-    waiting = ValueWait(value)
-    found = waiting.result(OBSERVATION_WAIT_SECONDS)
-    if found is None:
-        _logger.warning(
-            "The reader's schemas were not observed while the sink wrote the events: "
-            "reading the events again to observe them"
-        )
-        assert loaded.enriched is not None
-        loaded.enriched.events.groupBy().count().collect()
-        found = waiting.result(OBSERVATION_WAIT_SECONDS)
+    """``value()``, an observation of the reader's, once the sink wrote the events."""
+    assert loaded.enriched is not None
+    found = observed_after_write(
+        value, loaded.enriched.events, "The reader's schemas were not observed"
+    )
     return found if found is not None else value()
