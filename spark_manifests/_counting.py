@@ -281,5 +281,7 @@ class RowCounting:
                 run.label: max(lines.get(run.label, 0) - events.get(run.label, 0), 0)
                 for run in self._runs
             }
+        if self._lines_read is not None and self._lines_read() == sum(events.values()):
+            return {}  # as many events as lines observed read: no bad row to count
         assert self._unkept_bad_rows is not None
         return _count_per_run(self._unkept_bad_rows, self._runs)

@@ -10,6 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from spark_manifests import ManifestedRunSource, SQLiteRunManifest, StateStore, read_enriched
+from spark_manifests import _counting as counting_module
 from spark_manifests import enriched as enriched_module
 from spark_manifests._known_schemas import KnownSchemas
 from spark_manifests._locations import parse_location
@@ -23,6 +24,7 @@ PRODUCT = "com.acme/product/jsonschema/1-0-0"
 CART = "com.acme/cart/jsonschema/1-0-0"
 CLICK = "com.acme/link_click/jsonschema/1-0-0"
 RUN_A, RUN_B, RUN_C = "2021-06-01-00-00-00", "2021-06-01-01-00-00", "2021-06-01-02-00-00"
+RUN_D = "2021-06-01-03-00-00"
 
 
 def lines(prefix: str, entities: tuple[tuple[str, Any], ...], n: int = 3) -> list[str]:
@@ -51,7 +53,10 @@ def no_scan(*args: Any) -> Any:
 
 
 def test_a_later_start_meets_a_new_schema_without_a_scan_and_loses_no_entity(
-    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     archive = tmp_path / "archive"
     write_run(archive, lines("a", ((PRODUCT, {"sku": "a"}),)), label=RUN_A)
@@ -101,6 +106,21 @@ def test_a_later_start_meets_a_new_schema_without_a_scan_and_loses_no_entity(
     assert source.run().rows_in == 3
     assert len(calls) == 1
     assert bad_writes == []
+
+    # A sink that keeps no bad rows: the lines observed read tell there are none, so
+    # they are not counted by a Spark job of their own.
+    write_run(archive, lines("d", ((CART, {"items": 4}),)), label=RUN_D)
+    source = make_source(spark, tmp_path)
+    source.sink.writes_bad_rows = False  # type: ignore[misc]
+    monkeypatch.setattr(counting_module, "_count_per_run", no_count)
+    summary = source.run()
+    assert (summary.runs_committed, summary.rows_in, summary.bad_rows) == (1, 3, 0)
+    # Every observation reported with the write: no Spark job of its own made it.
+    assert "by a Spark job of their own" not in caplog.text
+
+
+def no_count(*args: Any) -> Any:
+    raise AssertionError("rows counted by a Spark job of their own")
 
 
 def reader_calls(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]]) -> None:
