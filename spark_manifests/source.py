@@ -130,9 +130,8 @@ class ManifestedRunSource:
     settle_seconds
         Leave a run for a later start while its newest file is younger than this: a run
         still being copied into the archive would be committed with only part of its
-        files. A run whose newest file was younger than this when listed (without a
-        settle time: a day) is listed again before its commit, and not committed if its
-        files changed meanwhile.
+        files. A run younger than this when listed (without it: a day) is listed again
+        before its commit, and not committed if its files changed meanwhile.
     reconcile_seconds, full_scan
         A start lists the archive from its watermark on (every run before it is settled),
         and the whole archive when its last full listing is ``reconcile_seconds`` old (a
@@ -215,19 +214,12 @@ class ManifestedRunSource:
         self.take_over = take_over
         self._owner = owner
         self._read_cursor: set[str] = set()
-        self._build_units(spark, transform, output, client, session, s3_setup)
+        self._build_units(spark, transform, output, s3_setup, client=client, session=session)
 
     def _build_units(
-        self,
-        spark: SparkArg,
-        transform: Callable[..., DataFrame] | None,
-        output: PathLike | None,
-        client: Any | None,
-        session: boto3.session.Session | None,
-        s3_setup: bool,
+        self, spark: SparkArg, transform: Any, output: PathLike | None, s3_setup: bool, **aws: Any
     ) -> None:
-        """The stage units, each owning its part of the job's state (the AWS clients and
-        the output location are theirs alone)."""
+        """The stage units, each owning its part of the job's state (``aws``: its S3 client)."""
         self._ledger = OutcomeLedger(self.job_name, fail_fast=self.fail_fast)
         max_attempts = self.retry.max_retries + 1
         self._planner = BatchPlanner(
@@ -242,8 +234,7 @@ class ManifestedRunSource:
             on_deferred=self._ledger.deferred,
             reconcile_seconds=self.reconcile_seconds,
             full_scan=self.full_scan,
-            client=client,
-            session=session,
+            **aws,
         )
         self._claims = Claims(
             self.manifest,

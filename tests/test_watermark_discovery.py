@@ -326,7 +326,8 @@ def test_a_start_with_nothing_new_costs_five_calls_at_most(aws: Any) -> None:
     source._planner.settle_watermark()
     assert (listed, pending) == ([label(299)], [])  # the watermark run alone, settled
     assert sum(calls.values()) <= 5, calls
-    assert "UpdateItem" not in calls and "PutItem" not in calls  # nothing moved: no write
+    assert "UpdateItem" not in calls  # nothing moved: no write
+    assert "PutItem" not in calls
     assert watermark_label(source) == label(299)
 
 
