@@ -283,44 +283,34 @@ def s3_source(manifest: RunManifest, s3: Any) -> ManifestedRunSource:
     )
 
 
-def test_a_steady_start_costs_what_is_new_not_the_history(aws: Any) -> None:
+def s3_history(aws: Any, runs: int, settled: int) -> tuple[Any, RunManifest, Counter[str]]:
+    """An S3 archive of ``runs`` runs, the first ``settled`` committed by a start that moved
+    the watermark on; and the AWS calls made from then on, by operation."""
     s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
     s3.create_bucket(Bucket="acme")
-    for hour in range(305):
+    for hour in range(runs):
         s3.put_object(Bucket="acme", Key=f"archive/run={label(hour)}/part-0", Body=b"x")
     manifest = RunManifests(dynamodb, "runs")
     manifest.create()
-    first = ManifestedRunSource(
-        "s3://acme/archive/", output="s3://acme/out/", manifest=manifest, client=s3
-    )
+    first = s3_source(manifest, s3)
     start(first)
-    finish(first, *range(300))
+    finish(first, *range(settled))
     calls: Counter[str] = Counter()
     for client in (s3, dynamodb):
         client.meta.events.register("before-call", lambda model, **_: calls.update([model.name]))
-    listed, pending = start(
-        ManifestedRunSource(
-            "s3://acme/archive/", output="s3://acme/out/", manifest=manifest, client=s3
-        )
-    )
+    return s3, manifest, calls
+
+
+def test_a_steady_start_costs_what_is_new_not_the_history(aws: Any) -> None:
+    s3, manifest, calls = s3_history(aws, runs=305, settled=300)
+    listed, pending = start(s3_source(manifest, s3))
     assert pending == [label(hour) for hour in range(300, 305)]
     assert listed == pending  # the watermark is the first of them, still pending
     assert sum(calls.values()) <= 5, calls
 
 
 def test_a_start_with_nothing_new_costs_five_calls_at_most(aws: Any) -> None:
-    s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
-    s3.create_bucket(Bucket="acme")
-    for hour in range(300):
-        s3.put_object(Bucket="acme", Key=f"archive/run={label(hour)}/part-0", Body=b"x")
-    manifest = RunManifests(dynamodb, "runs")
-    manifest.create()
-    first = s3_source(manifest, s3)
-    start(first)
-    finish(first, *range(300))
-    calls: Counter[str] = Counter()
-    for client in (s3, dynamodb):
-        client.meta.events.register("before-call", lambda model, **_: calls.update([model.name]))
+    s3, manifest, calls = s3_history(aws, runs=300, settled=300)
     source = s3_source(manifest, s3)
     listed, pending = start(source)
     source._planner.settle_watermark()
