@@ -16,9 +16,9 @@ Every write is a compare-and-set on the record's ``version``, which each write r
 
 - a worker advances W only from the version it read *before* it read the statuses that
   justify the new W (:meth:`ArchiveWatermarks.advance_watermark`);
-- ``unmark`` lowers W to the run it forgets, before forgetting it, and raises the version
-  even when W is already lower, so an advance computed from statuses read before the unmark
-  fails its compare-and-set instead of stepping over the run.
+- ``unmark`` lowers W to the run it forgets, before forgetting it and again after, and
+  raises the version even when W is already lower, so an advance computed from statuses
+  read before the run was forgotten fails its compare-and-set instead of stepping over it.
 """
 
 from __future__ import annotations
