@@ -50,6 +50,8 @@ class Cost(NamedTuple):
     seconds: float
     calls: Counter[str]
     read_units: float
+    #: The fastest pass: what the time target compares (the others add the machine's noise).
+    fastest: float
 
 
 class ReadUnits:
@@ -102,7 +104,8 @@ def load(url: str, prefix: str, history: int, new: int) -> list[str]:
 
 
 def measure(name: str, discover: Callable[[Any, Any], list[str]], url: str, repeat: int) -> Cost:
-    """The median time of ``repeat`` passes on fresh clients; the last pass's calls and units."""
+    """The median and fastest times of ``repeat`` passes on fresh clients; the last pass's
+    calls and units."""
     passes = []
     for _ in range(repeat):
         s3, dynamodb = make_client("s3", url), make_client("dynamodb", url)
@@ -111,9 +114,10 @@ def measure(name: str, discover: Callable[[Any, Any], list[str]], url: str, repe
         started = time.perf_counter()
         found = discover(s3, dynamodb)
         seconds = time.perf_counter() - started
-        passes.append(Cost(name, found, seconds, s3_calls + dynamodb_calls, units.total))
+        calls = s3_calls + dynamodb_calls
+        passes.append(Cost(name, found, seconds, calls, units.total, seconds))
     median = statistics.median(cost.seconds for cost in passes)
-    return passes[-1]._replace(seconds=median)
+    return passes[-1]._replace(seconds=median, fastest=min(cost.seconds for cost in passes))
 
 
 def watermark_start(prefix: str) -> Callable[[Any, Any], list[str]]:
@@ -150,7 +154,8 @@ def sdk_loop(prefix: str) -> Callable[[Any, Any], list[str]]:
 def scaled(cost: Cost, factor: float, name: str) -> Cost:
     """A measured cost of a loop linear in the runs, scaled by ``factor``."""
     calls = Counter({op: round(n * factor) for op, n in cost.calls.items()})
-    return Cost(name, cost.found, cost.seconds * factor, calls, cost.read_units * factor)
+    seconds = cost.seconds * factor
+    return Cost(name, cost.found, seconds, calls, cost.read_units * factor, seconds)
 
 
 def steady_state(url: str, *, history: int, new: int, repeat: int, sdk_history: int) -> int:
@@ -188,8 +193,9 @@ def steady_state(url: str, *, history: int, new: int, repeat: int, sdk_history: 
     checks = {
         f"<= {TARGET_CALLS} calls": sum(steady.calls.values()) <= TARGET_CALLS,
         f"<= {TARGET_READ_UNITS} read units": steady.read_units <= TARGET_READ_UNITS,
-        f"no slower than with {SMALL_HISTORY} runs of history (x{TIME_TOLERANCE} noise)": (
-            steady.seconds <= short.seconds * TIME_TOLERANCE
+        f"no slower than with {SMALL_HISTORY} runs of history "
+        f"(fastest of {repeat} passes, x{TIME_TOLERANCE} noise)": (
+            steady.fastest <= short.fastest * TIME_TOLERANCE
         ),
     }
     for target, met in checks.items():
