@@ -154,9 +154,10 @@ class ArchiveWatermarks:
 
     def lower_watermarks(self, run_ids: Iterable[str]) -> None:
         """Make every run of ``run_ids`` at or after its archive's watermark (``unmark`` does
-        it before and after forgetting them): the next start lists them again. Raises each archive's version even where
-        the watermark is already lower (see the module docstring). Run ids that are not run
-        folders belong to no listing and are left alone."""
+        it before and after forgetting them): the next start lists them again. Raises each
+        archive's version even where the watermark is already lower (see the module
+        docstring). Run ids that are not run folders belong to no listing and are left alone.
+        """
         if not self.supports_watermarks:
             return
         lowest: dict[str, str] = {}
