@@ -23,6 +23,10 @@ start of a job that has run for years, side by side with a full read (today's st
 a reconciliation's) and the SDK's loop, and again with 100 runs of history:
 
     python benchmarks/bench_pending_runs.py --steady-state [--runs 20000] [--pending 10]
+        [--sdk-runs 2000]
+
+The SDK loop is measured on ``--sdk-runs`` runs of history and scaled (see
+``_bench_steady.py``): whole, it takes about 15 minutes at 20,000 runs.
 """
 
 from __future__ import annotations
@@ -225,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="one start's discovery with a watermark (--runs of history, --pending new)",
     )
+    parser.add_argument(
+        "--sdk-runs",
+        type=int,
+        default=2000,
+        help="--steady-state: runs of history the SDK loop is measured on, then scaled",
+    )
     args = parser.parse_args(argv)
     for name, value in FAKE_AWS_ENV.items():
         os.environ.setdefault(name, value)
@@ -236,7 +246,13 @@ def main(argv: list[str] | None = None) -> int:
 
         with moto_server() as url:
             history = args.runs or 20000
-            return steady_state(url, history=history, new=args.pending, repeat=args.repeat)
+            return steady_state(
+                url,
+                history=history,
+                new=args.pending,
+                repeat=args.repeat,
+                sdk_history=args.sdk_runs,
+            )
     args.runs = args.runs or 5000
     ids = run_ids(args.runs)
     step = max(1, args.runs // max(1, args.pending))

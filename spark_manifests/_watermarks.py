@@ -16,9 +16,9 @@ Every write is a compare-and-set on the record's ``version``, which each write r
 
 - a worker advances W only from the version it read *before* it read the statuses that
   justify the new W (:meth:`ArchiveWatermarks.advance_watermark`);
-- ``unmark`` lowers W to the run it forgets, before forgetting it, and raises the version
-  even when W is already lower, so an advance computed from statuses read before the unmark
-  fails its compare-and-set instead of stepping over the run.
+- ``unmark`` lowers W to the run it forgets, before forgetting it and again after, and
+  raises the version even when W is already lower, so an advance computed from statuses
+  read before the run was forgotten fails its compare-and-set instead of stepping over it.
 """
 
 from __future__ import annotations
@@ -153,10 +153,11 @@ class ArchiveWatermarks:
         return written
 
     def lower_watermarks(self, run_ids: Iterable[str]) -> None:
-        """Make every run of ``run_ids`` at or after its archive's watermark, before they are
-        unmarked: the next start lists them again. Raises each archive's version even where
-        the watermark is already lower (see the module docstring). Run ids that are not run
-        folders belong to no listing and are left alone."""
+        """Make every run of ``run_ids`` at or after its archive's watermark (``unmark`` does
+        it before and after forgetting them): the next start lists them again. Raises each
+        archive's version even where the watermark is already lower (see the module
+        docstring). Run ids that are not run folders belong to no listing and are left alone.
+        """
         if not self.supports_watermarks:
             return
         lowest: dict[str, str] = {}

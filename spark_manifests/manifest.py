@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from types import TracebackType
+from typing import TypeVar
 
 from ._watermarks import ArchiveWatermarks
 from ._watermarks import Watermark as Watermark
@@ -42,6 +43,8 @@ from .exceptions import (
 _logger = logging.getLogger(__name__)
 
 __all__ = ["ManifestEntry", "RunManifest", "RunStatus", "Watermark"]
+
+_T = TypeVar("_T")
 
 #: Failure messages and skip reasons are cut to this many characters (DynamoDB items are
 #: limited to 400 KB, and a Spark stack trace can be longer).
@@ -279,7 +282,7 @@ class RunManifest(ArchiveWatermarks, abc.ABC):
     def unmark(self, run_id: str) -> None:
         """Forget a run, so the next job processes it again.
 
-        The watermark of its archive is lowered to it first (see
+        The watermark of its archive is lowered to it (see
         :meth:`~spark_manifests._watermarks.ArchiveWatermarks.lower_watermarks`), so the next
         start lists it again without waiting for a reconciliation.
 
@@ -287,8 +290,21 @@ class RunManifest(ArchiveWatermarks, abc.ABC):
         twice at once).
         """
         check_run_id(run_id)
-        self.lower_watermarks([run_id])
-        self._unmark(run_id)
+        self._forgetting([run_id], lambda: self._unmark(run_id))
+
+    def _forgetting(self, run_ids: list[str], forget: Callable[[], _T]) -> _T:
+        """``forget()`` the runs between two lowerings of their archives' watermarks.
+
+        Before: a crash while forgetting leaves no forgotten run above the watermark. After:
+        a start that read the first lowering, then a run's status before it was forgotten,
+        would advance past the run; the second lowering fails its compare-and-set, or lowers
+        the watermark it wrote again. Two writes per archive, not per run.
+        """
+        self.lower_watermarks(run_ids)
+        try:
+            return forget()
+        finally:
+            self.lower_watermarks(run_ids)
 
     @abc.abstractmethod
     def _unmark(self, run_id: str) -> None:
@@ -364,8 +380,9 @@ class RunManifest(ArchiveWatermarks, abc.ABC):
         for run_id in wanted:
             check_run_id(run_id)
         if edit == "unmark":
-            self.lower_watermarks(wanted)  # once per archive, not once per run
-        outcomes = self._edit_each(one_run, wanted)
+            outcomes = self._forgetting(wanted, lambda: self._edit_each(one_run, wanted))
+        else:
+            outcomes = self._edit_each(one_run, wanted)
         return [outcome for outcome in outcomes if outcome is not None]
 
     def _edit_each(

@@ -23,10 +23,10 @@ from ._locations import Location, PathLike, parse_location
 # The run folders' names and records are defined beside the listings and are this module's
 # public names, as before (the driver and the command line import them from here).
 from ._run_folders import (
-    ACCEPTED_FORMS as ACCEPTED_FORMS,
-)
-from ._run_folders import (
     COLD_STORAGE_CLASSES,
+    LABEL_FORMAT,
+    LABEL_RE,
+    RUN_FOLDER_RE,
     Run,
     RunFile,
     RunListing,
@@ -36,15 +36,6 @@ from ._run_folders import (
     run_position,
     utc,
 )
-from ._run_folders import (
-    LABEL_FORMAT as LABEL_FORMAT,
-)
-from ._run_folders import (
-    LABEL_RE as LABEL_RE,
-)
-from ._run_folders import (
-    RUN_FOLDER_RE as RUN_FOLDER_RE,
-)
 from ._runs_local import files_in_directory, runs_in_directory
 from ._runs_s3 import objects_in_s3, runs_in_s3, runs_with_files_in_s3, settle_restore_status
 from .exceptions import InvalidLocationError, RunInputError
@@ -53,6 +44,9 @@ _logger = logging.getLogger(__name__)
 
 __all__ = [
     "COLD_STORAGE_CLASSES",
+    "LABEL_FORMAT",
+    "LABEL_RE",
+    "RUN_FOLDER_RE",
     "Run",
     "RunFile",
     "RunListing",
@@ -269,12 +263,3 @@ def _no_data_files(run: Run) -> RunInputError:
         "later (`spark-manifests manifest unmark`); if it is empty for good, skip it "
         "(`spark-manifests manifest skip`)."
     )
-
-
-# -- local archives ----------------------------------------------------------------------------
-
-
-# -- S3 archives -------------------------------------------------------------------------------
-
-
-# -- shared ------------------------------------------------------------------------------------

@@ -62,11 +62,24 @@ def runtime_imports_of(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
     yield from runtime_imports(node)
 
 
+def lazy_imports(tree: ast.Module) -> Iterator[str]:
+    """The modules a package's ``_LAZY`` map (PEP 562 ``__getattr__``) imports on first use,
+    as relative names: they tie the package to them as an import would."""
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)):
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "_LAZY" for t in node.targets):
+            for value in node.value.values:
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    yield value.value
+
+
 def imported_modules(name: str, path: Path) -> set[str]:
     """The package's modules that module ``name`` imports."""
     is_package = path.name == "__init__.py"
-    found: set[str] = set()
-    for node in runtime_imports(parse(path)):
+    tree = parse(path)
+    found = {f"{name}.{module}" for module in lazy_imports(tree)} if is_package else set()
+    for node in runtime_imports(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         else:
@@ -74,8 +87,8 @@ def imported_modules(name: str, path: Path) -> set[str]:
             # `from . import x` names a module x, or a name defined in the package itself.
             targets = [f"{base}.{alias.name}" for alias in node.names]
             targets = [target if target in MODULES else base for target in targets]
-        found.update(target for target in targets if target in MODULES and target != name)
-    return found
+        found.update(targets)
+    return {target for target in found if target in MODULES and target != name}
 
 
 def resolve_from(name: str, is_package: bool, node: ast.ImportFrom) -> str:
@@ -124,8 +137,8 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return groups
 
 
-def oversized_definitions(path: Path) -> Iterator[str]:
-    for node in ast.walk(parse(path)):
+def oversized_definitions(path: Path, tree: ast.Module | None = None) -> Iterator[str]:
+    for node in ast.walk(parse(path) if tree is None else tree):
         if isinstance(node, ast.ClassDef):
             limit = MAX_CLASS_LINES
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -172,3 +185,36 @@ def test_the_cycle_check_resolves_the_package_imports() -> None:
     assert {f"{PACKAGE}.manifest", f"{PACKAGE}.manifest_dynamodb"} <= imported_modules(
         opener, MODULES[opener]
     )
+
+
+def test_the_size_check_finds_a_long_function_and_a_long_class() -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    source = f"def long():\n{body}\ndef short():\n    pass\n"
+    assert list(oversized_definitions(Path("m.py"), ast.parse(source))) == [
+        f"m.py:1 long has {MAX_FUNCTION_LINES + 1} lines (limit {MAX_FUNCTION_LINES})"
+    ]
+    methods = "".join(f"    def m{i}(self):\n        pass\n" for i in range(MAX_CLASS_LINES // 2))
+    found = list(oversized_definitions(Path("m.py"), ast.parse(f"class Big:\n{methods}")))
+    assert found == [f"m.py:1 Big has {MAX_CLASS_LINES + 1} lines (limit {MAX_CLASS_LINES})"]
+
+
+def test_the_cycle_check_resolves_imports_of_a_subpackage() -> None:
+    command = f"{PACKAGE}.cli.runs"
+    assert f"{PACKAGE}.runs" in imported_modules(command, MODULES[command])
+    node = ast.parse("from .. import manifest\nfrom . import _display\n").body
+    bases = [resolve_from(command, False, n) for n in node if isinstance(n, ast.ImportFrom)]
+    assert bases == [PACKAGE, f"{PACKAGE}.cli"]
+    assert resolve_from(f"{PACKAGE}.cli", True, node[1]) == f"{PACKAGE}.cli"  # type: ignore[arg-type]
+
+
+def test_the_cycle_check_sees_the_lazy_imports_of_the_package() -> None:
+    assert {f"{PACKAGE}.source", f"{PACKAGE}.manifest_open"} <= imported_modules(
+        PACKAGE, MODULES[PACKAGE]
+    )
+
+
+def test_the_cycle_check_counts_plain_and_from_imports(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(f"import {PACKAGE}.runs\ndef f():\n    from .state import StateStore\n")
+    found = imported_modules(f"{PACKAGE}.cli.m", module)
+    assert found == {f"{PACKAGE}.runs", f"{PACKAGE}.cli.state"}

@@ -149,9 +149,39 @@ def test_edit_many_unmark_lowers_each_archive_once_to_its_oldest_run(
     before = manifest.watermark(ARCHIVE).version
     assert manifest.edit_many("unmark", [RUNS[4], RUNS[1], RUNS[3], OTHER_ARCHIVE_RUN]) == []
     lowered = manifest.watermark(ARCHIVE)
-    assert (lowered.run_id, lowered.version) == (RUNS[1], before + 1)
+    # Lowered before the runs are forgotten and again after: twice per archive, not per run.
+    assert (lowered.run_id, lowered.version) == (RUNS[1], before + 2)
     assert manifest.watermark("other/").run_id == OTHER_ARCHIVE_RUN
     assert {entry.run_id for entry in manifest.entries()} == {RUNS[0], RUNS[2], RUNS[5]}
+
+
+@pytest.mark.parametrize("edit", ["unmark", "edit_many"])
+def test_a_start_between_the_lowering_and_the_forgetting_cannot_step_over_the_run(
+    manifest: RunManifest, monkeypatch: pytest.MonkeyPatch, edit: str
+) -> None:
+    # A worker starts after the unmark lowered the watermark to RUNS[2] but reads the
+    # statuses before RUNS[2] is forgotten (a bulk unmark forgets for seconds): it sees
+    # every run settled. Its advance must not leave RUNS[2] below the watermark.
+    for run_id in RUNS:
+        manifest.add(run_id)
+    advanced(manifest, RUNS[5])
+    forget, seen = manifest._unmark, {}
+
+    def a_start_then_forget(run_id: str) -> None:
+        seen["watermark"] = manifest.watermark(ARCHIVE)
+        seen["pending"] = manifest.pending(RUNS[2:])
+        forget(run_id)
+
+    monkeypatch.setattr(manifest, "_unmark", a_start_then_forget)
+    if edit == "unmark":
+        manifest.unmark(RUNS[2])
+    else:
+        assert manifest.edit_many("unmark", [RUNS[2]]) == []
+    assert seen["watermark"].run_id == RUNS[2]
+    assert seen["pending"] == []
+    manifest.advance_watermark(seen["watermark"], next_watermark(RUNS[2:], seen["pending"]))
+    assert manifest.get(RUNS[2]) is None
+    assert manifest.watermark(ARCHIVE).run_id == RUNS[2]
 
 
 def test_a_refused_unmark_still_lowers_the_watermark(manifest: RunManifest) -> None:
