@@ -239,6 +239,10 @@ def ddl(node: Node, *, json_keys: bool) -> str:
         return "string"
     if node.kind == "decimal":
         return f"decimal({node.precision},{node.scale})"
+    if node.kind == "timestamp":
+        # An instant whatever spark.sql.timestampType says: as TIMESTAMP_NTZ, a date-time
+        # with its offset (RFC 3339 requires one) would not parse and its line would be bad.
+        return "timestamp_ltz"
     return node.kind
 
 
@@ -248,4 +252,5 @@ def quote(name: str) -> str:
 
 def describe(node: Node) -> str:
     """A short type word for messages."""
-    return {"json": "JSON", "bigint": "long"}.get(node.kind, ddl(node, json_keys=False))
+    words = {"json": "JSON", "bigint": "long", "timestamp": "timestamp"}
+    return words.get(node.kind, ddl(node, json_keys=False))

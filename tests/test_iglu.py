@@ -45,7 +45,7 @@ def type_of(schema: dict[str, Any]) -> str:
         ({"type": "number", "multipleOf": 1}, "bigint"),
         ({"type": ["number", "null"]}, "double"),
         ({"type": "boolean"}, "boolean"),
-        ({"type": "string", "format": "date-time"}, "timestamp"),
+        ({"type": "string", "format": "date-time"}, "timestamp_ltz"),
         ({"type": ["string", "null"], "format": "date"}, "date"),
         ({"type": "string", "format": "email"}, "string"),
         ({"type": ["string", "integer"]}, "string"),  # a union: JSON text

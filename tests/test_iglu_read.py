@@ -250,3 +250,24 @@ def test_without_iglu_nothing_changes(spark: SparkSession, tmp_path: Path) -> No
     assert read.events.schema["unstruct_event_com_acme_link_click_1"].dataType == T.StringType()
     with pytest.raises(ValueError, match="shred=True"):
         read_enriched(spark, run, shred=False, iglu=[str(tmp_path)])
+
+
+def test_date_times_are_instants_whatever_the_session_timestamp_type(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    repository = write_repository(tmp_path / "repository")
+    run = write_run(tmp_path / "archive", GOOD_LINES[:1])
+    before = spark.conf.get("spark.sql.timestampType", None)
+    spark.conf.set("spark.sql.timestampType", "TIMESTAMP_NTZ")
+    try:
+        read = read_enriched(spark, run, iglu=[str(repository)])
+        assert read.bad_rows.count() == 0
+        [event] = read.events.collect()
+    finally:
+        if before is None:
+            spark.conf.unset("spark.sql.timestampType")
+        else:
+            spark.conf.set("spark.sql.timestampType", before)
+    entity = event.contexts_com_acme_product_1[0]
+    assert entity.seen_at == datetime(2020, 1, 2, 3, 4, 5, 250000)
+
