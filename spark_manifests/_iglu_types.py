@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+from ._enriched_sql import quote
+
 STRUCT = "struct"
 ARRAY = "array"
 JSON = "json"
@@ -244,10 +246,6 @@ def ddl(node: Node, *, json_keys: bool) -> str:
         # with its offset (RFC 3339 requires one) would not parse and its line would be bad.
         return "timestamp_ltz"
     return node.kind
-
-
-def quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def describe(node: Node) -> str:
