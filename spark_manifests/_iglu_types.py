@@ -192,8 +192,8 @@ def _integer_digits(value: Any) -> int:
 
 def merge(old: Node, new: Node) -> Node | None:
     """``old`` widened by a later version's ``new``; ``None`` when ``new`` breaks it (a
-    field changes type). Fields keep their place; new ones are appended; a field either
-    version does not require is not required.
+    field changes type, other than int to long or a decimal's precision). Fields keep their
+    place; new ones are appended; a field either version does not require is not required.
 
     >>> a = node_of({"type": "object", "properties": {"x": {"type": "string"}}})
     >>> b = node_of({"type": "object", "properties": {"x": {"type": "integer"}}})
@@ -219,7 +219,17 @@ def merge(old: Node, new: Node) -> Node | None:
         assert new.element is not None
         element = merge(old.element, new.element)
         return None if element is None else Node(ARRAY, element=element)
-    return old if old == new else None
+    return old if old == new else _widened(old, new)
+
+
+def _widened(old: Node, new: Node) -> Node | None:
+    """The wider of two atomic types that hold each other's values (schema-ddl's
+    ``TypeWidening``, not a breaking change): int and long, decimals of one scale."""
+    if {old.kind, new.kind} == {"int", "bigint"}:
+        return Node("bigint")
+    if old.kind == new.kind == "decimal" and old.scale == new.scale:
+        return old if old.precision >= new.precision else new
+    return None
 
 
 # -- Spark DDL ----------------------------------------------------------------------------
