@@ -155,8 +155,12 @@ def main() -> None:
         # rounds compare the variants under the same load.
         json_runs, typed_runs = [], []
         for _ in range(args.repeat):
-            json_runs.append(timed("read_enriched, JSON text -> noop", json_text, 1, args.events))
-            typed_runs.append(timed("read_enriched, iglu typed -> noop", typed, 1, args.events))
+            json_runs.append(
+                timed("read_enriched, JSON text -> noop", json_text, 1, args.events, spark)
+            )
+            typed_runs.append(
+                timed("read_enriched, iglu typed -> noop", typed, 1, args.events, spark)
+            )
     spark.stop()
     ratio = statistics.median(typed_runs) / statistics.median(json_runs)
     per_round = ", ".join(f"{t / j:.2f}" for t, j in zip(typed_runs, json_runs))

@@ -61,13 +61,13 @@ RUN_LABEL_PATTERN = r"^.*/run[=-]([0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[
 SCHEMA_URI_PATTERN = r'"schema"\s*:\s*"((?:iglu:|\\u)[^"\t]*)"'
 
 # A field name no JSON key is expected to use: from_json puts unparsable input there.
-_CORRUPT = "_sm_corrupt_json"
+CORRUPT = "_sm_corrupt_json"
 CONTEXTS_JSON_SCHEMA = (
-    f"struct<data: array<struct<schema: string, data: string>>, {_CORRUPT}: string>"
+    f"struct<data: array<struct<schema: string, data: string>>, {CORRUPT}: string>"
 )
-UNSTRUCT_JSON_SCHEMA = f"struct<data: struct<schema: string, data: string>, {_CORRUPT}: string>"
+UNSTRUCT_JSON_SCHEMA = f"struct<data: struct<schema: string, data: string>, {CORRUPT}: string>"
 # Strict JSON, as Python's json module (the SDK's) reads it: no single-quoted strings.
-_JSON_OPTIONS = f"map('columnNameOfCorruptRecord', '{_CORRUPT}', 'allowSingleQuotes', 'false')"
+JSON_OPTIONS = f"map('columnNameOfCorruptRecord', '{CORRUPT}', 'allowSingleQuotes', 'false')"
 
 _TYPE_WORDS = {INT: "integer", DOUBLE: "double", BOOL: "boolean", TSTAMP: "datetime"}
 _SHOWN_CHARACTERS = 100
@@ -162,7 +162,7 @@ def field_columns() -> list[str]:
 
 def _parsed_json(name: str, kind: str) -> str:
     schema = CONTEXTS_JSON_SCHEMA if kind == CONTEXTS else UNSTRUCT_JSON_SCHEMA
-    return f"from_json({field_text(INDEX[name])}, '{schema}', {_JSON_OPTIONS})"
+    return f"from_json({field_text(INDEX[name])}, '{schema}', {JSON_OPTIONS})"
 
 
 _NO_ENTITIES = "CAST(array() AS array<struct<schema: string, data: string>>)"
@@ -211,7 +211,7 @@ def _schema_accepted(schema: str, uris: Sequence[str] | None) -> str:
 def _wellformed(name: str) -> str:
     # from_json stops after the first JSON value: text after it must be caught here
     # (trailing spaces are fine in JSON).
-    return f"{quote(json_name(name))}.{_CORRUPT} IS NULL AND rtrim({quote(name)}) LIKE '%}}'"
+    return f"{quote(json_name(name))}.{CORRUPT} IS NULL AND rtrim({quote(name)}) LIKE '%}}'"
 
 
 def field_ok(name: str, kind: str, accepted: Accepted) -> str:
@@ -243,7 +243,7 @@ def line_ok(accepted: Accepted) -> str:
 # -- bad rows -------------------------------------------------------------------------------
 
 
-def _shown(value: str) -> str:
+def shown(value: str) -> str:
     """SQL: ``value`` cut to a readable length for a message."""
     return (
         f"CASE WHEN char_length({value}) > {_SHOWN_CHARACTERS} "
@@ -321,7 +321,7 @@ def _field_errors(accepted: Accepted, unlisted: str) -> str:
         literal("' with value '"),
         literal("' into "),
     )
-    message = f"concat({before}, {key}, {middle}, {_shown(value)}, {after}, check.into)"
+    message = f"concat({before}, {key}, {middle}, {shown(value)}, {after}, check.into)"
     error = (
         f"named_struct('type', 'InvalidValue', 'key', {key}, 'value', {value}, "
         f"'message', {message})"

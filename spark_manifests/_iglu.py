@@ -59,6 +59,15 @@ def parse_iglu_uri(uri: str) -> IgluUri | None:
     return IgluUri(*match.groups()) if match else None
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    """A SchemaVer (``1-0-10``) as a sort key: model, revision, addition as numbers.
+
+    >>> sorted(["1-0-10", "1-0-9"], key=version_key)
+    ['1-0-9', '1-0-10']
+    """
+    return tuple(int(piece) for piece in version.split("-"))
+
+
 def shredded_column_name(prefix: str, uri: str) -> str:
     """The column name the Snowplow SDK gives an entity: ``<prefix>_<vendor>_<name>_<model>``.
 

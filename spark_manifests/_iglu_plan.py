@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ._enriched_fields import CONTEXTS, UNSTRUCT
-from ._iglu import parse_iglu_uri
+from ._iglu import parse_iglu_uri, version_key
 from ._iglu_types import STRUCT, Node, ddl, merge, node_of
 from .exceptions import SchemaResolutionError
 from .iglu import IgluResolver
@@ -78,7 +78,7 @@ def _plan_model(
     merged: Node | None = None
     main: dict[str, tuple[str, ...]] = {}
     recoveries: list[EntityColumn] = []
-    for version in sorted(versions, key=lambda v: tuple(int(p) for p in v.split("-"))):
+    for version in sorted(versions, key=version_key):
         uri = prefix + version
         try:
             node = node_of(resolver.schema(uri))

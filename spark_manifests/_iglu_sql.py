@@ -18,18 +18,24 @@ is due, a date-time that does not parse). Then:
 from __future__ import annotations
 
 from ._enriched_fields import CONTEXTS
-from ._enriched_sql import ENTITIES, ENTITY_SCHEMAS, json_name, literal, quote
+from ._enriched_sql import (
+    CORRUPT,
+    ENTITIES,
+    ENTITY_SCHEMAS,
+    JSON_OPTIONS,
+    json_name,
+    literal,
+    quote,
+    shown,
+)
 from ._iglu_plan import EntityColumn, TypedPlan
 from ._iglu_types import STRUCT, Field, Node, ddl, describe
 
-CORRUPT = "_sm_corrupt_json"
 ERRORS = "_iglu_errors"
 SCHEMA_VERSION = "_schema_version"
 LOADER_IGLU_ERROR = "LoaderIgluError"
-_OPTIONS = f"map('columnNameOfCorruptRecord', '{CORRUPT}', 'allowSingleQuotes', 'false')"
 _ERROR_TYPE = "struct<type: string, key: string, value: string, message: string>"
 _NO_ERRORS = f"CAST(array() AS array<{_ERROR_TYPE}>)"
-_SHOWN_CHARACTERS = 100
 _UNSTRUCT = f"{quote(json_name('unstruct_event'))}.data"
 
 
@@ -42,7 +48,7 @@ def _parse(node: Node, data: str) -> str:
     if node.kind != STRUCT:
         return "CAST(NULL AS string)"
     parse_type = ddl(node, json_keys=True)[:-1] + f", {CORRUPT}: string>"
-    return f"from_json({data}, {literal(parse_type)}, {_OPTIONS})"
+    return f"from_json({data}, {literal(parse_type)}, {JSON_OPTIONS})"
 
 
 def _record(node: Node, schema: str, data: str) -> str:
@@ -148,13 +154,6 @@ def event_columns(plan: TypedPlan) -> list[str]:
 # -- bad rows -------------------------------------------------------------------------------
 
 
-def _shown(value: str) -> str:
-    return (
-        f"CASE WHEN char_length({value}) > {_SHOWN_CHARACTERS} "
-        f"THEN concat(substr({value}, 1, {_SHOWN_CHARACTERS}), '…') ELSE {value} END"
-    )
-
-
 def _error(kind: str, key: str, value: str, message: str) -> str:
     return f"named_struct('type', '{kind}', 'key', {key}, 'value', {value}, 'message', {message})"
 
@@ -162,12 +161,12 @@ def _error(kind: str, key: str, value: str, message: str) -> str:
 def _field_error(column: EntityColumn, field: Field, entity: str) -> str:
     """SQL: the error of one top-level field of an entity, or NULL."""
     alone_type = f"struct<{quote(field.key)}: {ddl(field.type, json_keys=True)}, {CORRUPT}: string>"
-    alone = f"from_json({entity}.data, {literal(alone_type)}, {_OPTIONS})"
+    alone = f"from_json({entity}.data, {literal(alone_type)}, {JSON_OPTIONS})"
     path = literal("$['" + field.key + "']") if "'" not in field.key else "NULL"
     value = f"get_json_object({entity}.data, {path})"
     key = literal(field.key)
     opening = f"concat('entity ', {entity}.schema, ': field ', {literal(repr(field.key))}"
-    wrong = f"{opening}, ' with value \\'', {_shown(value)}, '\\' is not {describe(field.type)}')"
+    wrong = f"{opening}, ' with value \\'', {shown(value)}, '\\' is not {describe(field.type)}')"
     missing = f"{opening}, ' is required but has no value')"
     needing = [uri for uri, keys in column.required.items() if field.key in keys]
     required = (

@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+from ._enriched_sql import quote
+
 STRUCT = "struct"
 ARRAY = "array"
 JSON = "json"
@@ -190,8 +192,8 @@ def _integer_digits(value: Any) -> int:
 
 def merge(old: Node, new: Node) -> Node | None:
     """``old`` widened by a later version's ``new``; ``None`` when ``new`` breaks it (a
-    field changes type). Fields keep their place; new ones are appended; a field either
-    version does not require is not required.
+    field changes type, other than int to long or a decimal's precision). Fields keep their
+    place; new ones are appended; a field either version does not require is not required.
 
     >>> a = node_of({"type": "object", "properties": {"x": {"type": "string"}}})
     >>> b = node_of({"type": "object", "properties": {"x": {"type": "integer"}}})
@@ -217,7 +219,17 @@ def merge(old: Node, new: Node) -> Node | None:
         assert new.element is not None
         element = merge(old.element, new.element)
         return None if element is None else Node(ARRAY, element=element)
-    return old if old == new else None
+    return old if old == new else _widened(old, new)
+
+
+def _widened(old: Node, new: Node) -> Node | None:
+    """The wider of two atomic types that hold each other's values (schema-ddl's
+    ``TypeWidening``, not a breaking change): int and long, decimals of one scale."""
+    if {old.kind, new.kind} == {"int", "bigint"}:
+        return Node("bigint")
+    if old.kind == new.kind == "decimal" and old.scale == new.scale:
+        return old if old.precision >= new.precision else new
+    return None
 
 
 # -- Spark DDL ----------------------------------------------------------------------------
@@ -239,13 +251,14 @@ def ddl(node: Node, *, json_keys: bool) -> str:
         return "string"
     if node.kind == "decimal":
         return f"decimal({node.precision},{node.scale})"
+    if node.kind == "timestamp":
+        # An instant whatever spark.sql.timestampType says: as TIMESTAMP_NTZ, a date-time
+        # with its offset (RFC 3339 requires one) would not parse and its line would be bad.
+        return "timestamp_ltz"
     return node.kind
-
-
-def quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def describe(node: Node) -> str:
     """A short type word for messages."""
-    return {"json": "JSON", "bigint": "long"}.get(node.kind, ddl(node, json_keys=False))
+    words = {"json": "JSON", "bigint": "long", "timestamp": "timestamp"}
+    return words.get(node.kind, ddl(node, json_keys=False))

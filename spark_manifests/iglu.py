@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Union
 
-from ._iglu import parse_iglu_uri
+from ._iglu import parse_iglu_uri, version_key
 from ._iglu_fetch import (
     HTTP,
     Fetcher,
@@ -177,7 +177,7 @@ class IgluResolver:
             listed: set[str] = set()
             for repository in self.ordered_for(vendor):
                 listed.update(self._fetcher.versions(repository, vendor, name, model))
-            self._versions[key] = sorted(listed, key=_version_key)
+            self._versions[key] = sorted(listed, key=version_key)
         return list(self._versions[key])
 
     def _resolve(self, uri: str) -> dict[str, Any] | SchemaResolutionError:
@@ -197,10 +197,6 @@ class IgluResolver:
                 return schema
         _logger.warning("Iglu schema %s not resolved; tried %s", uri, "; ".join(tried))
         return SchemaResolutionError(f"schema {uri} not resolved; tried {'; '.join(tried)}")
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(piece) for piece in version.split("-"))
 
 
 def _load_config_file(path: str) -> Mapping[str, Any]:

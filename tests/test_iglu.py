@@ -45,7 +45,7 @@ def type_of(schema: dict[str, Any]) -> str:
         ({"type": "number", "multipleOf": 1}, "bigint"),
         ({"type": ["number", "null"]}, "double"),
         ({"type": "boolean"}, "boolean"),
-        ({"type": "string", "format": "date-time"}, "timestamp"),
+        ({"type": "string", "format": "date-time"}, "timestamp_ltz"),
         ({"type": ["string", "null"], "format": "date"}, "date"),
         ({"type": "string", "format": "email"}, "string"),
         ({"type": ["string", "integer"]}, "string"),  # a union: JSON text
@@ -104,6 +104,18 @@ def test_minor_versions_merge_and_a_type_change_breaks() -> None:
     assert ddl(merge(nested, widened), json_keys=False) == (  # type: ignore[arg-type]
         "struct<`n`: array<struct<`x`: bigint, `y`: string>>>"
     )
+
+
+def test_a_wider_integer_or_decimal_is_not_a_breaking_change() -> None:
+    small = {"type": "integer", "minimum": 0, "maximum": 100}
+    price = {"type": "number", "multipleOf": Decimal("0.01"), "minimum": 0}
+    first = obj(n=small, p={**price, "maximum": 999})
+    wider = obj(n={**small, "maximum": 2**40}, p={**price, "maximum": 10**12})
+    merged = merge(first, wider)
+    assert merged is not None
+    assert ddl(merged, json_keys=False) == "struct<`n`: bigint, `p`: decimal(18,2)>"
+    assert merge(wider, first) == merged  # a later, narrower version fits the wider column
+    assert merge(obj(p={**price, "maximum": 999}), obj(p={"type": "number"})) is None
 
 
 # -- resolver ---------------------------------------------------------------------------------

@@ -250,3 +250,53 @@ def test_without_iglu_nothing_changes(spark: SparkSession, tmp_path: Path) -> No
     assert read.events.schema["unstruct_event_com_acme_link_click_1"].dataType == T.StringType()
     with pytest.raises(ValueError, match="shred=True"):
         read_enriched(spark, run, shred=False, iglu=[str(tmp_path)])
+
+
+def test_date_times_are_instants_whatever_the_session_timestamp_type(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    repository = write_repository(tmp_path / "repository")
+    run = write_run(tmp_path / "archive", GOOD_LINES[:1])
+    before = spark.conf.get("spark.sql.timestampType", None)
+    spark.conf.set("spark.sql.timestampType", "TIMESTAMP_NTZ")
+    try:
+        read = read_enriched(spark, run, iglu=[str(repository)])
+        assert read.bad_rows.count() == 0
+        [event] = read.events.collect()
+    finally:
+        if before is None:
+            spark.conf.unset("spark.sql.timestampType")
+        else:
+            spark.conf.set("spark.sql.timestampType", before)
+    entity = event.contexts_com_acme_product_1[0]
+    assert entity.seen_at == datetime(2020, 1, 2, 3, 4, 5, 250000)
+
+
+def test_given_schemas_with_iglu_observe_every_line_and_keep_both_reasons(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The warm read (entity_schemas given) typed from Iglu: the observation sees every line,
+    a schema not given is named, and each bad row keeps its own reason."""
+    from spark_manifests import EntitySchemas
+
+    repository = write_repository(tmp_path / "repository")
+    run = write_run(tmp_path / "archive", [*GOOD_LINES, *BAD_LINES.values()])
+    products = {f"iglu:{PRODUCT}/{v}" for v in ("1-0-0", "1-0-1", "1-0-2")}
+    given = EntitySchemas(frozenset({*products, "iglu:com.acme/unknown/jsonschema/1-0-0"}))
+    read = read_enriched(spark, run, entity_schemas=given, iglu=[str(repository)])
+    read.events.write.format("noop").mode("overwrite").save()
+    assert read.lines_read() == len(GOOD_LINES) + len(BAD_LINES)
+    assert read.unknown_schemas() == EntitySchemas(
+        unstruct_event=frozenset({f"iglu:{CLICK}/1-0-0"})
+    )
+    events = read.events.select("event_id").collect()
+    assert sorted(r.event_id for r in events) == ["good-2", "good-3"]
+    bad = {json_field(row.line, "event_id"): row for row in read.bad_rows.collect()}
+    assert len(events) + len(bad) == read.lines_read()
+    for event_id in ("good-1", "bad-date"):  # their click event is not in the list given
+        assert bad[event_id].failure_type == "RowDecodingError"
+        assert "is not in the entity_schemas given to the reader" in bad[event_id].message
+    assert {bad[i].failure_type for i in ("bad-type", "bad-null", "unresolved")} == {
+        "LoaderIgluError"
+    }
+    assert "not resolved" in bad["unresolved"].message
