@@ -35,14 +35,14 @@ from spark_manifests import (
     StateStore,
     write_sample_archive,
 )
-from spark_manifests._table_packages import installed_spark_versions, table_format_spark_config
+from spark_manifests._packages import table_format_spark_config
 from spark_manifests.delta_sink import DeltaSink
 from spark_manifests.iceberg_sink import IcebergSink
 
 
 def start_spark(ivy: str | None) -> SparkSession:
     """local[2] with both formats' packages and extensions."""
-    config = table_format_spark_config(("delta", "iceberg"), *installed_spark_versions(), ivy=ivy)
+    config = table_format_spark_config(("delta", "iceberg"), ivy=ivy)
     builder = SparkSession.builder.master("local[2]").appName("bench_table_formats")
     for key, value in config.items():
         builder = builder.config(key, value)
