@@ -49,7 +49,7 @@ def free_port() -> int:
 def table_format_config() -> dict[str, str]:
     """Delta Lake's and Iceberg's packages and extensions, for the formats that support the
     installed pyspark (none on a pyspark they do not support: their tests skip). The jars are
-    resolved once per run, into the Ivy cache (``SPARK_MANIFESTS_IVY`` or Spark's default)."""
+    resolved once, into Spark's default Ivy cache: the one the jobs the tests start use too."""
     from spark_manifests._packages import (
         TABLE_FORMATS,
         installed_versions,
@@ -68,9 +68,7 @@ def table_format_config() -> dict[str, str]:
         supported.append(table_format)
     if not supported:
         return {}
-    return table_format_spark_config(
-        supported, versions.spark, versions.scala, ivy=os.environ.get("SPARK_MANIFESTS_IVY")
-    )
+    return table_format_spark_config(supported, versions.spark, versions.scala)
 
 
 @pytest.fixture(scope="session")
