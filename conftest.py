@@ -49,30 +49,26 @@ def free_port() -> int:
 def table_format_config() -> dict[str, str]:
     """Delta Lake's and Iceberg's packages and extensions, for the formats that support the
     installed pyspark (none on a pyspark they do not support: their tests skip). The jars are
-    resolved once per run, into the Ivy cache (``SPARK_MANIFESTS_IVY`` or Spark's default)."""
-    from spark_manifests._table_packages import (
-        installed_spark_versions,
+    resolved once, into Spark's default Ivy cache: the one the jobs the tests start use too."""
+    from spark_manifests._packages import (
+        TABLE_FORMATS,
+        installed_versions,
         table_format_package,
         table_format_spark_config,
     )
     from spark_manifests.exceptions import TableFormatUnavailableError
 
-    try:
-        versions = installed_spark_versions()
-    except TableFormatUnavailableError:
-        return {}
+    versions = installed_versions()
     supported = []
-    for table_format in ("delta", "iceberg"):
+    for table_format in TABLE_FORMATS:
         try:
-            table_format_package(table_format, *versions)
+            table_format_package(table_format, versions.spark, versions.scala)
         except TableFormatUnavailableError:
             continue
         supported.append(table_format)
     if not supported:
         return {}
-    return table_format_spark_config(
-        supported, *versions, ivy=os.environ.get("SPARK_MANIFESTS_IVY")
-    )
+    return table_format_spark_config(supported, versions.spark, versions.scala)
 
 
 @pytest.fixture(scope="session")

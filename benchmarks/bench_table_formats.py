@@ -19,30 +19,24 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
+from bench_backlog import timed_job
 from pyspark.sql import DataFrame, SparkSession
 
-from spark_manifests import (
-    ManifestedRunSource,
-    ParquetSink,
-    SQLiteRunManifest,
-    StateStore,
-    write_sample_archive,
-)
-from spark_manifests._table_packages import installed_spark_versions, table_format_spark_config
+from spark_manifests import ParquetSink, write_sample_archive
+from spark_manifests._packages import table_format_spark_config
 from spark_manifests.delta_sink import DeltaSink
 from spark_manifests.iceberg_sink import IcebergSink
 
 
 def start_spark(ivy: str | None) -> SparkSession:
     """local[2] with both formats' packages and extensions."""
-    config = table_format_spark_config(("delta", "iceberg"), *installed_spark_versions(), ivy=ivy)
+    config = table_format_spark_config(("delta", "iceberg"), ivy=ivy)
     builder = SparkSession.builder.master("local[2]").appName("bench_table_formats")
     for key, value in config.items():
         builder = builder.config(key, value)
@@ -58,25 +52,6 @@ def start_spark(ivy: str | None) -> SparkSession:
     return spark
 
 
-def timed_job(spark: SparkSession, archive: Path, work: Path, name: str, sink: Any) -> float:
-    source = ManifestedRunSource(
-        str(archive),
-        spark=spark,
-        sink=sink,
-        manifest=SQLiteRunManifest(str(work / name / "manifest.sqlite")),
-        state=StateStore(str(work / name / "state")),
-        job_name=name,
-    )
-    started = time.perf_counter()
-    summary = source.run()
-    seconds = time.perf_counter() - started
-    print(
-        f"{name:<8} {seconds:8.2f} s  {summary.batches:4d} batches  "
-        f"{summary.runs_committed:4d} runs  {summary.rows_in:,} rows"
-    )
-    return seconds
-
-
 def warm_up(spark: SparkSession, work: Path) -> None:
     """A small untimed job per format first: the JVM's warm-up (JIT, class loading of each
     format) otherwise lands on whichever format runs first."""
@@ -88,14 +63,7 @@ def warm_up(spark: SparkSession, work: Path) -> None:
         "iceberg": IcebergSink(str(work / "warm_up_warehouse"), catalog="warm_up", spark=spark),
     }
     for name, sink in sinks.items():
-        ManifestedRunSource(
-            str(archive),
-            spark=spark,
-            sink=sink,
-            manifest=SQLiteRunManifest(str(work / "warm_up" / name / "manifest.sqlite")),
-            state=StateStore(str(work / "warm_up" / name / "state")),
-            job_name=f"warm_up_{name}",
-        ).run()
+        timed_job(spark, archive, work / "warm_up", f"warm_up_{name}", sink=sink)
 
 
 def check_once(events: DataFrame, expected: int) -> None:
@@ -139,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         sinks["iceberg"] = (iceberg, lambda: spark.read.table(iceberg.table_name("events")))
         seconds = {
-            name: timed_job(spark, archive, work, name, sinks[name][0])
+            name: timed_job(spark, archive, work, name, sink=sinks[name][0])
             for name in args.order.split(",")
         }
         expected = sinks["parquet"][1]().count()

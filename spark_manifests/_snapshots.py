@@ -170,6 +170,7 @@ class JobSnapshots:
         if not in_flight:
             return
         entries = claims.manifest.get_many(list(in_flight))
+        landed: dict[str, bool] = {}  # by batch id: one history read per batch, not per run
         for run_id, record in sorted(in_flight.items()):
             entry = entries.get(run_id)
             if entry is not None and entry.status in (RunStatus.COMMITTED, RunStatus.LEGACY):
@@ -178,7 +179,7 @@ class JobSnapshots:
                 entry is not None
                 and entry.status is RunStatus.PROCESSING
                 and entry.owner == claims.owner
-                and _landed(claims.sink, record)
+                and _landed(claims.sink, record, landed)
             ):
                 # Committed as it stands: a claim again would count one more attempt.
                 if claims.commit(run_from_record(record), metrics_from_record(record), None):
@@ -262,15 +263,18 @@ class JobSnapshots:
             _logger.warning("Could not record that job %s stopped: %s", self.job_name, exc)
 
 
-def _landed(sink: Sink, record: Mapping[str, Any]) -> bool:
+def _landed(sink: Sink, record: Mapping[str, Any], batches: dict[str, bool]) -> bool:
     """Whether the write of a run in flight landed whole, so its commit can go ahead.
 
     A sink that records batches in its commits tells (a batch it holds is whole: the write
     was its last step); for another, a run recorded written with output in place.
+    ``batches`` keeps the sink's answer per batch id, for the other runs of the batch.
     """
     batch_id = record.get("batch_id")
     if sink.supports_batch_commits and isinstance(batch_id, str):
-        if not cast(BatchCommitSink, sink).batch_committed(batch_id):
+        if batch_id not in batches:
+            batches[batch_id] = cast(BatchCommitSink, sink).batch_committed(batch_id)
+        if not batches[batch_id]:
             return False
         if record.get("stage") != "written":
             _logger.warning(

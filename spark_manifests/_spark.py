@@ -47,8 +47,7 @@ def get_or_create_spark(
     from pyspark.sql import SparkSession
 
     s3 = s3_setup and any(is_s3_uri(location) for location in s3_locations)
-    # getActiveSession() sees only this thread's session; a notebook's may be another's.
-    running = SparkSession.getActiveSession() or SparkSession._instantiatedSession
+    running = running_session()
     if running is not None:
         if s3:
             ensure_s3a(running)
@@ -74,6 +73,14 @@ def get_or_create_spark(
     if s3:
         ensure_s3a(session)
     return session
+
+
+def running_session() -> SparkSession | None:
+    """The SparkSession running in this process, if any, whichever thread started it."""
+    from pyspark.sql import SparkSession
+
+    # getActiveSession() sees only this thread's session; a notebook's may be another's.
+    return SparkSession.getActiveSession() or SparkSession._instantiatedSession
 
 
 def _launch_conf(config: Mapping[str, str]) -> dict[str, str]:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._spark import running_session
 from .exceptions import TableFormatUnavailableError
 from .sinks import RUN_COLUMN, BatchCommitSink
 
@@ -45,20 +46,15 @@ def runs_predicate(runs: Sequence[Run]) -> str:
     return f"{RUN_COLUMN} IN ({', '.join(repr(label) for label in run_labels(runs))})"
 
 
-def commit_metadata(runs: Sequence[Run], batch_id: str | None) -> dict[str, str]:
-    metadata = {RUNS_KEY: ",".join(run_labels(runs))}
-    if batch_id is not None:
-        metadata[BATCH_ID_KEY] = batch_id
-    return metadata
+def commit_metadata(runs: Sequence[Run], batch_id: str) -> dict[str, str]:
+    return {RUNS_KEY: ",".join(run_labels(runs)), BATCH_ID_KEY: batch_id}
 
 
 def active_spark(spark: SparkSession | None) -> SparkSession:
     """``spark``, or the session running in this process."""
     if spark is not None:
         return spark
-    from pyspark.sql import SparkSession
-
-    running = SparkSession.getActiveSession() or SparkSession._instantiatedSession
+    running = running_session()
     if running is None:
         raise TableFormatUnavailableError(
             "No SparkSession is running: start one (with the table format's package) "
@@ -104,22 +100,6 @@ class TableSink(BatchCommitSink):
         self.max_conflict_retries = max_conflict_retries
         self.writes_bad_rows = keep_bad_rows
 
-    # -- the Sink interface -------------------------------------------------------------
-    def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
-        if self.writes_bad_rows:
-            self._commit(BAD_ROWS, None, runs, batch_id=None, spark=events.sparkSession)
-        self._commit(EVENTS, events, runs, batch_id=None, spark=events.sparkSession)
-
-    def write_bad_rows(self, bad_rows: DataFrame, runs: Sequence[Run]) -> None:
-        self._commit(BAD_ROWS, bad_rows, runs, batch_id=None, spark=bad_rows.sparkSession)
-
-    def has_output(self, run: Run) -> bool:
-        spark = active_spark(self._spark)
-        if not self._table_exists(spark, EVENTS):
-            return False
-        rows = self._read(spark, EVENTS).where(runs_predicate([run])).limit(1)
-        return bool(rows.count())
-
     # -- the BatchCommitSink interface --------------------------------------------------
     def write_batch(
         self,
@@ -146,7 +126,7 @@ class TableSink(BatchCommitSink):
         frame: DataFrame | None,
         runs: Sequence[Run],
         *,
-        batch_id: str | None,
+        batch_id: str,
         spark: SparkSession,
     ) -> None:
         """Replace ``runs`` in ``table`` with ``frame`` (``None``: with nothing) in one commit."""

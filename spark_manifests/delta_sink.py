@@ -22,6 +22,7 @@ from ._locations import Location, PathLike
 from ._table_sink import (
     BATCH_ID_KEY,
     EVENTS,
+    RUNS_KEY,
     TableSink,
     active_spark,
     metadata_json,
@@ -159,7 +160,7 @@ class DeltaSink(TableSink):
         spark = active_spark(self._spark)
         path = self.table_name(table).replace("`", "``")
         history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`")
-        runs = F.split(F.get_json_object("userMetadata", "$['spark-manifests.runs']"), ",")
+        runs = F.split(F.get_json_object("userMetadata", f"$['{RUNS_KEY}']"), ",")
         first = history.where(F.array_contains(runs, run.label)).agg(F.min("version")).first()
         version = None if first is None else first[0]
         return None if version is None or version == 0 else int(version) - 1

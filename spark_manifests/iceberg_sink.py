@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ._table_sink import (
     BATCH_ID_KEY,
     EVENTS,
+    RUNS_KEY,
     TableSink,
     active_spark,
     require_class,
@@ -207,6 +208,6 @@ class IcebergSink(TableSink):
 
         spark = self._session(None)
         snapshots = spark.read.table(f"{self.table_name(table)}.snapshots")
-        runs = F.split(F.element_at(F.col("summary"), F.lit("spark-manifests.runs")), ",")
+        runs = F.split(F.element_at(F.col("summary"), F.lit(RUNS_KEY)), ",")
         first = snapshots.where(F.array_contains(runs, run.label)).orderBy("committed_at").first()
         return None if first is None or first["parent_id"] is None else int(first["parent_id"])

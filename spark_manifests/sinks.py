@@ -146,6 +146,12 @@ class BatchCommitSink(Sink):
         """Not called by the source for this sink (see :meth:`write_batch`)."""
         raise NotImplementedError(f"{type(self).__name__} writes through write_batch")
 
+    def has_output(self, run: Run) -> bool:
+        """False: the source asks :meth:`batch_committed` instead (its state records the
+        batch id before the write), and a run without one is written again, which replaces
+        exactly its rows."""
+        return False
+
 
 class ParquetSink(Sink):
     """Parquet: ``<output>/events/run=<label>/``, bad rows in ``<output>/bad_rows/run=<label>/``.

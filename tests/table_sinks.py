@@ -166,26 +166,10 @@ def time_travel_excludes(table_before: DataFrame, run: Run, others: DataFrame) -
     assert_exactly_once(table_before, others)
 
 
-def check_legacy_write(
-    spark: SparkSession, make_sink: SinkFactory, read: TableReader, runs: list[Run]
-) -> None:
-    """``write`` + ``write_bad_rows`` (the driver before batch commits) replace runs too."""
-    sink = make_sink()
-    for _ in range(2):
-        events, bad_rows = read_runs(spark, runs[:2])
-        sink.write(events, runs[:2])
-        sink.write_bad_rows(bad_rows, runs[:2])
-    assert_exactly_once(read(sink, EVENTS), events)
-    assert read(sink, BAD_ROWS).count() == bad_rows.count()
-    assert sink.has_output(runs[0])
-    assert not sink.has_output(runs[3])
-
-
 ALL_SCENARIOS: list[Callable[..., Any]] = [
     check_batches_land_once,
     check_kill_before_manifest_commit,
     check_redo_and_backfill,
     check_schema_evolution,
     check_concurrent_writers,
-    check_legacy_write,
 ]

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from spark_manifests._table_packages import table_format_package
+from spark_manifests._packages import table_format_package
 from spark_manifests._table_sink import EVENTS, TableSink
 from spark_manifests.delta_sink import DeltaSink
 from spark_manifests.exceptions import OutputInUseError, TableFormatUnavailableError

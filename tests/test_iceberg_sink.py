@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from spark_manifests._table_packages import table_format_package
+from spark_manifests._packages import table_format_package
 from spark_manifests._table_sink import EVENTS, TableSink
 from spark_manifests.exceptions import OutputInUseError, TableFormatUnavailableError
 from spark_manifests.iceberg_sink import IcebergSink
@@ -109,3 +109,22 @@ def test_unsupported_spark_is_one_clear_line() -> None:
 )
 def test_package_matches_spark(spark_version: str, scala_version: str, package: str) -> None:
     assert table_format_package("iceberg", spark_version, scala_version) == package
+
+
+def test_a_catalog_the_session_configures_is_used_as_it_is(iceberg: Any, tmp_path: Path) -> None:
+    """A catalog the session configures as another kind than the sink's Hadoop catalog (here
+    by ``catalog-impl``, as Glue or REST would be) keeps its settings: the sink's warehouse
+    is not forced on it."""
+    catalog = f"users_{next(_catalogs)}"
+    prefix = f"spark.sql.catalog.{catalog}"
+    users_warehouse = tmp_path / "users_warehouse"
+    iceberg.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
+    iceberg.conf.set(f"{prefix}.catalog-impl", "org.apache.iceberg.hadoop.HadoopCatalog")
+    iceberg.conf.set(f"{prefix}.warehouse", str(users_warehouse))
+    sink = IcebergSink(str(tmp_path / "sinks_warehouse"), catalog=catalog)
+    landed = table_sinks.write(sink, iceberg, table_sinks.sample_runs(tmp_path, runs=1))
+    assert sink.batch_committed(landed)
+    assert iceberg.conf.get(f"{prefix}.warehouse") == str(users_warehouse)
+    assert iceberg.conf.get(f"{prefix}.type", None) is None
+    assert (users_warehouse / "snowplow" / "events" / "metadata").is_dir()
+    assert not (tmp_path / "sinks_warehouse").exists()

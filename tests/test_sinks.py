@@ -8,7 +8,7 @@ import pytest
 
 from spark_manifests import OutputInUseError, ParquetSink, parse_run_id
 from spark_manifests.runs import Run
-from spark_manifests.sinks import OUTPUT_OWNER_FILE
+from spark_manifests.sinks import OUTPUT_OWNER_FILE, BatchCommitSink
 
 LABELS = [f"2017-04-11-{hour}-00-00" for hour in (10, 11, 12, 13)]
 
@@ -130,3 +130,22 @@ def test_jobs_starting_at_once_on_a_new_output_all_see_its_manifest(tmp_path: Pa
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(prepare, range(8)))  # raises what a worker raised
         assert [p.name for p in Path(output).iterdir()] == [OUTPUT_OWNER_FILE]
+
+
+class _Committing(BatchCommitSink):
+    def write_batch(self, events, bad_rows, runs, *, batch_id: str) -> None: ...
+
+    def batch_committed(self, batch_id: str) -> bool:
+        return batch_id == "job/landed"
+
+    def output_path(self, run: Run) -> str:
+        return "table"
+
+
+def test_a_batch_commit_sink_needs_only_write_batch_and_batch_committed() -> None:
+    sink = _Committing()
+    assert sink.supports_batch_commits
+    # A run in flight without a batch id is written again: it has no output to trust.
+    assert not sink.has_output(RUNS[0])
+    with pytest.raises(NotImplementedError, match="write_batch"):
+        sink.write(None, RUNS)  # type: ignore[arg-type]

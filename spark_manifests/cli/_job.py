@@ -80,9 +80,9 @@ def _spark_config(args: argparse.Namespace) -> dict[str, str]:
     config = {"spark.ui.showConsoleProgress": "false"}
     table_format = getattr(args, "format", "parquet")
     if table_format != "parquet":
-        from .._table_packages import installed_spark_versions, table_format_spark_config
+        from .._packages import table_format_spark_config
 
-        config.update(table_format_spark_config(table_format, *installed_spark_versions()))
+        config.update(table_format_spark_config(table_format))
     return config
 
 
