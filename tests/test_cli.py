@@ -6,12 +6,19 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from spark_manifests import RunStatus, SQLiteRunManifest, StateStore, write_sample_archive
+from spark_manifests import (
+    ManifestedRunSource,
+    RunStatus,
+    SQLiteRunManifest,
+    StateStore,
+    write_sample_archive,
+)
 from spark_manifests._events import Progress, RunEvent
-from spark_manifests.cli import ProgressDisplay, _display, main
+from spark_manifests.cli import ProgressDisplay, _display, _job, main
 
 from .commands import error_line, process
 
@@ -202,6 +209,27 @@ def test_an_archive_without_runs_warns(tmp_path: Path, caplog) -> None:
     (tmp_path / "a" / "2017-04-11").mkdir(parents=True)
     assert process(tmp_path, tmp_path / "a") == 0
     assert f"No run folders (run=YYYY-mm-DD-hh-MM-SS) in {tmp_path / 'a'}" in caplog.text
+
+
+def test_process_options_reach_the_source(tmp_path: Path, monkeypatch) -> None:
+    made: list[ManifestedRunSource] = []
+
+    class Recorded(ManifestedRunSource):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(_job, "ManifestedRunSource", Recorded)
+    (tmp_path / "a").mkdir()  # no runs: nothing starts Spark
+    options = ["--reconcile-every", "60", "--full-scan", "--settle", "5", "--take-over"]
+    options += ["--no-s3-setup", "--limit", "3", "--fail-fast", "--iglu", str(tmp_path)]
+    assert process(tmp_path, tmp_path / "a", *options) == 0
+
+    (source,) = made
+    assert (source.reconcile_seconds, source.full_scan, source.settle_seconds) == (60, True, 5)
+    assert (source.take_over, source.limit, source.fail_fast) == (True, 3, True)
+    assert source._s3_setup is False
+    assert source.job_name == "sweep"
 
 
 def test_a_run_folder_given_as_the_archive_is_refused(tmp_path: Path, capsys) -> None:

@@ -23,7 +23,6 @@ def register(commands: Subcommands) -> None:
         "demo",
         handle,
         "make a sample archive and run the job on it twice, on the embedded default",
-        needs_spark=True,
     )
     demo.add_argument(
         "--dir", help="where the demo archive and output go (default: demo/ under the home)"

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._discovery import DEFAULT_RECONCILE_SECONDS
-from ._job import FORMATS, make_source, run_source
+from ._job import iglu_option, make_source, run_source
 from ._options import DEFAULT_JOB, add_command, add_spark_options, add_where, add_window
 
 if TYPE_CHECKING:
     from ._options import Subcommands
 
+#: The output formats of ``process --format``.
+FORMATS = ("parquet", "delta", "iceberg")
+
 
 def register(commands: Subcommands) -> None:
     """Add the ``process`` command to ``commands``."""
-    process = add_command(
-        commands, "process", handle, "process the pending runs of an archive", needs_spark=True
-    )
+    process = add_command(commands, "process", handle, "process the pending runs of an archive")
     process.add_argument("--archive", required=True, help="s3://bucket/prefix/ or a local path")
     process.add_argument(
         "--output",
@@ -101,5 +102,36 @@ def _add_discovery_options(process: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Run the job once; 1 when a run failed."""
-    summary = run_source(make_source(args, args.archive, args.output, args.job))
+    source = make_source(
+        args,
+        args.archive,
+        args.output,
+        args.job,
+        table_format=args.format,
+        sink=_table_sink(args),
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+        settle_seconds=args.settle,
+        reconcile_seconds=args.reconcile_every,
+        full_scan=args.full_scan,
+        take_over=args.take_over,
+        iglu=iglu_option(args.iglu),
+    )
+    summary = run_source(source)
     return 0 if summary.ok else 1
+
+
+def _table_sink(args: argparse.Namespace) -> Any:
+    """The Delta or Iceberg sink of ``--format``; ``None`` for the default Parquet sink."""
+    if args.format == "delta":
+        from ..delta_sink import DeltaSink
+
+        return DeltaSink(args.output)
+    if args.format == "iceberg":
+        from ..iceberg_sink import IcebergSink
+
+        return IcebergSink(
+            args.output, catalog=args.iceberg_catalog, namespace=args.iceberg_namespace
+        )
+    return None
