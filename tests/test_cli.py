@@ -232,6 +232,22 @@ def test_process_options_reach_the_source(tmp_path: Path, monkeypatch) -> None:
     assert source.job_name == "sweep"
 
 
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--dir", "d"],
+        ["--manifest", "m.sqlite"],
+        ["--state", "s"],
+        ["--fail-fast"],
+        ["--no-s3-setup"],
+        ["--max-runs-per-batch", "2"],
+    ],
+)
+def test_demo_aws_refuses_the_options_it_would_ignore(option: list[str], capsys) -> None:
+    assert main(["demo", "--aws", *option]) == 2
+    assert f"drop {option[0]} " in error_line(capsys)
+
+
 def test_a_run_folder_given_as_the_archive_is_refused(tmp_path: Path, capsys) -> None:
     run = tmp_path / "a" / "run=2017-04-11-10-31-05"
     run.mkdir(parents=True)

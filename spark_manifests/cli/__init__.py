@@ -15,13 +15,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from .._demo_aws import DEMO_JOB
 from .._glue import known_arguments, runs_under_glue
 from .._version import __version__
 from . import demo, manifest, package, process, runs, state
 from ._display import ProgressDisplay
 from ._exit import Terminated, run_command, sigterm_as_interrupt
 from ._options import DEFAULT_JOB
-from .demo import DEMO_JOB
 
 __all__ = ["DEFAULT_JOB", "DEMO_JOB", "ProgressDisplay", "Terminated", "main"]
 
