@@ -1,10 +1,10 @@
 """Maven coordinates of the Java packages a feature needs, matching the running Spark.
 
-A feature is a name (``"s3"``; table formats add theirs); :func:`packages_for` gives the
+A feature is a name (``"s3"``; table formats add theirs); ``packages_for`` gives the
 ``spark.jars.packages`` value for a list of them and the Spark, Scala and Hadoop versions they
-must match. The versions come from the JVM of a running session (:func:`running_versions`),
+must match. The versions come from the JVM of a running session (``running_versions``),
 or, before one starts, from the jars of the Spark installation pyspark launches
-(:func:`installed_versions`).
+(``installed_versions``).
 
 ``python -m spark_manifests._packages --resolve`` downloads them once into Spark's Ivy cache
 (``--ivy DIR`` names another cache folder), so that later sessions start without a download:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-#: The features :func:`packages_for` knows.
+#: The features ``packages_for`` knows.
 FEATURES = ("s3",)
 
 # hadoop-aws pulls in the AWS SDK bundle its Hadoop release was built with (aws-java-sdk-bundle
@@ -64,6 +64,8 @@ def packages_for(
     Raises ``ValueError`` for an unknown feature, or a version a feature needs that is
     missing or not a release number.
 
+    Examples
+    --------
     >>> packages_for(("s3",), hadoop_version="3.3.4")
     ['org.apache.hadoop:hadoop-aws:3.3.4']
     >>> packages_for(("s3",), hadoop_version="3.3.6-amzn-3")
@@ -81,6 +83,8 @@ def packages_for(
 def hadoop_release(version: str | None) -> str:
     """The Maven release of a Hadoop version string as the JVM reports it.
 
+    Examples
+    --------
     >>> hadoop_release("3.4.1")
     '3.4.1'
     """
@@ -123,7 +127,7 @@ def installed_versions(spark_home: str | None = None) -> SparkVersions:
 
 
 def installed_packages(features: Sequence[str]) -> list[str]:
-    """The coordinates of ``features`` for the installed Spark (see :func:`packages_for`)."""
+    """The coordinates of ``features`` for the installed Spark (see ``packages_for``)."""
     versions = installed_versions()
     return packages_for(
         features,

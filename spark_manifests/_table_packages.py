@@ -55,9 +55,11 @@ def _minor(version: str) -> str:
 def table_format_package(table_format: str, spark_version: str, scala_version: str) -> str:
     """The Maven coordinate of ``table_format``'s Spark package for this Spark and Scala.
 
-    Raises :class:`~spark_manifests.exceptions.TableFormatUnavailableError` when no release
+    Raises ``TableFormatUnavailableError`` when no release
     supports that Spark version.
 
+    Examples
+    --------
     >>> table_format_package("delta", "4.1.4", "2.13.17")
     'io.delta:delta-spark_4.1_2.13:4.4.0'
     >>> table_format_package("iceberg", "3.5.9", "2.12.18")
@@ -96,6 +98,8 @@ def table_format_spark_config(
     their packages (from Maven Central, into the Ivy cache ``ivy`` if given) and SQL
     extensions; Delta also needs its catalog as the session catalog.
 
+    Examples
+    --------
     >>> table_format_spark_config("iceberg", "4.1.4", "2.13.17")["spark.jars.packages"]
     'org.apache.iceberg:iceberg-spark-runtime-4.1_2.13:1.12.0'
     """
@@ -118,6 +122,8 @@ def installed_spark_versions() -> tuple[str, str]:
     """The (Spark, Scala) versions of the installed pyspark, read without starting Spark:
     the Scala version from the ``scala-library`` jar pyspark ships.
 
+    Examples
+    --------
     >>> installed_spark_versions()  # doctest: +SKIP
     ('4.1.4', '2.13.17')
     """

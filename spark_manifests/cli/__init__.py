@@ -4,6 +4,8 @@ Each command is a module of this package that adds its own sub-parser (``registe
 runs it (``handle``): ``process``, ``demo``, ``runs``, ``manifest``, ``state``, ``package``.
 The options several commands share are in ``_options``, what they print in ``_display``.
 
+Examples
+--------
 >>> main(["runs", "--manifest", "dynamodb://acme-runs"])  # doctest: +SKIP
 """
 
