@@ -248,6 +248,16 @@ def test_demo_aws_refuses_the_options_it_would_ignore(option: list[str], capsys)
     assert f"drop {option[0]} " in error_line(capsys)
 
 
+@pytest.mark.parametrize("table_format", ["parquet", "delta"])
+def test_iceberg_options_without_iceberg_are_refused(
+    tmp_path: Path, capsys, table_format: str
+) -> None:
+    (tmp_path / "a").mkdir()
+    options = ("--format", table_format, "--iceberg-namespace", "lake")
+    assert process(tmp_path, tmp_path / "a", *options) == 2
+    assert "--iceberg-namespace applies to --format iceberg" in error_line(capsys)
+
+
 def test_a_run_folder_given_as_the_archive_is_refused(tmp_path: Path, capsys) -> None:
     run = tmp_path / "a" / "run=2017-04-11-10-31-05"
     run.mkdir(parents=True)

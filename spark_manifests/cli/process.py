@@ -69,16 +69,15 @@ def _add_format_options(process: argparse.ArgumentParser) -> None:
         help="the output's table format (default: %(default)s); delta and iceberg need the "
         "[delta] / [iceberg] extras",
     )
+    # No parser defaults: IcebergSink has them, and a value given is checked to apply.
     process.add_argument(
         "--iceberg-catalog",
-        default="spark_manifests",
         help="with --format iceberg: the catalog; a Hadoop catalog on --output unless the "
-        "session configures this name (Glue, REST) (default: %(default)s)",
+        "session configures this name (Glue, REST) (default: spark_manifests)",
     )
     process.add_argument(
         "--iceberg-namespace",
-        default="snowplow",
-        help="with --format iceberg: the tables' namespace (default: %(default)s)",
+        help="with --format iceberg: the tables' namespace (default: snowplow)",
     )
 
 
@@ -124,6 +123,13 @@ def handle(args: argparse.Namespace) -> int:
 
 def _table_sink(args: argparse.Namespace) -> Any:
     """The Delta or Iceberg sink of ``--format``; ``None`` for the default Parquet sink."""
+    iceberg = {"catalog": args.iceberg_catalog, "namespace": args.iceberg_namespace}
+    given = {name: value for name, value in iceberg.items() if value is not None}
+    if given and args.format != "iceberg":
+        raise ValueError(
+            f"--iceberg-{next(iter(given))} applies to --format iceberg, not --format "
+            f"{args.format}: drop it, or add --format iceberg."
+        )
     if args.format == "delta":
         from ..delta_sink import DeltaSink
 
@@ -131,7 +137,5 @@ def _table_sink(args: argparse.Namespace) -> Any:
     if args.format == "iceberg":
         from ..iceberg_sink import IcebergSink
 
-        return IcebergSink(
-            args.output, catalog=args.iceberg_catalog, namespace=args.iceberg_namespace
-        )
+        return IcebergSink(args.output, **given)
     return None
