@@ -361,6 +361,15 @@ def test_provisioned_capacity_is_for_dynamodb_only(tmp_path: Path, capsys) -> No
     assert f"Manifest ready: {manifest}" in capsys.readouterr().out
 
 
+def test_only_create_makes_the_folder_of_a_manifest(tmp_path: Path, capsys) -> None:
+    manifest = str(tmp_path / "runs" / "m.sqlite")
+    assert main(["manifest", "skip", "2017-04-11-10-31-05", "--manifest", manifest]) == 2
+    assert not (tmp_path / "runs").exists()
+    capsys.readouterr()
+    assert main(["manifest", "create", "--manifest", manifest]) == 0
+    assert (tmp_path / "runs" / "m.sqlite").is_file()
+
+
 @pytest.mark.parametrize("terminal", [True, False])
 def test_progress_is_one_line_on_a_terminal_and_log_lines_otherwise(terminal: bool, caplog) -> None:
     class Stream(io.StringIO):
