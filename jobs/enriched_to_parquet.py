@@ -1,4 +1,5 @@
-"""spark-submit entry: Snowplow enriched events of every pending run -> Parquet, exactly once.
+"""spark-submit entry: Snowplow enriched events of every pending run -> Parquet (or, with
+``--format``, a Delta or Iceberg table), exactly once.
 
     spark-submit --py-files spark_manifests.zip jobs/enriched_to_parquet.py \\
         --archive s3://acme/enriched/archive/ --output s3://acme/enriched/parquet/ \\

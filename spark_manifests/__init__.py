@@ -3,6 +3,8 @@
 Public names are re-exported here. Modules that need pyspark are imported on first use, so
 the manifest, run listing and state store work on a machine with boto3 alone.
 
+Examples
+--------
 >>> from spark_manifests import RunManifests, list_runids
 """
 

@@ -1,7 +1,7 @@
 """boto3 clients and the translation of botocore errors into this package's exceptions.
 
 Every public function that talks to AWS accepts an optional ``client`` or ``session``
-(as awswrangler does); :func:`make_client` turns whichever was given into a client.
+(as awswrangler does); ``make_client`` turns whichever was given into a client.
 """
 
 from __future__ import annotations
@@ -183,6 +183,8 @@ def translate_error(exc: Exception, *, action: str, resource: str) -> Exception:
 def aws_errors(action: str, resource: str) -> Iterator[None]:
     """Re-raise botocore errors inside the block as package exceptions.
 
+    Examples
+    --------
     >>> with aws_errors("list the archive", "s3://acme/archive/"):
     ...     pass
     """

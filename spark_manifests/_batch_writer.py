@@ -1,8 +1,8 @@
 """One batch: claim -> load -> transform -> write -> commit, driven by retry decisions.
 
-:class:`BatchWriter` takes a batch the planner made through its stages, saving a snapshot
-after each (see :mod:`spark_manifests._snapshots`) and calling :func:`fault_point` at each
-boundary (for crash tests). When the batch fails, :func:`spark_manifests.retry.decide` says
+``BatchWriter`` takes a batch the planner made through its stages, saving a snapshot
+after each (see ``spark_manifests._snapshots``) and calling ``fault_point`` at each
+boundary (for crash tests). When the batch fails, ``spark_manifests.retry.decide`` says
 what to do: stop the job, retry, split the batch, or fail its run.
 """
 
@@ -84,7 +84,7 @@ class BatchWriter:
                 self.write_with_retries(number, claimed)
 
     def write_with_retries(self, number: int, batch: list[RunListing]) -> None:
-        """Write the batch, retried, split or failed as :func:`decide` says; then commit."""
+        """Write the batch, retried, split or failed as ``decide`` says; then commit."""
         runs = [listing.run for listing in batch]
         what = f"batch {number} ({describe_runs(runs)})"
         retry = 0

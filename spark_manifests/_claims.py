@@ -1,8 +1,8 @@
 """Claims: the runs a job holds in the manifest, from the claim to the verdict.
 
-:class:`Claims` claims runs, keeps their leases renewed by a thread while a batch runs, and
+``Claims`` claims runs, keeps their leases renewed by a thread while a batch runs, and
 gives each a verdict in the manifest (commit, fail, release), telling the
-:class:`~spark_manifests._ledger.OutcomeLedger` of each.
+``OutcomeLedger`` of each.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def _observe_per_run(
 
 
 def _observe_total(frame: DataFrame, name: str) -> tuple[DataFrame, Callable[[], int]]:
-    """Count all rows while the write runs; see :func:`_observe_per_run`."""
+    """Count all rows while the write runs; see ``_observe_per_run``."""
     from pyspark.sql import functions as F
 
     observed, values = _observe(

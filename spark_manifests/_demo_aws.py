@@ -51,6 +51,8 @@ def run_aws_demo(
     ``spark`` is used if given (its s3a is pointed at the emulator); otherwise a session is
     started on ``master`` (default ``local[*]``) with the ``hadoop-aws`` package.
 
+    Examples
+    --------
     >>> run_aws_demo(runs=2, events_per_run=100)  # doctest: +SKIP
     """
     out = out or sys.stdout
@@ -115,6 +117,8 @@ def local_aws_emulator() -> Iterator[str]:
 def upload_folder(folder: str, uri: str, client: Any | None = None) -> int:
     """Upload every file under the local ``folder`` to the S3 prefix ``uri``; the count.
 
+    Examples
+    --------
     >>> upload_folder("/tmp/archive", "s3://acme/enriched/archive/")  # doctest: +SKIP
     """
     from ._locations import parse_location

@@ -1,7 +1,7 @@
 """Watermark discovery: a start lists and reads only the runs from its archive's watermark on.
 
 The manifest keeps, per archive, a watermark W: every run ordered before it is settled (see
-:mod:`spark_manifests._watermarks`). A start reads W first, lists the archive from W on and
+``spark_manifests._watermarks``). A start reads W first, lists the archive from W on and
 reads the status of those runs alone; once its runs are settled it moves W forward by a
 compare-and-set from the W it read. A lost race writes nothing: the next start reads W again.
 

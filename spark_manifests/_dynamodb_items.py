@@ -1,7 +1,7 @@
 """DynamoDB items of the run manifest: attribute names, condition expressions, typed values,
-and the reading of an item back into a :class:`~spark_manifests.ManifestEntry`.
+and the reading of an item back into a ``ManifestEntry``.
 
-The table layout is documented in :mod:`spark_manifests.manifest_dynamodb`.
+The table layout is documented in ``spark_manifests.manifest_dynamodb``.
 """
 
 from __future__ import annotations

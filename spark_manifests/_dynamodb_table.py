@@ -22,7 +22,7 @@ def ensure_table(
     *,
     wait: bool,
 ) -> None:
-    """Create the table unless it exists (see :meth:`RunManifests.create`), and wait until
+    """Create the table unless it exists (see ``RunManifests.create``), and wait until
     it is ACTIVE when ``wait``."""
     if (read_capacity is None) != (write_capacity is None):
         raise ValueError("Give both read_capacity and write_capacity, or neither.")

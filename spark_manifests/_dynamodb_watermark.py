@@ -1,4 +1,4 @@
-"""Watermark records of the DynamoDB run manifest (see :mod:`spark_manifests._watermarks`).
+"""Watermark records of the DynamoDB run manifest (see ``spark_manifests._watermarks``).
 
 One item per archive in the manifest table, keyed ``spark_manifests#watermark#<archive>``:
 
@@ -13,7 +13,7 @@ attribute             type  meaning
 ====================  ====  ====================================================
 
 It has no ``RunStatus``: a reader that scans the table must skip keys with that prefix
-(:meth:`~spark_manifests.RunManifests.entries` does).
+(``entries`` does).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The 131 fields of a Snowplow enriched event, in TSV order, with the kind of value each holds.
 
 The order and the names are those of ``ENRICHED_EVENT_FIELD_TYPES`` in the Snowplow Analytics
-Python SDK 0.2.3 (field 122 is ``refr_device_tstamp`` there; see :mod:`spark_manifests.enriched`).
+Python SDK 0.2.3 (field 122 is ``refr_device_tstamp`` there; see ``spark_manifests.enriched``).
 Kinds: ``string``, ``int``, ``double``, ``bool`` (``1``/``0``), ``tstamp``
 (``YYYY-MM-DD HH:MM:SS[.fff]``, UTC), ``contexts`` and ``unstruct`` (self-describing JSON).
 """

@@ -35,10 +35,12 @@ class EntitySchemas:
     """Iglu schema URIs by JSON kind: ``contexts`` (entities of ``contexts`` and
     ``derived_contexts``) and ``unstruct_event``.
 
-    What :func:`~spark_manifests.read_enriched` takes as ``entity_schemas`` and what
-    :meth:`~spark_manifests.EnrichedRead.schemas_met` gives. Sets: ``|`` joins two,
+    What ``read_enriched`` takes as ``entity_schemas`` and what
+    ``schemas_met`` gives. Sets: ``|`` joins two,
     ``-`` keeps what the first has and the second has not; empty is false.
 
+    Examples
+    --------
     >>> given = EntitySchemas.from_dict({"contexts": ["iglu:com.acme/product/jsonschema/1-0-0"]})
     >>> click = frozenset({"iglu:com.acme/click/jsonschema/1-0-0"})
     >>> met = given | EntitySchemas(unstruct_event=click)
@@ -114,7 +116,7 @@ def discover(text: DataFrame) -> tuple[EntitySchemas, dict[str | None, int]]:
 
     One cheap scan: a regular expression lists the ``"schema":"iglu:..."`` values of each
     line in order, and the distinct sequences are sorted on the driver. Lines whose layout
-    does not allow that (see :func:`spark_manifests._iglu.classify_uri_sequences`) are read
+    does not allow that (see ``spark_manifests._iglu.classify_uri_sequences``) are read
     again, with their JSON parsed. The scan counts the lines of each file on the way.
     """
     sequence = sql.schema_sequence()
@@ -133,7 +135,7 @@ def discover(text: DataFrame) -> tuple[EntitySchemas, dict[str | None, int]]:
 
 
 def run_label(path: str) -> str | None:
-    """The run label of a file's run folder, as :func:`spark_manifests._enriched_sql.run_label`."""
+    """The run label of a file's run folder, as ``spark_manifests._enriched_sql.run_label``."""
     found = re.match(sql.RUN_LABEL_PATTERN, path)
     return found.group(1) if found else None
 

@@ -1,4 +1,4 @@
-"""The Spark SQL behind :func:`spark_manifests.enriched.read_enriched`.
+"""The Spark SQL behind ``spark_manifests.enriched.read_enriched``.
 
 Everything here is SQL text for ``selectExpr``: Catalyst expressions only, no Python on the
 executors. A value that may be malformed goes through a guard and ``try_cast``, so it gives
@@ -443,7 +443,7 @@ def schema_sequence(line: str = "value") -> str:
 def exact_schema_pairs() -> str:
     """SQL over ``value``: (kind, uri) of every entity, from parsed JSON.
 
-    Slower than :func:`schema_sequence`, but right for any JSON layout.
+    Slower than ``schema_sequence``, but right for any JSON layout.
     """
     entities = "struct<data: array<struct<schema: string>>>"
     event = "struct<data: struct<schema: string>>"

@@ -1,6 +1,6 @@
 """Fault-injection points, for crash tests only.
 
-The driver loop calls :func:`fault_point` at each stage boundary. Nothing happens unless the
+The driver loop calls ``fault_point`` at each stage boundary. Nothing happens unless the
 environment variable ``SPARK_MANIFESTS_KILL_AT`` names that point, in which case the process
 kills itself with SIGKILL (no cleanup, no flush: exactly what a lost driver looks like). An
 optional ``SPARK_MANIFESTS_KILL_AFTER=N`` lets the point pass N times first, and

@@ -27,6 +27,8 @@ def known_arguments(argv: Sequence[str], command: argparse.ArgumentParser) -> li
     """``argv`` (after the command's name) without the options ``command`` does not take,
     and with Glue's ``--flag true`` / ``--flag false`` as ``--flag`` / nothing.
 
+    Examples
+    --------
     >>> parser = argparse.ArgumentParser()
     >>> _ = parser.add_argument("--archive")
     >>> _ = parser.add_argument("--fail-fast", action="store_true")

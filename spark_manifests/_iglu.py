@@ -50,6 +50,8 @@ class IgluUri(NamedTuple):
 def parse_iglu_uri(uri: str) -> IgluUri | None:
     """The parts of an Iglu URI, or ``None`` if it is not one the Snowplow SDK accepts.
 
+    Examples
+    --------
     >>> parse_iglu_uri("iglu:com.acme/AddToBasket/jsonschema/2-0-1").model
     '2'
     >>> parse_iglu_uri("iglu:com.acme/product/jsonschema/1.0.0") is None
@@ -62,6 +64,8 @@ def parse_iglu_uri(uri: str) -> IgluUri | None:
 def version_key(version: str) -> tuple[int, ...]:
     """A SchemaVer (``1-0-10``) as a sort key: model, revision, addition as numbers.
 
+    Examples
+    --------
     >>> sorted(["1-0-10", "1-0-9"], key=version_key)
     ['1-0-9', '1-0-10']
     """
@@ -74,6 +78,8 @@ def shredded_column_name(prefix: str, uri: str) -> str:
     Vendor dots become underscores, a CamelCase name becomes snake_case, all lower-case;
     revisions of one model share the column.
 
+    Examples
+    --------
     >>> shredded_column_name("contexts", "iglu:org.w3/PerformanceTiming/jsonschema/1-0-0")
     'contexts_org_w3_performance_timing_1'
     """
@@ -115,6 +121,8 @@ def classify_uri_sequences(sequences: Iterable[Sequence[str]]) -> Discovered:
     data, a broken line) or holds a URI written with JSON escapes is returned in
     ``unsorted``, for the caller to sort another way.
 
+    Examples
+    --------
     >>> found = classify_uri_sequences([[
     ...     "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",
     ...     "iglu:com.acme/product/jsonschema/1-0-0",
@@ -162,6 +170,8 @@ def _sort_sequence(sequence: Sequence[str]) -> tuple[list[str], list[str]] | Non
 def group_by_column(prefix: str, uris: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """Valid URIs grouped by their shredded column name, columns sorted; invalid URIs dropped.
 
+    Examples
+    --------
     >>> group_by_column("contexts", ["iglu:a.b/c/jsonschema/1-0-1", "iglu:a.b/c/jsonschema/1-0-0"])
     {'contexts_a_b_c_1': ('iglu:a.b/c/jsonschema/1-0-0', 'iglu:a.b/c/jsonschema/1-0-1')}
     """

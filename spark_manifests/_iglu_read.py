@@ -1,4 +1,4 @@
-"""The hook of :func:`spark_manifests.enriched.read_enriched` for ``iglu=``: the typed layer
+"""The hook of ``spark_manifests.enriched.read_enriched`` for ``iglu=``: the typed layer
 over the reader's plan, and its bad rows."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Spark SQL of the typed entity columns (see :mod:`spark_manifests._iglu_plan`).
+"""The Spark SQL of the typed entity columns (see ``spark_manifests._iglu_plan``).
 
 Over the reader's typed layer (which holds ``_entities``, the schema and data text of every
 context entity, and ``_json_unstruct_event``), one more layer parses each typed column's
@@ -222,7 +222,7 @@ def errors_column(plan: TypedPlan) -> str:
 
 
 def bad_row_columns() -> list[str]:
-    """Over the reader's bad-row columns + :func:`errors_column`: a line whose fields all
+    """Over the reader's bad-row columns + ``errors_column``: a line whose fields all
     parse fails on its entities: a ``LoaderIgluError`` with the Iglu errors."""
     iglu_only = "(failure_type = 'RowDecodingError' AND size(errors) = 0)"
     fallback = _error(

@@ -65,6 +65,8 @@ class Field:
 def column_name(key: str) -> str:
     """A JSON key as the loaders name its column.
 
+    Examples
+    --------
     >>> column_name("navigationStart"), column_name("HTTPStatus"), column_name("a-b.c")
     ('navigation_start', 'http_status', 'a_b_c')
     """
@@ -76,6 +78,8 @@ def column_name(key: str) -> str:
 def node_of(schema: Any) -> Node:
     """The column type of a JSON schema (see the module notes).
 
+    Examples
+    --------
     >>> node_of({"type": "integer", "minimum": 0, "maximum": 100}).kind
     'int'
     >>> node_of({"type": ["string", "integer"]}).kind
@@ -195,6 +199,8 @@ def merge(old: Node, new: Node) -> Node | None:
     field changes type, other than int to long or a decimal's precision). Fields keep their
     place; new ones are appended; a field either version does not require is not required.
 
+    Examples
+    --------
     >>> a = node_of({"type": "object", "properties": {"x": {"type": "string"}}})
     >>> b = node_of({"type": "object", "properties": {"x": {"type": "integer"}}})
     >>> merge(a, b) is None

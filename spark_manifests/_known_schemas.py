@@ -1,13 +1,13 @@
 """The entity schemas a job has met, kept in its state and given to the default reader.
 
-Without them, :func:`~spark_manifests.read_enriched` scans every batch first to learn the
+Without them, ``read_enriched`` scans every batch first to learn the
 schemas of its entities. A job's committed batches met most of the schemas the next ones
 will meet, so the job keeps them in its state (key ``entity_schemas``) and gives them to the
 reader: no scan. The write of a batch observes the schemas its lines really held; a batch
-that met one not given holds its entities as bad rows, so :class:`BatchWriter` writes it
+that met one not given holds its entities as bad rows, so ``BatchWriter`` writes it
 again with the wider list before committing it (a new schema appears once).
 
-Only a reader that declares it (:attr:`ReaderAdapter.takes_entity_schemas`: the default
+Only a reader that declares it (``ReaderAdapter.takes_entity_schemas``: the default
 reader) gets the schemas; a custom reader is called as it always was.
 """
 

@@ -1,7 +1,7 @@
 """The outcome ledger: what a job did to each run, counted in its summary and told to handlers.
 
 Every verdict on a run (claimed, committed, failed, skipped, deferred) goes through one
-:class:`OutcomeLedger`, which keeps the :class:`JobSummary` counters and fires the matching
+``OutcomeLedger``, which keeps the ``JobSummary`` counters and fires the matching
 event, so that no stage threads the summary through its calls.
 """
 
@@ -27,7 +27,7 @@ MAX_SUMMARY_ERROR_CHARS = 1000
 
 @dataclass
 class JobSummary:
-    """What one call of :meth:`ManifestedRunSource.run` did."""
+    """What one call of ``ManifestedRunSource.run`` did."""
 
     job_name: str
     owner: str

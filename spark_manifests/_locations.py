@@ -71,11 +71,13 @@ class Location:
 def parse_location(
     value: PathLike | Location, *, what: str = "location", expected: str = _EXPECTED_FORMS
 ) -> Location:
-    """Parse ``value`` into a :class:`Location`.
+    """Parse ``value`` into a ``Location``.
 
     ``what`` names the input in error messages (``"archive"``, ``"state location"``...), which
     end with ``expected``, the forms it may take.
 
+    Examples
+    --------
     >>> parse_location("s3://acme/enriched/archive/")
     Location(scheme='s3', bucket='acme', key='enriched/archive/')
     """

@@ -1,8 +1,8 @@
 """The rules both manifest backends follow, and the errors they raise, in one place.
 
-A backend checks its arguments here, decides claims with :func:`can_claim` (DynamoDB states
-the same rule as a condition expression), and words a refusal with :func:`ownership_lost`
-or :func:`in_progress`.
+A backend checks its arguments here, decides claims with ``can_claim`` (DynamoDB states
+the same rule as a condition expression), and words a refusal with ``ownership_lost``
+or ``in_progress``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def can_claim(entry: ManifestEntry | None, now: float, max_attempts: int) -> boo
     failed — each with attempts left. Takeovers count: a run whose jobs keep dying while
     processing it stops after ``max_attempts`` instead of killing every job that picks it up.
     A run ``owner`` holds under a live lease is not claimed again but renewed
-    (:func:`holds_live`), with no attempt counted.
+    (``holds_live``), with no attempt counted.
     """
     if entry is None:
         return True

@@ -1,11 +1,11 @@
 """Maven coordinates of the Java packages a feature needs, matching the running Spark.
 
 A feature is a name: ``"s3"`` (``hadoop-aws``), ``"delta"`` or ``"iceberg"`` (their Spark
-packages); :func:`packages_for` gives the ``spark.jars.packages`` value for a list of them and
-the Spark, Scala and Hadoop versions they must match, and :func:`table_format_spark_config`
+packages); ``packages_for`` gives the ``spark.jars.packages`` value for a list of them and
+the Spark, Scala and Hadoop versions they must match, and ``table_format_spark_config``
 the whole Spark settings of a table format. The versions come from the JVM of a running
-session (:func:`running_versions`), or, before one starts, from the jars of the Spark
-installation pyspark launches (:func:`installed_versions`).
+session (``running_versions``), or, before one starts, from the jars of the Spark
+installation pyspark launches (``installed_versions``).
 
 Each Delta and Iceberg release is built against one Spark minor version (and one Scala
 version), so their package is a function of both. The tables below list the newest release of
@@ -93,9 +93,11 @@ def packages_for(
     """The Maven coordinates ``features`` need with these Spark, Scala and Hadoop versions.
 
     Raises ``ValueError`` for an unknown feature, or a version a feature needs that is
-    missing or not a release number; :class:`~spark_manifests.TableFormatUnavailableError`
+    missing or not a release number; ``TableFormatUnavailableError``
     for a table format without a release for that Spark.
 
+    Examples
+    --------
     >>> packages_for(("s3",), hadoop_version="3.3.4")
     ['org.apache.hadoop:hadoop-aws:3.3.4']
     >>> packages_for(("s3",), hadoop_version="3.3.6-amzn-3")
@@ -115,6 +117,8 @@ def packages_for(
 def hadoop_release(version: str | None) -> str:
     """The Maven release of a Hadoop version string as the JVM reports it.
 
+    Examples
+    --------
     >>> hadoop_release("3.4.1")
     '3.4.1'
     """
@@ -132,9 +136,11 @@ def table_format_package(
 ) -> str:
     """The Maven coordinate of ``table_format``'s Spark package for this Spark and Scala.
 
-    Raises :class:`~spark_manifests.exceptions.TableFormatUnavailableError` when no release
+    Raises ``TableFormatUnavailableError`` when no release
     supports that Spark version.
 
+    Examples
+    --------
     >>> table_format_package("delta", "4.1.4", "2.13.17")
     'io.delta:delta-spark_4.1_2.13:4.4.0'
     >>> table_format_package("iceberg", "3.5.9", "2.12.18")
@@ -172,8 +178,10 @@ def table_format_spark_config(
     """The Spark settings a new session needs to write ``table_formats`` (one or several):
     their packages (from Maven Central, into the Ivy cache ``ivy`` if given) and SQL
     extensions; Delta also needs its catalog as the session catalog. The versions are the
-    installed Spark's (:func:`installed_versions`) unless given.
+    installed Spark's (``installed_versions``) unless given.
 
+    Examples
+    --------
     >>> table_format_spark_config("iceberg", "4.1.4", "2.13.17")["spark.jars.packages"]
     'org.apache.iceberg:iceberg-spark-runtime-4.1_2.13:1.12.0'
     """
@@ -237,7 +245,7 @@ def installed_versions(spark_home: str | None = None) -> SparkVersions:
 
 
 def installed_packages(features: Sequence[str]) -> list[str]:
-    """The coordinates of ``features`` for the installed Spark (see :func:`packages_for`)."""
+    """The coordinates of ``features`` for the installed Spark (see ``packages_for``)."""
     versions = installed_versions()
     return packages_for(
         features,

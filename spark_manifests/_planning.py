@@ -1,7 +1,7 @@
 """Batch planning: which runs are pending, and how they group into Spark jobs.
 
-:class:`BatchPlanner` lists the archive within the time window (a start: from its watermark
-on, see :mod:`spark_manifests._discovery`), asks the manifest which runs are pending, and
+``BatchPlanner`` lists the archive within the time window (a start: from its watermark
+on, see ``spark_manifests._discovery``), asks the manifest which runs are pending, and
 groups them into batches by count and input bytes, leaving runs in cold storage or still
 settling for a later start.
 """
@@ -38,8 +38,8 @@ class BatchPlanner:
     """The pending runs of an archive, in batches of at most ``max_runs`` runs and
     ``max_bytes`` input bytes; ``on_deferred`` is told of each run left for a later start.
 
-    A start (:meth:`discover`) lists from the archive's watermark on, and a full listing
-    every ``reconcile_seconds`` or with ``full_scan``; :meth:`settle_watermark` moves the
+    A start (``discover``) lists from the archive's watermark on, and a full listing
+    every ``reconcile_seconds`` or with ``full_scan``; ``settle_watermark`` moves the
     watermark on after the start's batches.
     """
 
@@ -94,7 +94,7 @@ class BatchPlanner:
     def discover(self) -> tuple[list[Run], bool]:
         """A start's runs: from the watermark on (read first), or every run of the window
         when reconciling; and whether the whole archive was listed.
-        :meth:`pending_among` of these runs records them for :meth:`settle_watermark`."""
+        ``pending_among`` of these runs records them for ``settle_watermark``."""
         discovery = self._watermarks.begin(self.since)
         runs = self.archive_runs(self._watermarks.from_run(discovery))
         self._discovery = discovery
@@ -267,7 +267,7 @@ def paths(batch: Sequence[RunListing]) -> list[str]:
 
 
 def readable(listing: RunListing) -> bool:
-    """Whether :meth:`ManifestedRunSource.read` can load a run; says why not."""
+    """Whether ``ManifestedRunSource.read`` can load a run; says why not."""
     if listing.problem is not None:
         _logger.warning("Not reading run %s: %s", listing.run.id, listing.problem)
     return listing.problem is None and not is_cold(listing)

@@ -1,6 +1,6 @@
 """Run folders: their names, the runs and files they hold, as the listings find them.
 
-The vocabulary :mod:`spark_manifests.runs` and its listings share (S3 and local).
+The vocabulary ``spark_manifests.runs`` and its listings share (S3 and local).
 """
 
 from __future__ import annotations
@@ -121,6 +121,8 @@ def parse_run_id(text: str) -> datetime:
     InvalidRunIdError
         Not a run folder name, or an impossible date (``run=2017-02-30-...``).
 
+    Examples
+    --------
     >>> parse_run_id("run-2017-04-11-10-31-05")
     datetime.datetime(2017, 4, 11, 10, 31, 5, tzinfo=datetime.timezone.utc)
     """

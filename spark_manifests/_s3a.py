@@ -38,6 +38,8 @@ _EMR_SHARE = "/usr/share/aws/emr"
 def is_s3_uri(location: object) -> bool:
     """Whether ``location`` is an ``s3://``, ``s3a://`` or ``s3n://`` URI.
 
+    Examples
+    --------
     >>> is_s3_uri("s3a://acme/out/"), is_s3_uri("/data/out")
     (True, False)
     """
@@ -48,7 +50,7 @@ def with_s3a_packages(config: Mapping[str, str]) -> dict[str, str]:
     """``config`` with the ``hadoop-aws`` package of the installed Spark's Hadoop added to
     ``spark.jars.packages``, for a session about to start; as it is on EMR, when it names a
     ``hadoop-aws`` already, or when the Hadoop version cannot be told before the JVM runs
-    (:func:`ensure_s3a` then names the package to add)."""
+    (``ensure_s3a`` then names the package to add)."""
     merged = dict(config)
     present = [item for item in merged.get(_PACKAGES, "").split(",") if item.strip()]
     if any(":hadoop-aws:" in item for item in present) or _on_emr():
@@ -72,10 +74,12 @@ def ensure_s3a(spark: SparkSession, environ: Mapping[str, str] | None = None) ->
     with path-style access, the region of ``AWS_REGION`` (or ``us-east-1``), and no checksum
     or change checks that S3-compatible stores may not support.
 
-    Raises :class:`~spark_manifests.JobFailedError` in one line naming the exact
+    Raises ``JobFailedError`` in one line naming the exact
     ``--packages`` value when the session has no ``hadoop-aws``: jars cannot be added to a
     running JVM. A Spark Connect session is left to its server.
 
+    Examples
+    --------
     >>> ensure_s3a(spark)  # doctest: +SKIP
     """
     context = getattr(spark, "_sc", None)
@@ -98,6 +102,8 @@ def ensure_s3a(spark: SparkSession, environ: Mapping[str, str] | None = None) ->
 def missing_package_message(hadoop: str) -> str:
     """The one line that says which package a session without S3A needs.
 
+    Examples
+    --------
     >>> missing_package_message("3.3.4")[:60]
     'Spark has no S3 file system (hadoop-aws is not on its classp'
     """
@@ -116,6 +122,8 @@ def missing_package_message(hadoop: str) -> str:
 def s3a_settings(hadoop: str, environ: Mapping[str, str]) -> dict[str, str]:
     """The Hadoop settings that make s3a work with these credentials and endpoint.
 
+    Examples
+    --------
     >>> s3a_settings("3.4.1", {})["fs.s3.impl"]
     'org.apache.hadoop.fs.s3a.S3AFileSystem'
     """

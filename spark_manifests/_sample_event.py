@@ -1,7 +1,7 @@
 """One realistic Snowplow enriched event, as its 131 fields: the generator behind
-:mod:`spark_manifests.samples`.
+``spark_manifests.samples``.
 
-:func:`event_fields` fills the fields of one event of a random type (page view, page ping,
+``event_fields`` fills the fields of one event of a random type (page view, page ping,
 structured, unstructured, transaction, transaction item) with its contexts and derived
 contexts, from a seeded random stream.
 """

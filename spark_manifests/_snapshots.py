@@ -1,6 +1,6 @@
 """The job's state snapshots: the running state saved after every stage, read back on resume.
 
-:class:`JobSnapshots` owns the job's :class:`~spark_manifests.StateData` while a job runs: it
+``JobSnapshots`` owns the job's ``StateData`` while a job runs: it
 opens it (refusing one that another run of the job may still be working on), records each
 batch's runs in flight and their stage, and completes it. The records of runs in flight, and
 whether the process that saved a state still lives, are here too.
@@ -225,7 +225,7 @@ class JobSnapshots:
             self.save(f"batch {batch} was {stage}")
 
     def keep(self, key: str, value: Any) -> None:
-        """Set ``key`` (one of :data:`KEPT_ACROSS_RUNS`) in the state; saved with the next
+        """Set ``key`` (one of ``KEPT_ACROSS_RUNS``) in the state; saved with the next
         snapshot."""
         with self._lock:  # the lease renewal thread saves the state too
             self.state[key] = value
@@ -351,7 +351,7 @@ def metrics_from_record(record: Mapping[str, Any]) -> RunMetrics:
 
 
 def _readable_record(run_id: str, record: Any) -> bool:
-    """Whether a run in flight of a running state is as :func:`run_record` writes it."""
+    """Whether a run in flight of a running state is as ``run_record`` writes it."""
     fields = ("id", "path", "name", "timestamp")
     if not isinstance(record, dict) or record.get("id") != run_id:
         return False

@@ -39,9 +39,11 @@ def get_or_create_spark(
     is set on the session, and on the JVM when this starts it (driver memory, jars).
 
     When one of ``s3_locations`` (the archive, the output) is on S3, the session is made to
-    read and write it (see :func:`ensure_s3a`); a session started here gets the ``hadoop-aws``
+    read and write it (see ``ensure_s3a``); a session started here gets the ``hadoop-aws``
     package of its Hadoop. ``s3_setup=False`` leaves S3 to the session's own configuration.
 
+    Examples
+    --------
     >>> spark = get_or_create_spark(s3_locations=["s3://acme/archive/"])  # doctest: +SKIP
     """
     from pyspark.sql import SparkSession

@@ -1,6 +1,6 @@
 """Where state documents are kept: a local directory or an S3 prefix.
 
-Both backends offer the same small interface to :mod:`spark_manifests.state`: read a named
+Both backends offer the same small interface to ``spark_manifests.state``: read a named
 object with its version token, write it only if its current version is the expected one,
 delete it on the same condition, and list a folder. Names are ``/``-separated and relative
 to the store's location (``"daily_running.json"``, ``"history/daily/....json"``).
@@ -311,7 +311,7 @@ class S3Backend:
 
 @contextlib.contextmanager
 def _conflicts() -> Iterator[None]:
-    """Turn the answers of a lost S3 condition into :class:`VersionConflict`.
+    """Turn the answers of a lost S3 condition into ``VersionConflict``.
 
     S3 answers 412 when the version differs, 409 while another conditional write to the key
     is in flight, and 404 when the object an ``IfMatch`` names is gone.

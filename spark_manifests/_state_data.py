@@ -1,5 +1,5 @@
-"""A job's state and its JSON document: :class:`~spark_manifests.StateData`, the values it
-accepts, and the document format :class:`~spark_manifests.StateStore` writes and reads.
+"""A job's state and its JSON document: ``StateData``, the values it
+accepts, and the document format ``StateStore`` writes and reads.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def type_name(value: object) -> str:
 
 
 def _json_copy(value: Any, path: str) -> Any:
-    """A plain-JSON copy of ``value`` (tuples become lists), or :class:`_NotJSON`.
+    """A plain-JSON copy of ``value`` (tuples become lists), or ``_NotJSON``.
 
     Copying detaches the state from the caller's objects, and turns subclasses (str enums,
     IntEnum) into the plain values a reader will get back.
@@ -80,7 +80,7 @@ def _json_copy(value: Any, path: str) -> Any:
 
 
 def _checked(key: object, value: Any) -> Any:
-    """The JSON copy of ``value`` for ``key``; :class:`StateValueError` if it is not JSON."""
+    """The JSON copy of ``value`` for ``key``; ``StateValueError`` if it is not JSON."""
     if not isinstance(key, str):
         raise StateValueError(
             f"State keys must be strings (JSON object keys), not {type_name(key)}: {key!r}."
@@ -126,19 +126,21 @@ class StateData(MutableMapping[str, Any]):
     """A job's state: string keys to JSON values, plus when it was created and saved.
 
     Use it as a dict. Values must be JSON (dict, list, str, int, float, bool, None): anything
-    else is refused at once with :class:`~spark_manifests.StateValueError`. Stored values are
+    else is refused at once with ``StateValueError``. Stored values are
     copies; a value changed in place later is checked again when the state is saved.
 
     Attributes
     ----------
     job_name : str or None
-        The job this state belongs to (set by :meth:`StateStore.get_or_create`).
+        The job this state belongs to (set by ``StateStore.get_or_create``).
     origin : str
         Where it came from: ``"new"``, ``"running"`` (resuming a run that did not complete)
         or ``"completed"``.
     created_at, updated_at, completed_at : datetime or None
-        Aware UTC times: started (or :meth:`reset`), last saved, last completed.
+        Aware UTC times: started (or ``reset``), last saved, last completed.
 
+    Examples
+    --------
     >>> state = StateData({"watermark": "2017-04-11"}, job_name="daily")
     >>> state.merge({"runs": {"a": 1}}).merge({"runs": {"b": 2}})["runs"]
     {'a': 1, 'b': 2}
@@ -184,7 +186,7 @@ class StateData(MutableMapping[str, Any]):
         self[key] = value
 
     def remove_element(self, key: str) -> None:
-        """Remove ``key``; :class:`KeyError` if it is not there (same as ``del state[key]``)."""
+        """Remove ``key``; ``KeyError`` if it is not there (same as ``del state[key]``)."""
         del self[key]
 
     def reset(self) -> None:
@@ -203,6 +205,8 @@ class StateData(MutableMapping[str, Any]):
         Nested dicts merge key by key; any other value (lists included) replaces the one
         before, so the later report wins. Nothing changes if a value of ``other`` is refused.
 
+        Examples
+        --------
         >>> StateData({"a": {"x": 1, "y": 1}}).merge({"a": {"y": 2}, "b": [1]}).to_dict()
         {'a': {'x': 1, 'y': 2}, 'b': [1]}
         """
@@ -217,7 +221,7 @@ class StateData(MutableMapping[str, Any]):
     def to_bytes(self) -> bytes:
         """The state document, UTF-8 JSON, as the store writes it.
 
-        Raises :class:`~spark_manifests.StateValueError` if a value was changed in place
+        Raises ``StateValueError`` if a value was changed in place
         into something that is not JSON.
         """
         status = COMPLETED if self.completed_at is not None else RUNNING
@@ -225,7 +229,7 @@ class StateData(MutableMapping[str, Any]):
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "<bytes>") -> StateData:
-        """Parse a state document; :class:`~spark_manifests.CorruptStateError` if it is not one.
+        """Parse a state document; ``CorruptStateError`` if it is not one.
 
         ``source`` names where the bytes came from, for the error message.
         """
@@ -263,7 +267,7 @@ def _format_time(value: datetime | None) -> str | None:
 
 
 def _parse_document(data: bytes, source: str) -> dict[str, Any]:
-    """The checked fields of a state document, times parsed; :class:`CorruptStateError` if bad."""
+    """The checked fields of a state document, times parsed; ``CorruptStateError`` if bad."""
 
     def corrupt(problem: str) -> CorruptStateError:
         return CorruptStateError(
@@ -321,8 +325,10 @@ def _parse_time(value: str) -> datetime:
 
 
 def validate_job_name(job_name: object) -> str:
-    """``job_name`` if it can name state files; :class:`InvalidJobNameError` otherwise.
+    """``job_name`` if it can name state files; ``InvalidJobNameError`` otherwise.
 
+    Examples
+    --------
     >>> validate_job_name("enriched_to_parquet")
     'enriched_to_parquet'
     """

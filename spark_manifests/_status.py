@@ -1,5 +1,5 @@
 """The status table of an archive's runs: one row per run with its manifest status, rows and
-times, for :meth:`~spark_manifests.ManifestedRunSource.status` and ``spark-manifests runs``."""
+times, for ``status`` and ``spark-manifests runs``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .runs import Run
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-#: The columns of :meth:`ManifestedRunSource.status`, in order, with their Spark types.
+#: The columns of ``ManifestedRunSource.status``, in order, with their Spark types.
 STATUS_COLUMNS = {
     "run": "string",
     "run_id": "string",
@@ -49,7 +49,7 @@ def status_table(
     rows: list[dict[str, Any]], spark: Callable[[], SparkSession], *, as_spark: bool = False
 ) -> Any:
     """``rows`` as a pandas DataFrame when pandas is installed, else (or with ``as_spark``) as
-    a Spark DataFrame, with the columns of :data:`STATUS_COLUMNS` even when empty."""
+    a Spark DataFrame, with the columns of ``STATUS_COLUMNS`` even when empty."""
     if not as_spark:
         try:
             import pandas

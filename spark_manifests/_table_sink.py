@@ -81,9 +81,9 @@ def require_class(spark: SparkSession, class_name: str, what: str) -> None:
 class TableSink(BatchCommitSink):
     """A sink of one events table and one bad-rows table of a table format.
 
-    Subclasses write one table (:meth:`_replace`), say whether an error is a commit conflict
-    with another writer (:meth:`_is_conflict`) and read a table's history
-    (:meth:`_table_holds_batch`).
+    Subclasses write one table (``_replace``), say whether an error is a commit conflict
+    with another writer (``_is_conflict``) and read a table's history
+    (``_table_holds_batch``).
     """
 
     #: Bad rows go to a second table (``keep_bad_rows=False`` leaves them out per instance).

@@ -12,6 +12,8 @@ def from_iso(text: str) -> datetime:
     """An ISO 8601 time, read as Python 3.11's ``datetime.fromisoformat`` reads it, on
     Python 3.9 and 3.10 too (EMR 7 runs 3.9): a final ``Z``, a fraction of any length.
 
+    Examples
+    --------
     >>> from_iso("2017-04-11T10:31:05.1Z")
     datetime.datetime(2017, 4, 11, 10, 31, 5, 100000, tzinfo=datetime.timezone.utc)
     """

@@ -1,21 +1,21 @@
 """Per-archive watermarks in the run manifest: where a start's discovery may begin.
 
 The watermark of an archive is a run id W such that every run of the archive ordered before
-W (by time, then id, as :class:`~spark_manifests.runs.Run` sorts) is settled: committed,
+W (by time, then id, as ``Run`` sorts) is settled: committed,
 legacy, skipped, or failed out of attempts. W itself may be unsettled. A start lists only the
 runs from W on (``list_runs(archive, from_run=W)``) and reads the status of those alone;
 runs that appear late below W are found by a full listing now and then (a reconciliation).
 
 The record lives in the manifest, beside the runs, so every worker of a job and the
 ``manifest`` commands see the same one; on DynamoDB it is an item whose ``RunId`` starts with
-:data:`WATERMARK_PREFIX`, a key no run folder can have, so the Snowplow SDK's
+``WATERMARK_PREFIX``, a key no run folder can have, so the Snowplow SDK's
 ``contains(run_id)`` (a GetItem of a run folder's key) and ``list_runids`` (an S3 listing)
-never meet it, and :meth:`~spark_manifests.RunManifest.entries` hides it.
+never meet it, and ``entries`` hides it.
 
 Every write is a compare-and-set on the record's ``version``, which each write raises by one:
 
 - a worker advances W only from the version it read *before* it read the statuses that
-  justify the new W (:meth:`ArchiveWatermarks.advance_watermark`);
+  justify the new W (``ArchiveWatermarks.advance_watermark``);
 - ``unmark`` lowers W to the run it forgets, before forgetting it and again after, and
   raises the version even when W is already lower, so an advance computed from statuses
   read before the run was forgotten fails its compare-and-set instead of stepping over it.
@@ -47,7 +47,7 @@ class Watermark:
     Attributes
     ----------
     archive : str
-        The archive key (:func:`archive_of` of any of its run ids).
+        The archive key (``archive_of`` of any of its run ids).
     run_id : str or None
         Every run ordered before it is settled; ``None``: nothing is known (list everything).
     version : int
@@ -66,9 +66,11 @@ def archive_of(run_id: str) -> str:
     """The archive key of a run id: its parent folder, ending in ``/``.
 
     For S3 that is the archive's bucket-relative prefix (empty at the bucket's root); for a
-    local archive its absolute path. :func:`spark_manifests.runs.archive_key` gives the same
+    local archive its absolute path. ``spark_manifests.runs.archive_key`` gives the same
     key from the archive's location.
 
+    Examples
+    --------
     >>> archive_of("enriched/archive/run=2017-04-11-10-31-05/")
     'enriched/archive/'
     """
@@ -93,6 +95,8 @@ def next_watermark(listed_run_ids: Sequence[str], pending_run_ids: Iterable[str]
     listed, and ``pending_run_ids`` the ones of them still pending
     (``manifest.pending(listed, max_attempts=...)``), read after the watermark was read.
 
+    Examples
+    --------
     >>> next_watermark(["a/run=2017-01-01-00-00-00/", "a/run=2017-01-02-00-00-00/"], [])
     'a/run=2017-01-02-00-00-00/'
     """
@@ -106,7 +110,7 @@ def next_watermark(listed_run_ids: Sequence[str], pending_run_ids: Iterable[str]
 
 class ArchiveWatermarks:
     """The watermark operations of a run manifest, on two backend hooks:
-    :meth:`_read_watermark` and :meth:`_write_watermark` (a compare-and-set)."""
+    ``_read_watermark`` and ``_write_watermark`` (a compare-and-set)."""
 
     #: Whether the backend keeps watermarks; without, :meth:`lower_watermarks` does nothing.
     supports_watermarks = False
@@ -118,6 +122,8 @@ class ArchiveWatermarks:
 
         Read it *before* the statuses that will justify advancing it.
 
+        Examples
+        --------
         >>> manifest.watermark("enriched/archive/").run_id  # doctest: +SKIP
         'enriched/archive/run=2017-04-11-10-31-05/'
         """

@@ -3,7 +3,7 @@
 A batch replaces exactly its runs with ``replaceWhere`` on the ``run`` column, one Delta
 commit per table, and records its identity in the commit's ``userMetadata``
 (``{"spark-manifests.batch-id": …, "spark-manifests.runs": …}``). On resume,
-:meth:`DeltaSink.batch_committed` looks for it in the table's history.
+``DeltaSink.batch_committed`` looks for it in the table's history.
 
 Why not ``txnAppId``/``txnVersion``: Delta silently skips a write whose version is not above
 the last one recorded for its app id, so a per-table counter drops a run redone after
@@ -66,6 +66,8 @@ class DeltaSink(TableSink):
     client, session
         boto3 S3 client or session for the output's owner file on S3 (see ``prepare``).
 
+    Notes
+    -----
     The session needs Delta's package, SQL extension and catalog:
     ``table_format_spark_config("delta", ...)`` gives them for the running Spark.
 
@@ -96,7 +98,7 @@ class DeltaSink(TableSink):
         self.location = self._owner.location
 
     def prepare(self, *, job_name: str, manifest: str | None) -> None:
-        """Refuse tables that hold another manifest's runs; see :meth:`ParquetSink.prepare`."""
+        """Refuse tables that hold another manifest's runs; see ``ParquetSink.prepare``."""
         require_class(
             active_spark(self._spark),
             "io.delta.sql.DeltaSparkSessionExtension",
@@ -152,6 +154,8 @@ class DeltaSink(TableSink):
         travel (``versionAsOf``); ``None`` when the run was written by the first commit or
         never.
 
+        Examples
+        --------
         >>> version = sink.version_before(run)  # doctest: +SKIP
         >>> spark.read.format("delta").option("versionAsOf", version)  # doctest: +SKIP
         """

@@ -1,7 +1,7 @@
 """Snowplow enriched events (tab-separated, 131 fields) as typed Spark DataFrames.
 
-:func:`read_enriched` reads one or several files or run folders, plain or gzip, and returns
-an :class:`EnrichedRead`: the good events and the bad rows. Every line read ends up in
+``read_enriched`` reads one or several files or run folders, plain or gzip, and returns
+an ``EnrichedRead``: the good events and the bad rows. Every line read ends up in
 exactly one of them.
 
 Events
@@ -11,9 +11,11 @@ typed: timestamps (``YYYY-MM-DD HH:MM:SS[.fff]``, read as UTC) as ``timestamp``,
 ``int``, doubles as ``double``, booleans (``1``/``0``) as ``boolean``, the rest as ``string``.
 An empty field is ``NULL``.
 
+Notes
+-----
 Field 122 is named ``refr_device_tstamp``, as in the Snowplow SDK whose output this reader
 matches (Snowplow's canonical table names it ``refr_dvce_tstamp``). Wherever a function here
-takes a field name, both names are accepted; :func:`enriched_col` does the same for users.
+takes a field name, both names are accepted; ``enriched_col`` does the same for users.
 
 With ``shred=True`` (the default), ``contexts``, ``derived_contexts`` and ``unstruct_event``
 are replaced, as the SDK does, by:
@@ -25,9 +27,9 @@ are replaced, as the SDK does, by:
 
 Names follow the SDK: vendor dots become ``_``, a CamelCase name becomes snake_case, all
 lower-case; all revisions of one model share a column. The columns present are those of the
-schemas found in the data read. :func:`shredded_to_struct` turns one of them into structs.
+schemas found in the data read. ``shredded_to_struct`` turns one of them into structs.
 With ``shred=False`` the three JSON fields stay strings (still validated) and the layout is
-:func:`enriched_schema`. Both layouts end with ``run``: the run label
+``enriched_schema``. Both layouts end with ``run``: the run label
 (``YYYY-mm-DD-hh-MM-SS``) of the file's ``run=``/``run-`` folder, ``NULL`` outside one.
 
 Events layout (``shred=True``)::
@@ -90,18 +92,22 @@ the column set is known before the plan is built. Lines whose JSON is not laid o
 Snowplow writes it (``schema`` before ``data``) are parsed for that list instead. A
 self-describing JSON nested inside an entity's data may add a column of its own, empty.
 
+Notes
+-----
 Given ``entity_schemas`` (the schemas met by runs already processed), there is no scan: the
 columns are those of the schemas given, and the pass that writes the events also observes
 (a Spark ``Observation`` over the parsed JSON it builds anyway) the schemas the lines held
 and their number; a line holding a schema not given is a bad row, and
-:meth:`EnrichedRead.unknown_schemas` names the schema, for a job to read the batch again
+``EnrichedRead.unknown_schemas`` names the schema, for a job to read the batch again
 with the wider list before it commits it.
 
 ``events`` and ``bad_rows`` are two plans over the same files: writing both parses the input
 twice (the bad rows skip the shredding and the schema scan). The schema scan also counts the
 lines of each run (``EnrichedRead.lines_per_run``): when the events written are as many, there
-are no bad rows, and :class:`~spark_manifests.ManifestedRunSource` does not compute them.
+are no bad rows, and ``ManifestedRunSource`` does not compute them.
 
+Examples
+--------
 >>> run = "s3://acme/enriched/archive/run=2017-04-11-10-31-05/"
 >>> read = read_enriched(spark, run)  # doctest: +SKIP
 >>> read.events.select("event_id", "contexts_com_acme_product_1")  # doctest: +SKIP
@@ -163,7 +169,7 @@ PathOrPaths = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[st
 
 @dataclass(frozen=True)
 class EnrichedRead:
-    """What :func:`read_enriched` returns: the good events and the bad rows.
+    """What ``read_enriched`` returns: the good events and the bad rows.
 
     Both DataFrames carry the string column ``run``. Unpacks as ``events, bad_rows``.
     ``lines_per_run`` maps each run label to the number of lines read from its files
@@ -189,6 +195,8 @@ class EnrichedRead:
         first action read ``events`` in full (a write): call it after that action, as it
         waits for one.
 
+        Examples
+        --------
         >>> read = read_enriched(spark, run, entity_schemas=known)  # doctest: +SKIP
         >>> read.events.write.parquet(out)  # doctest: +SKIP
         >>> known |= read.schemas_met()  # doctest: +SKIP
@@ -201,7 +209,7 @@ class EnrichedRead:
 
     def unknown_schemas(self) -> EntitySchemas:
         """The schemas met that were not shredded (after the first action, as
-        :meth:`schemas_met`): their lines are bad rows. Empty (false) when none.
+        ``schemas_met``): their lines are bad rows. Empty (false) when none.
 
         A job that gave ``entity_schemas`` and finds some redoes the batch (before
         committing it) with ``entity_schemas=read.entity_schemas | read.unknown_schemas()``.
@@ -232,6 +240,8 @@ def _spark_type(kind: str) -> DataType:
 def enriched_schema() -> StructType:
     """The 131 typed fields (JSON fields as strings): the events layout without shredding.
 
+    Examples
+    --------
     >>> enriched_schema()["dvce_ismobile"].dataType.simpleString()
     'boolean'
     >>> len(enriched_schema().fields)
@@ -243,8 +253,10 @@ def enriched_schema() -> StructType:
 
 
 def enriched_col(name: str) -> Column:
-    """The column of field ``name``, accepting the names in :data:`FIELD_ALIASES`.
+    """The column of field ``name``, accepting the names in ``FIELD_ALIASES``.
 
+    Examples
+    --------
     >>> events.select(enriched_col("refr_dvce_tstamp"))  # doctest: +SKIP
     """
     from pyspark.sql import functions as F
@@ -272,17 +284,16 @@ def read_enriched(
     shred
         Replace the JSON fields by one column per schema (see the module notes).
     entity_schemas
-        The schema URIs to shred, as an :class:`EntitySchemas` or a mapping
+        The schema URIs to shred, as an ``EntitySchemas`` or a mapping
         ``{"contexts": [...], "unstruct_event": [...]}`` (``derived_contexts`` share the
         ``contexts`` list): no discovery scan, one column per schema given. A line holding
-        an entity of another schema is a bad row, and :meth:`EnrichedRead.unknown_schemas`
+        an entity of another schema is a bad row, and ``EnrichedRead.unknown_schemas``
         names the schema once the events were written. ``None``: the schemas are found by a
         scan of the lines first.
     iglu
         Type the shredded columns from the events' Iglu schemas, as Snowplow's loaders do:
-        an :class:`~spark_manifests.iglu.IgluResolver`, a resolver configuration (file path
-        or document) or a list of repositories (see :mod:`spark_manifests.iglu`). ``None``:
-        JSON text. Needs ``shred=True``.
+        an ``IgluResolver``, a resolver configuration (file path or document) or a list of
+        repositories (see ``spark_manifests.iglu``). ``None``: JSON text. Needs ``shred=True``.
 
     Returns
     -------
@@ -296,6 +307,8 @@ def read_enriched(
     ValueError
         ``entity_schemas`` holds something other than Iglu URIs.
 
+    Examples
+    --------
     >>> runs = ["archive/run=2017-04-11-10-31-05/", "archive/run=2017-04-11-11-31-05/"]
     >>> events, bad_rows = read_enriched(spark, runs)  # doctest: +SKIP
     >>> events.where("event = 'page_view'").count()  # doctest: +SKIP
@@ -421,7 +434,7 @@ def shredded_to_struct(
     Parameters
     ----------
     df
-        Events from :func:`read_enriched`.
+        Events from ``read_enriched``.
     column
         The shredded column.
     schema
@@ -431,6 +444,8 @@ def shredded_to_struct(
         differ between the partitions it writes (``1`` in one batch, ``1.5`` in another)
         and the output then no longer reads as one table.
 
+    Examples
+    --------
     >>> typed = shredded_to_struct(events, "contexts_com_acme_product_1",
     ...                            "sku string, price double")  # doctest: +SKIP
     >>> typed.select("contexts_com_acme_product_1.price")  # doctest: +SKIP

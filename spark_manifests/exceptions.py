@@ -1,6 +1,6 @@
 """Every exception the package raises.
 
-All derive from :class:`SparkManifestsError`. Each carries ``retryable``: ``True`` when the
+All derive from ``SparkManifestsError``. Each carries ``retryable``: ``True`` when the
 same call may succeed if tried again later (throttling, 5xx, timeouts, lost executors), so a
 driver loop can decide between a retry with backoff and marking a run failed.
 

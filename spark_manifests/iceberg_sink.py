@@ -3,7 +3,7 @@
 A batch replaces exactly its runs in one snapshot per table: an overwrite by the filter
 ``run IN (…)`` (a dynamic partition overwrite that also empties a run now giving no rows),
 with the batch's identity in the snapshot summary (``snapshot-property.spark-manifests.batch-id``).
-On resume, :meth:`IcebergSink.batch_committed` looks for it in the table's ``snapshots``.
+On resume, ``IcebergSink.batch_committed`` looks for it in the table's ``snapshots``.
 
 Catalogs: with ``warehouse``, a Hadoop catalog on that path is configured on the session
 under ``catalog``, unless the session configures ``catalog`` as another kind; without it,
@@ -201,6 +201,8 @@ class IcebergSink(TableSink):
         travel (``versionAsOf``); ``None`` when the run was written by the first snapshot or
         never.
 
+        Examples
+        --------
         >>> snapshot = sink.snapshot_before(run)  # doctest: +SKIP
         >>> spark.read.option("versionAsOf", snapshot).table(name)  # doctest: +SKIP
         """

@@ -1,10 +1,10 @@
 """Iglu schemas for typed entity columns: the resolver and the forms it is configured in.
 
-Give :func:`spark_manifests.enriched.read_enriched` an ``iglu=`` and the ``contexts_*`` and
+Give ``spark_manifests.enriched.read_enriched`` an ``iglu=`` and the ``contexts_*`` and
 ``unstruct_event_*`` columns are typed from the events' Iglu schemas, as Snowplow's loaders
 type them (see ``docs/iglu.md``). ``iglu`` takes any of:
 
-- an :class:`IgluResolver`;
+- an ``IgluResolver``;
 - the path of Snowplow's resolver configuration file
   (``iglu:com.snowplowanalytics.iglu/resolver-config/jsonschema/1-0-x``), or its parsed
   document (a ``dict``): repositories with priorities, vendor prefixes and ``http``
@@ -16,6 +16,8 @@ type them (see ``docs/iglu.md``). ``iglu`` takes any of:
 Schemas are fetched on the driver only, once per resolver (keep one per job): answers,
 misses and listings are cached.
 
+Examples
+--------
 >>> resolver = IgluResolver.coerce(["tests/iglu", "https://iglucentral.com"])
 >>> [repository.kind for repository in resolver.repositories]
 ['local', 'http']
@@ -65,6 +67,8 @@ class IgluResolver:
     session, s3_client
         boto3 session or S3 client for ``s3://`` repositories.
 
+    Examples
+    --------
     >>> resolver = IgluResolver([Repository("mine", "local", "/srv/iglu")])
     >>> resolver.schema("iglu:com.acme/product/jsonschema/1-0-0")  # doctest: +SKIP
     """
@@ -100,6 +104,8 @@ class IgluResolver:
     def from_repositories(cls, locations: Sequence[str], **aws: Any) -> IgluResolver:
         """Static repositories, asked in the order given.
 
+        Examples
+        --------
         >>> IgluResolver.from_repositories(["s3://acme/iglu/"]).repositories[0].kind
         's3'
         """
@@ -123,6 +129,8 @@ class IgluResolver:
     ) -> IgluResolver:
         """A resolver from Snowplow's resolver configuration (a file path or its document).
 
+        Examples
+        --------
         >>> IgluResolver.from_config({
         ...     "schema": "iglu:com.snowplowanalytics.iglu/resolver-config/jsonschema/1-0-3",
         ...     "data": {"cacheSize": 500, "repositories": [{

@@ -1,6 +1,6 @@
 """The run manifest: which runs of an archive are done, and who is processing which.
 
-A manifest maps a run id (see :mod:`spark_manifests.runs`) to an entry with a status:
+A manifest maps a run id (see ``spark_manifests.runs``) to an entry with a status:
 
 - ``PROCESSING``: claimed by ``owner`` until ``lease_expires_at``;
 - ``COMMITTED``: processed; ``contains`` is true;
@@ -10,11 +10,13 @@ A manifest maps a run id (see :mod:`spark_manifests.runs`) to an entry with a st
 - ``LEGACY``: an item the Snowplow Analytics SDK wrote (only a run id): processed.
 
 A run the manifest has never seen is *pending*. Two backends implement one contract:
-:class:`~spark_manifests.RunManifests` on DynamoDB (the SDK's table layout) and
-:class:`~spark_manifests.SQLiteRunManifest`, the embedded default;
-:func:`~spark_manifests.open_manifest` (:mod:`spark_manifests.manifest_open`) opens either
+``RunManifests`` on DynamoDB (the SDK's table layout) and
+``SQLiteRunManifest``, the embedded default;
+``open_manifest`` (``spark_manifests.manifest_open``) opens either
 from a URI. This module is the contract only: it imports no backend.
 
+Examples
+--------
 >>> with open_manifest("manifest.sqlite") as manifest:  # doctest: +SKIP
 ...     for run_id in manifest.pending(run.id for run in runs):
 ...         if manifest.claim(run_id, owner="job-1"):
@@ -167,8 +169,8 @@ def refusal_of(one_run: Callable[[str], None], run_id: str) -> RunInProgressErro
 
 
 class RunManifest(ArchiveWatermarks, abc.ABC):
-    """The manifest contract; :class:`RunManifests` (DynamoDB) and
-    :class:`SQLiteRunManifest` implement it with the same semantics.
+    """The manifest contract; ``RunManifests`` (DynamoDB) and
+    ``SQLiteRunManifest`` implement it with the same semantics.
 
     Run ids are strings; any iterable of them is accepted where several are taken.
     The ``clock`` a backend is built with (``time.time`` by default) decides lease expiry
@@ -283,7 +285,7 @@ class RunManifest(ArchiveWatermarks, abc.ABC):
         """Forget a run, so the next job processes it again.
 
         The watermark of its archive is lowered to it (see
-        :meth:`~spark_manifests._watermarks.ArchiveWatermarks.lower_watermarks`), so the next
+        ``lower_watermarks``), so the next
         start lists it again without waiting for a reconciliation.
 
         Raises RunInProgressError for a run held under a live lease (it would be processed
@@ -308,7 +310,7 @@ class RunManifest(ArchiveWatermarks, abc.ABC):
 
     @abc.abstractmethod
     def _unmark(self, run_id: str) -> None:
-        """:meth:`unmark` once the watermark is lowered: forget the run unless held."""
+        """``unmark`` once the watermark is lowered: forget the run unless held."""
 
     @abc.abstractmethod
     def entries(self) -> Iterator[ManifestEntry]:
@@ -316,7 +318,7 @@ class RunManifest(ArchiveWatermarks, abc.ABC):
 
     @property
     def uri(self) -> str | None:
-        """Where the manifest lives, as :func:`~spark_manifests.open_manifest` takes it
+        """Where the manifest lives, as ``open_manifest`` takes it
         (``dynamodb://TABLE``, a SQLite file's path); ``None`` for one that has no lasting
         place (in memory)."""
         return None
@@ -338,6 +340,8 @@ class RunManifest(ArchiveWatermarks, abc.ABC):
         ``unmark`` or a ``skip``. Read in batches (DynamoDB: BatchGetItem, 100 keys a
         call), not one read per run.
 
+        Examples
+        --------
         >>> manifest.pending(["a/run=2017-04-11-10-31-05/"])  # doctest: +SKIP
         ['a/run=2017-04-11-10-31-05/']
         """
@@ -352,19 +356,21 @@ class RunManifest(ArchiveWatermarks, abc.ABC):
 
     def _pending_facts(self, run_ids: list[str]) -> dict[str, ManifestEntry]:
         """The entries of the runs the manifest knows; a backend may read only their status
-        and attempts, which is all :meth:`pending` needs."""
+        and attempts, which is all ``pending`` needs."""
         return self.get_many(run_ids)
 
     def edit_many(
         self, edit: str, run_ids: Iterable[str], *, reason: str | None = None
     ) -> list[RunInProgressError]:
-        """Mark (``"mark"``: :meth:`add`), ``"unmark"`` or ``"skip"`` many runs, for bulk
+        """Mark (``"mark"``: ``add``), ``"unmark"`` or ``"skip"`` many runs, for bulk
         rewinds; the refusals of runs a live job holds, in the order given.
 
         A held run does not stop the others: each run is edited on its own, as by the
         one-run method. SQLite writes a few hundred runs per transaction and DynamoDB keeps
         several requests in flight, so thousands of runs take seconds.
 
+        Examples
+        --------
         >>> refused = manifest.edit_many("unmark", run_ids)  # doctest: +SKIP
         """
         if reason is not None and edit != "skip":

@@ -11,6 +11,8 @@ Hash key ``RunId`` (type S), no sort key: the SDK's. For an S3 archive the run i
 bucket-relative key of the run folder with a trailing slash
 (``enriched/archive/run=2017-04-11-10-31-05/``). Every other attribute is optional:
 
+Notes
+-----
 ==================  ====  ==========================================================
 attribute           type  meaning
 ==================  ====  ==========================================================
@@ -36,7 +38,7 @@ Every expression names attributes through ``ExpressionAttributeNames`` (``Owner`
 ``Error`` are DynamoDB reserved words). Writes are conditional: a claim succeeds only on a
 missing item, an expired lease, or a failed run with attempts left (a run the caller holds
 under a live lease is renewed instead); ``commit``, ``fail`` and ``release`` only while the
-caller holds the run, else :class:`~spark_manifests.OwnershipLostError` and nothing is
+caller holds the run, else ``OwnershipLostError`` and nothing is
 written. A failed condition returns the item as it was
 (``ReturnValuesOnConditionCheckFailure='ALL_OLD'``), so the error says who holds the run
 without a second read. botocore resends a write whose answer timed out; when the resent write
@@ -48,8 +50,8 @@ item, so it also counts runs that are only claimed, failed or skipped as process
 
 IAM actions used: ``dynamodb:DescribeTable`` and ``CreateTable`` (``create`` only),
 ``GetItem``, ``BatchGetItem``, ``UpdateItem``, ``DeleteItem``, ``Scan``; the same serve the
-per-archive watermark items (:mod:`spark_manifests._dynamodb_watermark`), which
-:meth:`RunManifests.entries` hides.
+per-archive watermark items (``spark_manifests._dynamodb_watermark``), which
+``RunManifests.entries`` hides.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ class RunManifests(RunManifest):
     dynamodb_client
         A boto3 DynamoDB client (as the SDK takes).
     table_name
-        The table; :meth:`create` makes it.
+        The table; ``create`` makes it.
     clock
         Returns the current time in epoch seconds; decides lease expiry.
     read_concurrency
@@ -137,6 +139,8 @@ class RunManifests(RunManifest):
         Close ``dynamodb_client`` when the manifest is closed (``open_manifest`` sets it for
         a client it made); a client passed in is the caller's to close by default.
 
+    Examples
+    --------
     >>> manifests = RunManifests(boto3.client("dynamodb"), "acme-runs")  # doctest: +SKIP
     >>> manifests.create()  # doctest: +SKIP
     >>> manifests.contains("enriched/archive/run=2017-04-11-10-31-05/")  # doctest: +SKIP
@@ -383,7 +387,7 @@ class RunManifests(RunManifest):
     def _edit_unless_held(
         self, verb: str, run_id: str, update: str, condition: str, **values: Any
     ) -> None:
-        """An operator's edit (see :func:`left_as_committed`); retried when a lease ran out
+        """An operator's edit (see ``left_as_committed``); retried when a lease ran out
         between the write and the check that explains its refusal."""
         for _ in range(3):
             written, entry = self._update(f"{verb} a run", run_id, update, condition, **values)
@@ -402,7 +406,7 @@ class RunManifests(RunManifest):
         **values: Any,
     ) -> None:
         """An update of a run ``owner`` holds; a run ``owner`` already left in status
-        ``done`` counts as updated (:func:`settled_by`)."""
+        ``done`` counts as updated (``settled_by``)."""
         check_run_id(run_id)
         check_owner(owner)
         written, old = self._update(
@@ -415,7 +419,7 @@ class RunManifests(RunManifest):
     def _update(
         self, action: str, run_id: str, update: str, condition: str, **values: Any
     ) -> tuple[bool, ManifestEntry | None]:
-        """A conditional UpdateItem; see :meth:`_write`."""
+        """A conditional UpdateItem; see ``_write``."""
         return self._write(
             action,
             self.dynamodb.update_item,
@@ -428,7 +432,7 @@ class RunManifests(RunManifest):
     def _delete(
         self, action: str, run_id: str, condition: str, **values: Any
     ) -> tuple[bool, ManifestEntry | None]:
-        """A conditional DeleteItem; see :meth:`_write`."""
+        """A conditional DeleteItem; see ``_write``."""
         return self._write(action, self.dynamodb.delete_item, run_id, condition, {}, values)
 
     def _write(

@@ -1,8 +1,10 @@
 """Opening a run manifest from a URI: ``dynamodb://TABLE`` or a SQLite file.
 
-The one module that knows both backends, so that :mod:`spark_manifests.manifest` (the
+The one module that knows both backends, so that ``spark_manifests.manifest`` (the
 contract) imports none of them.
 
+Examples
+--------
 >>> open_manifest("sqlite:///runs.sqlite")  # doctest: +SKIP
 SQLiteRunManifest('/home/me/runs.sqlite')
 """
@@ -35,12 +37,14 @@ def open_manifest(
 ) -> RunManifest:
     """Open a manifest from a URI.
 
-    ``dynamodb://TABLE`` opens :class:`~spark_manifests.RunManifests` (region and endpoint
+    ``dynamodb://TABLE`` opens ``RunManifests`` (region and endpoint
     from the usual AWS settings, such as ``AWS_REGION`` and ``AWS_ENDPOINT_URL``, or from
     ``client``/``session``); a plain path, ``file:///path``, or ``sqlite:///relative/path``
     and ``sqlite:////absolute/path`` (as SQLAlchemy writes them) open
-    :class:`~spark_manifests.SQLiteRunManifest`; ``:memory:`` is a private in-memory one.
+    ``SQLiteRunManifest``; ``:memory:`` is a private in-memory one.
 
+    Examples
+    --------
     >>> open_manifest("dynamodb://acme-runs")  # doctest: +SKIP
     RunManifests('acme-runs')
     """
@@ -54,8 +58,10 @@ def open_manifest(
 
 
 def sqlite_path(uri: PathLike) -> str | None:
-    """The SQLite file a manifest URI names (see :func:`open_manifest`); ``None`` for DynamoDB.
+    """The SQLite file a manifest URI names (see ``open_manifest``); ``None`` for DynamoDB.
 
+    Examples
+    --------
     >>> sqlite_path("sqlite:///runs.sqlite"), sqlite_path("dynamodb://acme-runs")
     ('runs.sqlite', None)
     """

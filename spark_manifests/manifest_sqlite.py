@@ -1,6 +1,6 @@
 """The run manifest in a SQLite file: the embedded default for local runs and notebooks.
 
-Same contract and semantics as :class:`~spark_manifests.RunManifests` on DynamoDB, with the
+Same contract and semantics as ``RunManifests`` on DynamoDB, with the
 standard library only. Safe with several threads and processes at once: the file is in WAL
 mode (readers never wait for the writer), waits up to ``timeout`` seconds for a lock, and
 every read-then-write (claim, commit, ...) runs in one ``BEGIN IMMEDIATE`` transaction, so
@@ -8,7 +8,7 @@ two claims on one run cannot both succeed. Keep the file on a local disk: SQLite
 not reliable on network file systems (NFS, SMB, EFS).
 
 The table, ``run_manifest``, is created on first use; its columns are the fields of
-:class:`~spark_manifests.ManifestEntry`, times as epoch seconds. A row with a NULL status
+``ManifestEntry``, times as epoch seconds. A row with a NULL status
 counts as processed (``LEGACY``), as an item the Snowplow SDK wrote does on DynamoDB.
 """
 
@@ -92,6 +92,8 @@ class SQLiteRunManifest(RunManifest):
     timeout
         Seconds to wait for another process's lock before giving up (RetryableError).
 
+    Examples
+    --------
     >>> with SQLiteRunManifest(".spark-manifests/manifest.sqlite") as manifest:
     ...     manifest.claim("archive/run=2017-04-11-10-31-05/", owner="job-1")  # doctest: +SKIP
     True
@@ -324,7 +326,7 @@ class SQLiteRunManifest(RunManifest):
         """A write transaction on a run ``owner`` holds; OwnershipLostError if not held.
 
         The entry is ``None`` when ``owner`` already left the run in status ``done``
-        (:func:`settled_by`): there is nothing to write.
+        (``settled_by``): there is nothing to write.
         """
         check_run_id(run_id)
         check_owner(owner)
@@ -342,7 +344,7 @@ class SQLiteRunManifest(RunManifest):
         """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock before reading, so a
         read-then-write cannot interleave with another process's.
 
-        Inside a transaction already open (:meth:`edit_many`), a savepoint: the inner write
+        Inside a transaction already open (``edit_many``), a savepoint: the inner write
         is undone alone if it fails.
         """
         with self._errors(action), self._lock:

@@ -1,18 +1,20 @@
-"""The plug-in contracts of :class:`~spark_manifests.ManifestedRunSource`: a reader and a transform.
+"""The plug-in contracts of ``ManifestedRunSource``: a reader and a transform.
 
 A **reader** is called as ``reader(spark, paths)`` with the files of a batch (Hadoop glob
 characters escaped) and returns either a Spark DataFrame of events, or an object with
 ``events`` and ``bad_rows`` (``None`` when it keeps none) and optionally ``lines_per_run``,
-such as :class:`~spark_manifests.EnrichedRead`. Every frame carries the ``run`` column.
+such as ``EnrichedRead``. Every frame carries the ``run`` column.
 
 A **transform** is called as ``transform(events)`` and returns a DataFrame that keeps the
-``run`` column. One that needs the batch's runs says so with :func:`with_runs`, and is called
+``run`` column. One that needs the batch's runs says so with ``with_runs``, and is called
 as ``transform(events, runs)``.
 
 The adapters here turn what a user gave into these forms: older forms keep working with a
-:class:`DeprecationWarning` (a reader returning a pair ``(events, bad_rows)``, a transform
-with two positional parameters that is not marked :func:`with_runs`).
+``DeprecationWarning`` (a reader returning a pair ``(events, bad_rows)``, a transform
+with two positional parameters that is not marked ``with_runs``).
 
+Examples
+--------
 >>> @with_runs
 ... def tagged(events, runs):
 ...     return events
@@ -64,7 +66,7 @@ class Transform(Protocol):
 
 
 class RunsTransform(Protocol):
-    """``transform(events, runs)``, marked with :func:`with_runs`: also gets the batch's runs."""
+    """``transform(events, runs)``, marked with ``with_runs``: also gets the batch's runs."""
 
     takes_runs: bool
 
@@ -77,6 +79,8 @@ _Function = TypeVar("_Function", bound=Callable[..., Any])
 def with_runs(transform: _Function) -> _Function:
     """Mark ``transform`` as ``transform(events, runs)``: the source passes the batch's runs.
 
+    Examples
+    --------
     >>> @with_runs
     ... def per_run(events, runs):
     ...     return events
@@ -87,9 +91,9 @@ def with_runs(transform: _Function) -> _Function:
 
 class ReaderAdapter:
     """The reader a source was given (or the default) as a function that gives a
-    :class:`~spark_manifests._counting.Loaded` with its ``run`` columns checked present.
+    ``Loaded`` with its ``run`` columns checked present.
 
-    ``iglu`` (any form :meth:`IgluResolver.coerce` takes) is made a resolver once, kept for
+    ``iglu`` (any form ``IgluResolver.coerce`` takes) is made a resolver once, kept for
     the job so that its cache spans the batches, and given to the default reader; a custom
     reader with it is refused. ``aws``: the boto3 ``session``/``s3_client`` it fetches with.
     """

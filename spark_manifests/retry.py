@@ -1,9 +1,9 @@
 """Which failures are worth retrying, how long to wait between tries, and what to do.
 
 Errors raised while a batch runs come from boto3, from Spark through Py4J, or from user code.
-:func:`classify_error` maps each onto a package exception whose ``retryable`` flag says
-whether it is worth another try; :func:`decide` turns a batch's failure into the one thing the
-driver loop does next (:class:`RetryDecision`): stop the job, retry after a delay, split the
+``classify_error`` maps each onto a package exception whose ``retryable`` flag says
+whether it is worth another try; ``decide`` turns a batch's failure into the one thing the
+driver loop does next (``RetryDecision``): stop the job, retry after a delay, split the
 batch to find its bad run, or fail the run.
 """
 
@@ -74,6 +74,8 @@ class RetryPolicy:
     initial_delay, multiplier, max_delay
         Exponential backoff in seconds, with full jitter.
 
+    Examples
+    --------
     >>> list(RetryPolicy(max_retries=2, initial_delay=0).delays())
     [0.0, 0.0]
     """
@@ -92,6 +94,8 @@ class RetryPolicy:
         """The wait before retry number ``retry`` (0 for the first), or ``None`` when the
         retries are used up.
 
+        Examples
+        --------
         >>> RetryPolicy(max_retries=1, initial_delay=0).delay(1) is None
         True
         """
@@ -105,6 +109,8 @@ class RetryPolicy:
 def classify_error(exc: BaseException, *, what: str) -> SparkManifestsError:
     """The package exception standing for ``exc``, raised while doing ``what``.
 
+    Examples
+    --------
     >>> classify_error(TimeoutError("read timed out"), what="batch 1").retryable
     True
     """
@@ -151,6 +157,8 @@ def classify_error(exc: BaseException, *, what: str) -> SparkManifestsError:
 def describe_error(exc: BaseException) -> str:
     """One line for a message: the exception's type and the first line of what it says.
 
+    Examples
+    --------
     >>> describe_error(ValueError("bad\\nvalue"))
     'ValueError: bad'
     """
@@ -177,7 +185,7 @@ def _describe(exc: BaseException, lines: list[str]) -> str:
 # -- what to do about a batch's failure ------------------------------------------------------
 
 #: The start of the error a row with a wrong run value raises from inside the Spark job (see
-#: :func:`spark_manifests.plugins.runs_checked`).
+#: ``spark_manifests.plugins.runs_checked``).
 WRONG_RUN_VALUE = "spark-manifests: the run value "
 
 RAISE = "raise"
@@ -220,6 +228,8 @@ def decide(
     """What to do about ``exc``, raised while processing ``what`` (a batch of ``runs`` runs)
     after ``retry`` retries; ``spark_gone`` tells whether the Spark session died.
 
+    Examples
+    --------
     >>> decide(TimeoutError("timed out"), what="batch 1", job_name="job",
     ...        policy=RetryPolicy(initial_delay=0), retry=0, runs=1).action
     'retry'

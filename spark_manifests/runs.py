@@ -6,6 +6,8 @@ is for S3 the bucket-relative key of the folder with a trailing slash — exactl
 Snowplow Analytics SDK stores — and for a local archive the folder's absolute path with a
 trailing slash.
 
+Examples
+--------
 >>> parse_run_id("enriched/archive/run=2017-04-11-10-31-05/")
 datetime.datetime(2017, 4, 11, 10, 31, 5, tzinfo=datetime.timezone.utc)
 """
@@ -89,6 +91,8 @@ def list_runs(
         after it, not with the whole history; a local archive skips the earlier folders by
         name.
 
+    Examples
+    --------
     >>> [run.name for run in list_runs("s3://acme/enriched/archive/")]  # doctest: +SKIP
     ['run=2017-04-11-10-31-05', 'run=2017-04-11-11-31-05']
     """
@@ -113,6 +117,8 @@ def archive_key(archive: PathLike | Location) -> str:
     """The key under which the manifest keeps an archive's watermark: the parent of its
     runs' ids (S3: the bucket-relative prefix; local: the absolute path, ending in ``/``).
 
+    Examples
+    --------
     >>> archive_key("s3://acme/enriched/archive")
     'enriched/archive/'
     """
@@ -150,6 +156,8 @@ def list_runids(s3_client: Any, full_path: str) -> list[str]:
     restore (S3's ``RestoreStatus``); stores that never report it, such as moto, show restored
     objects as cold, which the SDK always does.
 
+    Examples
+    --------
     >>> list_runids(boto3.client("s3"), "s3://acme/enriched/archive")  # doctest: +SKIP
     ['enriched/archive/run=2017-04-11-10-31-05/']
     """
@@ -178,6 +186,8 @@ def list_run_files(
         The run holds another run folder (its events would be filed under that run), or a
         folder or file of a local run cannot be read.
 
+    Examples
+    --------
     >>> [f.path for f in list_run_files(run)]  # doctest: +SKIP
     ['s3://acme/enriched/archive/run=2017-04-11-10-31-05/part-00000.gz']
     """
@@ -200,8 +210,10 @@ def inspect_runs(
 
     A run with no data files, one holding another run folder, or one with an unreadable
     file gets a ``problem`` instead of failing the whole listing. Cold files are kept (see
-    :attr:`RunListing.cold_files`).
+    ``RunListing.cold_files``).
 
+    Examples
+    --------
     >>> [listing.size for listing in inspect_runs(list_runs("archive/"))]  # doctest: +SKIP
     [5242880, 4718592]
     """
@@ -227,6 +239,8 @@ def without_cold_runs(
     about to process, never the whole archive. Each cold run is logged as a warning: restore
     its objects, or mark it skipped in the manifest.
 
+    Examples
+    --------
     >>> usable = without_cold_runs(list_runs("s3://acme/archive/")[:10])  # doctest: +SKIP
     """
     runs = list(runs)

@@ -1,6 +1,6 @@
 """Realistic Snowplow enriched events for demos, tests and benchmarks.
 
-:func:`generate_enriched_lines` makes tab-separated enriched-event lines (131 fields) of several
+``generate_enriched_lines`` makes tab-separated enriched-event lines (131 fields) of several
 event types: page views, page pings, structured events, unstructured events (link clicks, form
 submissions, a custom ``AddToBasket`` event), transactions and transaction items. Lines carry
 ``contexts`` with several entities (often two of one schema, and two revisions of one model),
@@ -8,11 +8,13 @@ submissions, a custom ``AddToBasket`` event), transactions and transaction items
 empty fields, unicode text, and JSON whose strings hold quotes, backslashes and ``\\u`` escapes.
 A share of malformed lines, of every kind the reader turns into a bad row, can be mixed in.
 
-:func:`write_sample_archive` writes such lines into an archive of run folders
+``write_sample_archive`` writes such lines into an archive of run folders
 (``run=YYYY-mm-DD-hh-MM-SS``), several part files per run, plain or gzip.
 
 Everything is deterministic for a given ``seed``; every event has its own ``event_id``.
 
+Examples
+--------
 >>> lines = generate_enriched_lines(3, seed=1)
 >>> len(lines), len(lines[0].split("\\t"))
 (3, 131)
@@ -63,8 +65,10 @@ def generate_enriched_lines(n: int, *, seed: int = 0, bad_line_ratio: float = 0.
     seed
         Same seed, same lines.
     bad_line_ratio
-        Share (0 to 1) of lines that are malformed, cycling through :data:`BAD_LINE_KINDS`.
+        Share (0 to 1) of lines that are malformed, cycling through ``BAD_LINE_KINDS``.
 
+    Examples
+    --------
     >>> good = generate_enriched_lines(50, seed=3)
     >>> len({line.split("\\t")[6] for line in good})  # event_id
     50
@@ -91,6 +95,8 @@ def write_sample_archive(
     sharing its ``events_per_run`` lines. Each folder also gets an empty ``_SUCCESS``
     marker, as Hadoop writes it. Returns the run folders as absolute paths ending in ``/``.
 
+    Examples
+    --------
     >>> import tempfile
     >>> folders = write_sample_archive(tempfile.mkdtemp(), runs=2, events_per_run=10)
     >>> [folder.rsplit("/", 2)[-2] for folder in folders]

@@ -2,7 +2,7 @@
 
 A sink writes every run of a batch into its own partition (``run=YYYY-mm-DD-hh-MM-SS``), and a
 retry replaces exactly the partitions of the runs it writes, so a run is never appended twice:
-:class:`ParquetSink` removes the runs' partitions, then writes with a dynamic partition
+``ParquetSink`` removes the runs' partitions, then writes with a dynamic partition
 overwrite. Bad rows go beside the output, partitioned the same way.
 """
 
@@ -50,14 +50,14 @@ class Sink(abc.ABC):
     Implementations must be idempotent per run: writing the same run twice leaves one copy.
 
     A sink declares what it can do in capability attributes, which the source reads instead
-    of guessing: ``writes_bad_rows`` (it keeps bad rows: :meth:`write_bad_rows` is called)
-    and ``supports_batch_commits`` (a :class:`BatchCommitSink`). A sink may also set
+    of guessing: ``writes_bad_rows`` (it keeps bad rows: ``write_bad_rows`` is called)
+    and ``supports_batch_commits`` (a ``BatchCommitSink``). A sink may also set
     ``writes_bad_rows`` on an instance, to leave the bad rows out.
     """
 
     #: Whether the sink keeps bad rows; the source writes them only then (it counts them always).
     writes_bad_rows: bool = False
-    #: Whether the sink records each batch's identity in its commits (:class:`BatchCommitSink`).
+    #: Whether the sink records each batch's identity in its commits (``BatchCommitSink``).
     supports_batch_commits: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -81,7 +81,7 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
         """Write ``events`` of ``runs``, replacing all those runs had, bad rows included: a
-        run may now give no rows, and :meth:`write_bad_rows` is not called for a batch
+        run may now give no rows, and ``write_bad_rows`` is not called for a batch
         without bad rows.
 
         The rows are counted while they are written, by the first DataFrame action over
@@ -92,7 +92,7 @@ class Sink(abc.ABC):
     def write_bad_rows(self, bad_rows: DataFrame, runs: Sequence[Run]) -> None:
         """Write the bad rows of ``runs``, replacing what those runs had.
 
-        Called after :meth:`write`, and only when ``writes_bad_rows`` is true and the batch
+        Called after ``write``, and only when ``writes_bad_rows`` is true and the batch
         may have bad rows.
         """
         raise NotImplementedError(f"{type(self).__name__} does not write bad rows")
@@ -111,11 +111,13 @@ class BatchCommitSink(Sink):
     resumed job can tell whether a batch's write landed without writing it again.
 
     The source makes a fresh ``batch_id`` for each write of a batch, saves it in the job's
-    running state with the batch's runs, then calls :meth:`write_batch` (not :meth:`write`
-    and :meth:`write_bad_rows`). A job resumed after a stop asks :meth:`batch_committed`:
+    running state with the batch's runs, then calls ``write_batch`` (not ``write``
+    and ``write_bad_rows``). A job resumed after a stop asks ``batch_committed``:
     a batch the table holds is committed in the manifest without being written again;
     another is written again under a new id.
 
+    Examples
+    --------
     >>> class MyTableSink(BatchCommitSink):  # doctest: +SKIP
     ...     def write_batch(self, events, bad_rows, runs, *, batch_id): ...
     ...     def batch_committed(self, batch_id): ...
@@ -135,7 +137,7 @@ class BatchCommitSink(Sink):
         """Replace exactly ``runs`` in the table(s) with ``events`` (and ``bad_rows`` when
         given: ``None`` when the sink keeps none, or the reader gave none), recording
         ``batch_id`` in the commit(s). The rows are counted while they are written, as for
-        :meth:`write`."""
+        ``write``."""
 
     @abc.abstractmethod
     def batch_committed(self, batch_id: str) -> bool:
@@ -143,11 +145,11 @@ class BatchCommitSink(Sink):
         bad rows when kept): the batch's write landed whole."""
 
     def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
-        """Not called by the source for this sink (see :meth:`write_batch`)."""
+        """Not called by the source for this sink (see ``write_batch``)."""
         raise NotImplementedError(f"{type(self).__name__} writes through write_batch")
 
     def has_output(self, run: Run) -> bool:
-        """False: the source asks :meth:`batch_committed` instead (its state records the
+        """False: the source asks ``batch_committed`` instead (its state records the
         batch id before the write), and a run without one is written again, which replaces
         exactly its rows."""
         return False
@@ -196,7 +198,7 @@ class ParquetSink(Sink):
 
     def prepare(self, *, job_name: str, manifest: str | None) -> None:
         """Record the manifest whose runs this output holds, or raise
-        :class:`~spark_manifests.OutputInUseError` when it holds another manifest's: a job
+        ``OutputInUseError`` when it holds another manifest's: a job
         replaces its runs' partitions, so jobs of two manifests on one output would
         overwrite each other's. Workers of one job (one manifest) share an output.
 
@@ -291,6 +293,8 @@ class ParquetSink(Sink):
     def remove_output(self, runs: Sequence[Run], *, bad_rows: bool = False) -> None:
         """Delete the events (with ``bad_rows``, the bad rows) of ``runs``, if any.
 
+        Examples
+        --------
         >>> sink.remove_output([run], bad_rows=True)  # doctest: +SKIP
         """
         if not runs:

@@ -87,17 +87,16 @@ class ManifestedRunSource:
         ``s3://bucket/prefix/`` (also ``s3a://``, ``s3n://``) or a local directory holding
         ``run=YYYY-mm-DD-hh-MM-SS`` folders.
     output
-        Where the default :class:`~spark_manifests.ParquetSink` writes (unless ``sink`` is given).
+        Where the default ``ParquetSink`` writes (unless ``sink`` is given).
     spark
         The session; or a function that returns one, called when the first batch is read,
         so a job with nothing pending starts no Spark; or ``None``: the active session, else
         a new one (local on a plain machine).
     manifest
-        A :class:`~spark_manifests.RunManifest`, a URI (``dynamodb://TABLE``, a SQLite path), or
-        ``None`` for the embedded SQLite file under ``DEFAULT_HOME``.
+        A ``RunManifest``, a URI (``dynamodb://TABLE``, a SQLite path), or ``None`` for the
+        embedded SQLite file under ``DEFAULT_HOME``.
     state
-        A :class:`~spark_manifests.StateStore`, a location, or ``None`` for a local directory
-        under ``DEFAULT_HOME``.
+        A ``StateStore``, a location, or ``None`` for a local directory under ``DEFAULT_HOME``.
     job_name
         Names the state snapshots (``<job>_running.json``) and the owner of the claims.
     reader
@@ -105,21 +104,20 @@ class ManifestedRunSource:
         of DataFrames, or a DataFrame; each must carry a ``run`` column. An
         ``EnrichedRead`` with ``lines_per_run`` lets the source skip the bad rows of a batch
         that has none. The paths are the batch's files, Hadoop glob characters escaped.
-        Default: :func:`read_enriched`, given the schemas met by the job's committed runs.
+        Default: ``read_enriched``, given the schemas met by the job's committed runs.
     iglu
         Type the default reader's entity columns from Iglu schemas (fetched once per job): a
-        resolver config path or document, or repositories (see :mod:`~spark_manifests.iglu`).
+        resolver config path or document, or repositories (see ``iglu``).
     transform
         ``transform(df)`` or ``transform(df, runs)``; keeps the ``run`` column. Identity by default.
     sink
-        A :class:`~spark_manifests.Sink`; default: a :class:`~spark_manifests.ParquetSink`
-        on ``output``.
+        A ``Sink``; default: a ``ParquetSink`` on ``output``.
     max_runs_per_batch, max_bytes_per_batch
         How many runs, and how many input bytes, one Spark job takes at most.
     since, until, limit
         Process only runs in the time window, and at most ``limit`` of them.
     retry
-        How retryable failures are retried; see :class:`~spark_manifests.retry.RetryPolicy`.
+        How retryable failures are retried; see ``RetryPolicy``.
         Its ``max_retries + 1`` is also how many attempts a run gets across jobs (claims that
         failed or died) before it stays failed until an ``unmark``.
     fail_fast
@@ -140,7 +138,7 @@ class ManifestedRunSource:
     take_over
         Resume the job's running state even when it was saved less than ``lease_seconds``
         ago by a process that may still be at work (by default that raises
-        :class:`~spark_manifests.JobAlreadyRunningError`). Only for a job known to be dead.
+        ``JobAlreadyRunningError``). Only for a job known to be dead.
     client, session
         A boto3 S3 client, or a session to make clients, for the archive, an S3 state
         location and the sink's output checks; the session also opens a manifest given as
@@ -302,9 +300,11 @@ class ManifestedRunSource:
 
         Events: ``run_claimed``, ``batch_loaded``, ``batch_written``, ``run_committed``,
         ``run_failed``, ``run_skipped``, ``run_deferred`` (left for a later start: in cold
-        storage, still settling, or changed while processed) (a :class:`RunEvent` each) and
+        storage, still settling, or changed while processed) (a ``RunEvent`` each) and
         ``progress`` (a ``Progress(done, total, message)``).
 
+        Examples
+        --------
         >>> source.on("run_committed", lambda e: print(e.run_ids))  # doctest: +SKIP
         """
         self._ledger.handlers.add(event, handler)
@@ -314,6 +314,8 @@ class ManifestedRunSource:
         """Stop calling ``handler`` (or every handler) on ``event``: a notebook cell run again
         adds its lambda again.
 
+        Examples
+        --------
         >>> source.off("run_committed")  # doctest: +SKIP
         """
         self._ledger.handlers.remove(event, handler)
@@ -344,13 +346,13 @@ class ManifestedRunSource:
         """A table of the archive's runs with their manifest status, rows and times.
 
         A pandas DataFrame when pandas is installed (or a Spark DataFrame with
-        ``as_spark=True``) with the columns of :data:`STATUS_COLUMNS`, even when empty;
+        ``as_spark=True``) with the columns of ``STATUS_COLUMNS``, even when empty;
         runs the manifest has never seen have status ``PENDING``.
         """
         return status_table(self.status_rows(), lambda: self.spark, as_spark=as_spark)
 
     def status_rows(self) -> list[dict[str, Any]]:
-        """The rows of :meth:`status` as plain dictionaries."""
+        """The rows of ``status`` as plain dictionaries."""
         return status_rows(self._planner.archive_runs(), self.manifest)
 
     def close(self) -> None:

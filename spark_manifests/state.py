@@ -1,8 +1,8 @@
-"""Job state snapshots: :class:`StateData` kept by a :class:`StateStore` on S3 or local disk.
+"""Job state snapshots: ``StateData`` kept by a ``StateStore`` on S3 or local disk.
 
 Modelled on Amorphic's state store. A job keeps what it knows (progress, watermarks, runs in
-flight) in a :class:`StateData`, saves it with :meth:`StateStore.update` after each stage and
-with :meth:`StateStore.complete` at the end; the next run of the job resumes from it:
+flight) in a ``StateData``, saves it with ``StateStore.update`` after each stage and
+with ``StateStore.complete`` at the end; the next run of the job resumes from it:
 
 - ``<location>/<job>_running.json`` while the job runs,
 - ``<location>/<job>_completed.json`` once it has completed,
@@ -26,7 +26,7 @@ Each file is one JSON document (never pickle)::
 Files are never torn (local: temp file, fsync, atomic rename; S3: one PUT), and every write
 is conditional on the version this process last read or wrote (S3 ``IfMatch`` /
 ``IfNoneMatch``; locally the same check under a file lock), so a second writer on the same
-job raises :class:`~spark_manifests.StateConflictError` instead of being silently overwritten.
+job raises ``StateConflictError`` instead of being silently overwritten.
 """
 
 from __future__ import annotations
@@ -93,6 +93,11 @@ class StateSnapshot:
 class StateStore:
     """Keeps job states as JSON documents in an S3 prefix or a local directory.
 
+    Two stores (or processes) saving the same job: the one that writes second raises
+    ``StateConflictError``, because every write is conditional on the version last read or
+    written. On S3 this needs conditional writes and deletes (``If-Match`` /
+    ``If-None-Match``), as AWS S3 supports them.
+
     Parameters
     ----------
     location
@@ -108,11 +113,8 @@ class StateStore:
     expected_bucket_owner
         Account id sent as ``ExpectedBucketOwner`` with every S3 call.
 
-    Two stores (or processes) saving the same job: the one that writes second raises
-    :class:`~spark_manifests.StateConflictError`, because every write is conditional on the
-    version last read or written. On S3 this needs conditional writes and deletes
-    (``If-Match`` / ``If-None-Match``), as AWS S3 supports them.
-
+    Examples
+    --------
     >>> store = StateStore(".spark-manifests/state")
     >>> state = store.get_or_create("daily")
     >>> state.origin
@@ -203,18 +205,14 @@ class StateStore:
     def jobs(self) -> list[str]:
         """The names of the jobs that have a running or completed state here, sorted.
 
+        Examples
+        --------
         >>> StateStore(".spark-manifests/state").jobs()  # doctest: +SKIP
         ['daily', 'enriched_to_parquet']
         """
-        suffixes = (f"_{RUNNING}.json", f"_{COMPLETED}.json")
-        return sorted(
-            {
-                name[: -len(suffix)]
-                for name in self._backend.list("")
-                for suffix in suffixes
-                if name.endswith(suffix)
-            }
-        )
+        ends = (f"_{RUNNING}.json", f"_{COMPLETED}.json")
+        names = self._backend.list("")
+        return sorted({name[: -len(end)] for name in names for end in ends if name.endswith(end)})
 
     def history(self, job_name: str) -> list[StateSnapshot]:
         """The completed snapshots kept for ``job_name``, newest first.
@@ -234,7 +232,7 @@ class StateStore:
         return snapshots
 
     def load_snapshot(self, snapshot: StateSnapshot) -> StateData:
-        """The state held by one snapshot of :meth:`history` (read-only: see :meth:`restore`)."""
+        """The state held by one snapshot of ``history`` (read-only: see ``restore``)."""
         blob = self._backend.read(snapshot.name)
         if blob is None:
             raise FileNotFoundError(
@@ -294,11 +292,11 @@ class StateStore:
         _logger.info("State of job %s saved (completed) in %s", job, self.location)
 
     def restore(self, snapshot: StateSnapshot) -> StateData:
-        """Make a snapshot of :meth:`history` the job's completed state again; return it.
+        """Make a snapshot of ``history`` the job's completed state again; return it.
 
         The completed snapshot it replaces goes to the history, so a restore can be undone.
-        Refused (:class:`~spark_manifests.StateConflictError`) while the job has a running
-        snapshot: finish or remove that run first.
+        Refused (``StateConflictError``) while the job has a running snapshot: finish or
+        remove that run first.
         """
         job = validate_job_name(snapshot.job_name)
         # Read, not parsed: a completed snapshot that is corrupt is what restore is for.

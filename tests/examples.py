@@ -44,7 +44,8 @@ def examples(path: Path, language: str | None = None) -> list[Example]:
     found = []
     for match in _FENCE.finditer(text):
         before = text[: match.start()]
-        headings = _HEADING.findall(before)
+        # A `#` comment in an earlier code block is not a heading.
+        headings = _HEADING.findall(_FENCE.sub("", before))
         not_run = _NOT_RUN.search(before)
         block = Example(
             page=path.name,

@@ -6,12 +6,19 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from spark_manifests import RunStatus, SQLiteRunManifest, StateStore, write_sample_archive
+from spark_manifests import (
+    ManifestedRunSource,
+    RunStatus,
+    SQLiteRunManifest,
+    StateStore,
+    write_sample_archive,
+)
 from spark_manifests._events import Progress, RunEvent
-from spark_manifests.cli import ProgressDisplay, _display, main
+from spark_manifests.cli import ProgressDisplay, _display, _job, main
 
 from .commands import error_line, process
 
@@ -204,6 +211,53 @@ def test_an_archive_without_runs_warns(tmp_path: Path, caplog) -> None:
     assert f"No run folders (run=YYYY-mm-DD-hh-MM-SS) in {tmp_path / 'a'}" in caplog.text
 
 
+def test_process_options_reach_the_source(tmp_path: Path, monkeypatch) -> None:
+    made: list[ManifestedRunSource] = []
+
+    class Recorded(ManifestedRunSource):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(_job, "ManifestedRunSource", Recorded)
+    (tmp_path / "a").mkdir()  # no runs: nothing starts Spark
+    options = ["--reconcile-every", "60", "--full-scan", "--settle", "5", "--take-over"]
+    options += ["--no-s3-setup", "--limit", "3", "--fail-fast", "--iglu", str(tmp_path)]
+    assert process(tmp_path, tmp_path / "a", *options) == 0
+
+    (source,) = made
+    assert (source.reconcile_seconds, source.full_scan, source.settle_seconds) == (60, True, 5)
+    assert (source.take_over, source.limit, source.fail_fast) == (True, 3, True)
+    assert source._s3_setup is False
+    assert source.job_name == "sweep"
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--dir", "d"],
+        ["--manifest", "m.sqlite"],
+        ["--state", "s"],
+        ["--fail-fast"],
+        ["--no-s3-setup"],
+        ["--max-runs-per-batch", "2"],
+    ],
+)
+def test_demo_aws_refuses_the_options_it_would_ignore(option: list[str], capsys) -> None:
+    assert main(["demo", "--aws", *option]) == 2
+    assert f"drop {option[0]} " in error_line(capsys)
+
+
+@pytest.mark.parametrize("table_format", ["parquet", "delta"])
+def test_iceberg_options_without_iceberg_are_refused(
+    tmp_path: Path, capsys, table_format: str
+) -> None:
+    (tmp_path / "a").mkdir()
+    options = ("--format", table_format, "--iceberg-namespace", "lake")
+    assert process(tmp_path, tmp_path / "a", *options) == 2
+    assert "--iceberg-namespace applies to --format iceberg" in error_line(capsys)
+
+
 def test_a_run_folder_given_as_the_archive_is_refused(tmp_path: Path, capsys) -> None:
     run = tmp_path / "a" / "run=2017-04-11-10-31-05"
     run.mkdir(parents=True)
@@ -305,6 +359,15 @@ def test_provisioned_capacity_is_for_dynamodb_only(tmp_path: Path, capsys) -> No
     assert "--provisioned applies to DynamoDB manifests" in error_line(capsys)
     assert main(["manifest", "create", "--manifest", manifest]) == 0
     assert f"Manifest ready: {manifest}" in capsys.readouterr().out
+
+
+def test_only_create_makes_the_folder_of_a_manifest(tmp_path: Path, capsys) -> None:
+    manifest = str(tmp_path / "runs" / "m.sqlite")
+    assert main(["manifest", "skip", "2017-04-11-10-31-05", "--manifest", manifest]) == 2
+    assert not (tmp_path / "runs").exists()
+    capsys.readouterr()
+    assert main(["manifest", "create", "--manifest", manifest]) == 0
+    assert (tmp_path / "runs" / "m.sqlite").is_file()
 
 
 @pytest.mark.parametrize("terminal", [True, False])

@@ -51,6 +51,29 @@ def test_the_json_examples_are_json(page: str) -> None:
         json.loads(example.code)
 
 
+def test_the_command_line_page_names_every_option_of_every_command() -> None:
+    from spark_manifests.cli import _parser, _subcommand
+
+    parser = _parser()
+    page = (DOCS / "cli.md").read_text()
+    commands = {"": parser} | {
+        name: _subcommand(parser, name)
+        for name in ("process", "demo", "runs", "manifest", "state", "package")
+    }
+    options = {
+        (name, option)
+        for name, command in commands.items()
+        for action in command._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+    }
+    assert len(options) > 30
+    missing = sorted(
+        (name, option) for name, option in options if not re.search(rf"{option}\b", page)
+    )
+    assert missing == []
+
+
 def test_every_public_name_is_in_the_api_reference() -> None:
     import spark_manifests
 
@@ -116,6 +139,7 @@ def test_the_logging_example_shows_the_package_debug_lines() -> None:
     package = logging.getLogger("spark_manifests")
     level, root_level = package.level, logging.getLogger().level
     try:
+        package.setLevel(logging.WARNING)  # whatever an earlier test left, the example sets it
         run_example(LOGGING)
         assert package.getEffectiveLevel() == logging.DEBUG
     finally:

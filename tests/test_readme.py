@@ -13,7 +13,11 @@ def test_the_readme_is_a_front_door() -> None:
 
 def test_the_quick_start_test_command_is_the_one_ci_runs() -> None:
     demo, tests = (e.code.strip() for e in examples(README, "bash") if e.heading == "Quick start")
-    assert demo.endswith("spark-manifests demo")
+    # Issue 19: the two Quick start commands stay exactly as they were.
+    assert demo == (
+        'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[spark]" '
+        "&& spark-manifests demo"
+    )
     ci_commands = [
         line
         for line in (ROOT / ".ci" / "run").read_text().splitlines()
@@ -24,7 +28,9 @@ def test_the_quick_start_test_command_is_the_one_ci_runs() -> None:
 
 def test_every_python_example_is_marked_not_run_and_uses_the_public_api() -> None:
     # The README's examples use S3 and DynamoDB; the docs pages hold the runnable ones.
-    for example in examples(README, "python"):
+    python = examples(README, "python")
+    assert python
+    for example in python:
         assert example.not_run, f"README, under {example.heading!r}: mark it or run it"
         assert api_problems(example.code) == [], example.where
 

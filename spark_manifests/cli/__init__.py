@@ -4,6 +4,8 @@ Each command is a module of this package that adds its own sub-parser (``registe
 runs it (``handle``): ``process``, ``demo``, ``runs``, ``manifest``, ``state``, ``package``.
 The options several commands share are in ``_options``, what they print in ``_display``.
 
+Examples
+--------
 >>> main(["runs", "--manifest", "dynamodb://acme-runs"])  # doctest: +SKIP
 """
 
@@ -15,13 +17,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from .._demo_aws import DEMO_JOB
 from .._glue import known_arguments, runs_under_glue
 from .._version import __version__
 from . import demo, manifest, package, process, runs, state
 from ._display import ProgressDisplay
 from ._exit import Terminated, run_command, sigterm_as_interrupt
 from ._options import DEFAULT_JOB
-from .demo import DEMO_JOB
 
 __all__ = ["DEFAULT_JOB", "DEMO_JOB", "ProgressDisplay", "Terminated", "main"]
 

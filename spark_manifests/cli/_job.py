@@ -8,40 +8,38 @@ import functools
 import sys
 from typing import Any
 
-from .._discovery import DEFAULT_RECONCILE_SECONDS
 from .._spark import get_or_create_spark
 from ..source import ManifestedRunSource
 from . import _display
 
-#: The output formats of ``process --format``.
-FORMATS = ("parquet", "delta", "iceberg")
 
-
-def make_source(args: argparse.Namespace, archive: str, output: str, job: str) -> Any:
-    """The ``ManifestedRunSource`` of job ``job``, configured by the command's options."""
+def make_source(
+    args: argparse.Namespace,
+    archive: str,
+    output: str,
+    job: str,
+    *,
+    table_format: str = "parquet",
+    **options: Any,
+) -> ManifestedRunSource:
+    """The ``ManifestedRunSource`` of job ``job``, configured by the options of every command
+    that runs the job (``add_where``, ``add_spark_options``); ``options`` are more arguments
+    of the source, from the command's own options, and ``table_format`` the output's."""
     return ManifestedRunSource(
         archive,
         output=output,
-        sink=_table_sink(args, output),
-        s3_setup=getattr(args, "s3_setup", True),
         # Started when a batch is read: a job with nothing to do, or a bad argument, costs
         # no JVM start.
-        spark=functools.partial(_spark, args) if getattr(args, "needs_spark", False) else None,
+        spark=functools.partial(_spark, args, (archive, output), table_format),
         manifest=args.manifest,
         state=args.state,
         job_name=job,
         max_runs_per_batch=args.max_runs_per_batch,
         max_bytes_per_batch=args.max_bytes_per_batch,
-        since=getattr(args, "since", None),
-        until=getattr(args, "until", None),
-        limit=getattr(args, "limit", None),
-        fail_fast=getattr(args, "fail_fast", False),
-        take_over=getattr(args, "take_over", False),
-        settle_seconds=getattr(args, "settle", 0),
-        reconcile_seconds=getattr(args, "reconcile_every", DEFAULT_RECONCILE_SECONDS),
-        full_scan=getattr(args, "full_scan", False),
-        transform=getattr(args, "transform", None),
-        iglu=iglu_option(getattr(args, "iglu", None)),
+        fail_fast=args.fail_fast,
+        s3_setup=args.s3_setup,
+        transform=args.transform,
+        **options,
     )
 
 
@@ -61,24 +59,9 @@ def iglu_option(values: list[str] | None) -> str | list[str] | None:
     return configs[0]
 
 
-def _table_sink(args: argparse.Namespace, output: str) -> Any:
-    """The Delta or Iceberg sink of ``--format``; ``None`` for the default Parquet sink."""
-    table_format = getattr(args, "format", "parquet")
-    if table_format == "delta":
-        from ..delta_sink import DeltaSink
-
-        return DeltaSink(output)
-    if table_format == "iceberg":
-        from ..iceberg_sink import IcebergSink
-
-        return IcebergSink(output, catalog=args.iceberg_catalog, namespace=args.iceberg_namespace)
-    return None
-
-
-def _spark_config(args: argparse.Namespace) -> dict[str, str]:
+def _spark_config(table_format: str) -> dict[str, str]:
     # The command draws its own progress; Spark's stage bars would write over it.
     config = {"spark.ui.showConsoleProgress": "false"}
-    table_format = getattr(args, "format", "parquet")
     if table_format != "parquet":
         from .._packages import table_format_spark_config
 
@@ -86,13 +69,14 @@ def _spark_config(args: argparse.Namespace) -> dict[str, str]:
     return config
 
 
-def _spark(args: argparse.Namespace) -> Any:
+def _spark(args: argparse.Namespace, locations: tuple[str, str], table_format: str) -> Any:
+    """The session of a job reading and writing ``locations`` (archive, output)."""
     spark = get_or_create_spark(
         "spark-manifests",
         master=args.master,
-        config=_spark_config(args),
-        s3_locations=(args.archive, args.output) if hasattr(args, "archive") else (),
-        s3_setup=getattr(args, "s3_setup", True),
+        config=_spark_config(table_format),
+        s3_locations=locations,
+        s3_setup=args.s3_setup,
     )
     if sys.stderr.isatty():
         # Spark's warnings would break the progress line; in a log (a scheduler's, a

@@ -12,9 +12,12 @@ from ..runs import parse_run_id
 from ..source import default_home
 
 
-def open_manifest_of(args: argparse.Namespace, *, must_exist: bool = False) -> Any:
+def open_manifest_of(
+    args: argparse.Namespace, *, must_exist: bool = False, creating: bool = False
+) -> Any:
     """The manifest of ``--manifest`` (default: the embedded one). With ``must_exist``, a
-    SQLite file that is not there is an error rather than a new, empty manifest."""
+    SQLite file that is not there is an error rather than a new, empty manifest; only when
+    ``creating`` may its folder be missing."""
     from ..manifest_open import open_manifest, refuse_unlikely_new_manifest, sqlite_path
 
     given = bool(args.manifest)
@@ -27,9 +30,7 @@ def open_manifest_of(args: argparse.Namespace, *, must_exist: bool = False) -> A
             "directory)."
         )
     if given:  # `manifest create` makes the folder it names; others would leave a stray file
-        refuse_unlikely_new_manifest(
-            args.manifest, folder_must_exist=getattr(args, "action", None) != "create"
-        )
+        refuse_unlikely_new_manifest(args.manifest, folder_must_exist=not creating)
     return open_manifest(args.manifest)
 
 

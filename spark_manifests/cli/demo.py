@@ -6,14 +6,13 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..source import default_home
+from .._demo_aws import DEMO_JOB
+from ..source import DEFAULT_MAX_BYTES_PER_BATCH, DEFAULT_MAX_RUNS_PER_BATCH, default_home
 from ._job import make_source, run_source
 from ._options import add_command, add_spark_options, add_where
 
 if TYPE_CHECKING:
     from ._options import Subcommands
-
-DEMO_JOB = "demo"
 
 
 def register(commands: Subcommands) -> None:
@@ -23,7 +22,6 @@ def register(commands: Subcommands) -> None:
         "demo",
         handle,
         "make a sample archive and run the job on it twice, on the embedded default",
-        needs_spark=True,
     )
     demo.add_argument(
         "--dir", help="where the demo archive and output go (default: demo/ under the home)"
@@ -48,6 +46,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.aws:
         from .._demo_aws import run_aws_demo
 
+        _refuse_options_aws_ignores(args)
+
         return run_aws_demo(runs=args.runs, events_per_run=args.events, master=args.master)
     home = os.path.abspath(args.dir or os.path.join(default_home(), "demo"))
     archive, output = os.path.join(home, "archive"), os.path.join(home, "output")
@@ -66,6 +66,27 @@ def _check_size(args: argparse.Namespace) -> None:
         raise ValueError(
             "The demo needs at least 1 run of 1 event, "
             f"not --runs {args.runs} --events {args.events}."
+        )
+
+
+def _refuse_options_aws_ignores(args: argparse.Namespace) -> None:
+    """``--aws`` keeps everything in its emulator and runs with the default batches: an
+    option that would say otherwise is refused rather than silently dropped."""
+    given = {
+        "--dir": args.dir is not None,
+        "--manifest": args.manifest is not None,
+        "--state": args.state is not None,
+        "--max-runs-per-batch": args.max_runs_per_batch != DEFAULT_MAX_RUNS_PER_BATCH,
+        "--max-bytes-per-batch": args.max_bytes_per_batch != DEFAULT_MAX_BYTES_PER_BATCH,
+        "--fail-fast": args.fail_fast,
+        "--no-s3-setup": not args.s3_setup,
+    }
+    ignored = [flag for flag, is_given in given.items() if is_given]
+    if ignored:
+        raise ValueError(
+            f"demo --aws keeps its archive, output, manifest and state in the emulator and "
+            f"sets up S3 itself: drop {', '.join(ignored)} (only --runs, --events and "
+            "--master apply)."
         )
 
 

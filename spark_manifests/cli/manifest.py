@@ -52,7 +52,10 @@ def register(commands: Subcommands) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Create the manifest, or edit the runs named; 1 when some of them were refused."""
-    with open_manifest_of(args, must_exist=args.action == "unmark") as manifest:
+    opened = open_manifest_of(
+        args, must_exist=args.action == "unmark", creating=args.action == "create"
+    )
+    with opened as manifest:
         if args.action == "create":
             _create(args, manifest)
             return 0

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._discovery import DEFAULT_RECONCILE_SECONDS
-from ._job import FORMATS, make_source, run_source
+from ._job import iglu_option, make_source, run_source
 from ._options import DEFAULT_JOB, add_command, add_spark_options, add_where, add_window
 
 if TYPE_CHECKING:
     from ._options import Subcommands
 
+#: The output formats of ``process --format``.
+FORMATS = ("parquet", "delta", "iceberg")
+
 
 def register(commands: Subcommands) -> None:
     """Add the ``process`` command to ``commands``."""
-    process = add_command(
-        commands, "process", handle, "process the pending runs of an archive", needs_spark=True
-    )
+    process = add_command(commands, "process", handle, "process the pending runs of an archive")
     process.add_argument("--archive", required=True, help="s3://bucket/prefix/ or a local path")
     process.add_argument(
         "--output",
@@ -68,16 +69,15 @@ def _add_format_options(process: argparse.ArgumentParser) -> None:
         help="the output's table format (default: %(default)s); delta and iceberg need the "
         "[delta] / [iceberg] extras",
     )
+    # No parser defaults: IcebergSink has them, and a value given is checked to apply.
     process.add_argument(
         "--iceberg-catalog",
-        default="spark_manifests",
         help="with --format iceberg: the catalog; a Hadoop catalog on --output unless the "
-        "session configures this name (Glue, REST) (default: %(default)s)",
+        "session configures this name (Glue, REST) (default: spark_manifests)",
     )
     process.add_argument(
         "--iceberg-namespace",
-        default="snowplow",
-        help="with --format iceberg: the tables' namespace (default: %(default)s)",
+        help="with --format iceberg: the tables' namespace (default: snowplow)",
     )
 
 
@@ -101,5 +101,41 @@ def _add_discovery_options(process: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Run the job once; 1 when a run failed."""
-    summary = run_source(make_source(args, args.archive, args.output, args.job))
+    source = make_source(
+        args,
+        args.archive,
+        args.output,
+        args.job,
+        table_format=args.format,
+        sink=_table_sink(args),
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+        settle_seconds=args.settle,
+        reconcile_seconds=args.reconcile_every,
+        full_scan=args.full_scan,
+        take_over=args.take_over,
+        iglu=iglu_option(args.iglu),
+    )
+    summary = run_source(source)
     return 0 if summary.ok else 1
+
+
+def _table_sink(args: argparse.Namespace) -> Any:
+    """The Delta or Iceberg sink of ``--format``; ``None`` for the default Parquet sink."""
+    iceberg = {"catalog": args.iceberg_catalog, "namespace": args.iceberg_namespace}
+    given = {name: value for name, value in iceberg.items() if value is not None}
+    if given and args.format != "iceberg":
+        raise ValueError(
+            f"--iceberg-{next(iter(given))} applies to --format iceberg, not --format "
+            f"{args.format}: drop it, or add --format iceberg."
+        )
+    if args.format == "delta":
+        from ..delta_sink import DeltaSink
+
+        return DeltaSink(args.output)
+    if args.format == "iceberg":
+        from ..iceberg_sink import IcebergSink
+
+        return IcebergSink(args.output, **given)
+    return None
