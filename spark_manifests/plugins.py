@@ -306,17 +306,3 @@ def _is_frame_or_none(value: Any) -> bool:
 
 def _describe_value(value: Any) -> str:
     return "None" if value is None else f"a {type(value).__module__}.{type(value).__qualname__}"
-
-
-class GivenPlugin:
-    """A source's public ``reader`` or ``transform``: the plug-in as given to the adapter held
-    in attribute ``adapter``, replaceable between runs (the adapter checks the new one)."""
-
-    def __init__(self, adapter: str) -> None:
-        self.adapter = adapter
-
-    def __get__(self, source: object, owner: type | None = None) -> Any:
-        return self if source is None else getattr(source, self.adapter).given
-
-    def __set__(self, source: object, plugin: Any) -> None:
-        getattr(source, self.adapter).given = plugin

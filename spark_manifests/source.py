@@ -26,6 +26,7 @@ from ._batch_writer import BatchWriter
 from ._claims import Claims
 from ._discovery import DEFAULT_RECONCILE_SECONDS
 from ._events import Progress
+from ._forwarded import ForwardedSettings
 from ._ledger import MAX_SUMMARY_ERROR_CHARS as MAX_SUMMARY_ERROR_CHARS
 from ._ledger import JobSummary, OutcomeLedger
 from ._locations import Location, PathLike, parse_location
@@ -36,7 +37,7 @@ from ._status import STATUS_COLUMNS as STATUS_COLUMNS
 from ._status import status_rows, status_table
 from .manifest import MAX_LEASE_SECONDS, RunManifest, check_lease_seconds
 from .manifest_open import open_manifest, refuse_unlikely_new_manifest
-from .plugins import GivenPlugin, Reader, ReaderAdapter, Transform, TransformAdapter
+from .plugins import Reader, ReaderAdapter, Transform, TransformAdapter
 from .retry import RetryPolicy
 from .runs import Run, check_window
 from .sinks import ParquetSink, Sink
@@ -78,7 +79,7 @@ ManifestArg = Union[RunManifest, str, "os.PathLike[str]", None]
 StateArg = Union[StateStore, str, "os.PathLike[str]", None]
 
 
-class ManifestedRunSource:
+class ManifestedRunSource(ForwardedSettings):
     """Process the runs of an archive that the manifest has not seen, exactly once.
 
     Parameters
@@ -202,52 +203,44 @@ class ManifestedRunSource:
         self.manifest = _open_manifest(manifest, session=session)
         self.state_store = _open_state_store(state, client=client, session=session)
         self.sink = sink or ParquetSink(output, client=client, session=session)  # type: ignore[arg-type]
-        self.max_runs_per_batch, self.max_bytes_per_batch = max_runs_per_batch, max_bytes_per_batch
-        self.since, self.until, self.limit = since, until, limit
         self.retry = retry or RetryPolicy()
-        self.fail_fast = fail_fast
-        self.lease_seconds = lease_seconds
-        self.settle_seconds = settle_seconds
-        self.reconcile_seconds, self.full_scan = reconcile_seconds, full_scan
-        self.take_over = take_over
         self._owner = owner
         self._read_cursor: set[str] = set()
-        self._build_units(spark, transform, output, s3_setup, client=client, session=session)
+        self._ledger = OutcomeLedger(self.job_name, fail_fast=fail_fast)
+        self._planner = _planner_of(
+            self,
+            (max_runs_per_batch, max_bytes_per_batch),
+            (since, until, limit),
+            (settle_seconds, reconcile_seconds, full_scan),
+            client=client,
+            session=session,
+        )
+        self._build_units(spark, transform, output, s3_setup, lease_seconds, take_over)
 
     def _build_units(
-        self, spark: SparkArg, transform: Any, output: PathLike | None, s3_setup: bool, **aws: Any
+        self,
+        spark: SparkArg,
+        transform: Any,
+        output: PathLike | None,
+        s3_setup: bool,
+        lease_seconds: int,
+        take_over: bool,
     ) -> None:
-        """The stage units, each owning its part of the job's state (``aws``: its S3 client)."""
-        self._ledger = OutcomeLedger(self.job_name, fail_fast=self.fail_fast)
-        max_attempts = self.retry.max_retries + 1
-        self._planner = BatchPlanner(
-            self.archive,
-            self.manifest,
-            self.sink,
-            max_runs=self.max_runs_per_batch,
-            max_bytes=self.max_bytes_per_batch,
-            window=(self.since, self.until, self.limit),
-            settle_seconds=self.settle_seconds,
-            max_attempts=max_attempts,
-            on_deferred=self._ledger.deferred,
-            reconcile_seconds=self.reconcile_seconds,
-            full_scan=self.full_scan,
-            **aws,
-        )
+        """The stage units after planning, each owning its part of the job's state."""
         self._claims = Claims(
             self.manifest,
             self.sink,
             self._ledger,
             owner=lambda: self.owner,
-            lease_seconds=self.lease_seconds,
-            max_attempts=max_attempts,
+            lease_seconds=lease_seconds,
+            max_attempts=self.retry.max_retries + 1,
         )
         self._snapshots = JobSnapshots(
             self.state_store,
             job_name=self.job_name,
             archive=self.archive,
-            lease_seconds=self.lease_seconds,
-            take_over=self.take_over,
+            lease_seconds=lease_seconds,
+            take_over=take_over,
         )
         self._preflight = SparkPreflight(
             spark,
@@ -284,11 +277,6 @@ class ManifestedRunSource:
                 f"{self.job_name}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             )
         return self._owner
-
-    #: The reader as given (``None``: :func:`~spark_manifests.read_enriched`); replaceable.
-    reader = GivenPlugin("_reader")
-    #: The transform as given (``None``: none); replaceable between runs.
-    transform = GivenPlugin("_transform")
 
     @property
     def progress(self) -> Progress:
@@ -431,6 +419,32 @@ class ManifestedRunSource:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _planner_of(
+    source: ManifestedRunSource,
+    limits: tuple[int, int | None],
+    window: tuple[datetime | None, datetime | None, int | None],
+    timing: tuple[float, float, bool],
+    **aws: Any,
+) -> BatchPlanner:
+    """The planner of ``source``'s batches (``limits``: runs, bytes), in ``window``, with
+    ``timing``: settle seconds, reconcile seconds and whether to list the whole archive now."""
+    settle_seconds, reconcile_seconds, full_scan = timing
+    return BatchPlanner(
+        source.archive,
+        source.manifest,
+        source.sink,
+        max_runs=limits[0],
+        max_bytes=limits[1],
+        window=window,
+        settle_seconds=settle_seconds,
+        max_attempts=source.retry.max_retries + 1,
+        on_deferred=source._ledger.deferred,
+        reconcile_seconds=reconcile_seconds,
+        full_scan=full_scan,
+        **aws,
+    )
 
 
 def _check_options(
