@@ -116,7 +116,8 @@ class IcebergSink(TableSink):
         recorded = properties.get(_MANIFEST_PROPERTY)
         if recorded is None:
             spark.sql(
-                f"ALTER TABLE {table} SET TBLPROPERTIES ('{_MANIFEST_PROPERTY}'='{manifest}')"
+                f"ALTER TABLE {table} SET TBLPROPERTIES "
+                f"('{_MANIFEST_PROPERTY}'={_sql_string(manifest)})"
             )
         elif recorded != manifest:
             raise OutputInUseError(
@@ -213,3 +214,8 @@ class IcebergSink(TableSink):
         runs = F.split(F.element_at(F.col("summary"), F.lit(RUNS_KEY)), ",")
         first = snapshots.where(F.array_contains(runs, run.label)).orderBy("committed_at").first()
         return None if first is None or first["parent_id"] is None else int(first["parent_id"])
+
+
+def _sql_string(value: str) -> str:
+    """``value`` as a Spark SQL string literal: a manifest path may hold quotes."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -82,6 +82,18 @@ def test_prepare_refuses_another_manifests_tables(
         make_sink().prepare(job_name="b", manifest="sqlite:///b.db")
 
 
+def test_a_manifest_path_with_quotes_is_recorded_as_it_is(
+    iceberg: Any, make_sink: Callable[[], IcebergSink], tmp_path: Path
+) -> None:
+    runs = table_sinks.sample_runs(tmp_path, runs=1)
+    manifest = "sqlite:///o'brien\\runs.db"
+    table_sinks.write(make_sink(), iceberg, runs)
+    make_sink().prepare(job_name="a", manifest=manifest)
+    make_sink().prepare(job_name="a", manifest=manifest)  # the same manifest: accepted
+    with pytest.raises(OutputInUseError, match="o'brien"):
+        make_sink().prepare(job_name="b", manifest="sqlite:///b.db")
+
+
 def test_unconfigured_catalog_is_one_clear_line(iceberg: Any) -> None:
     with pytest.raises(
         TableFormatUnavailableError, match="catalog 'glue_nowhere' is not configured"
