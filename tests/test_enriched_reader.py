@@ -184,3 +184,28 @@ def test_no_job_logs_a_code_generation_failure(
         assert f"capture check {name}" in text
     found = [line for line in text.splitlines() if any(f in line for f in _FAILURES)]
     assert not found, "\n".join(found[:5])
+
+
+def test_the_demo_and_a_typed_read_log_no_code_generation_failure(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    from spark_manifests.cli import main
+    from tests.test_iglu_read import BAD_LINES, GOOD_LINES, write_repository, write_run
+
+    repository = write_repository(tmp_path / "repository")
+    run = write_run(tmp_path / "typed", [*GOOD_LINES, *BAD_LINES.values()])
+    where = ["--manifest", str(tmp_path / "m.sqlite"), "--state", str(tmp_path / "state")]
+    with jvm_log(spark) as log:
+        log_manager = spark._jvm.org.apache.logging.log4j.LogManager  # type: ignore[attr-defined]
+        for name in _REPORTING_LOGGERS:
+            log_manager.getLogger(name).warn(f"capture check {name}")
+        demo = ["demo", "--dir", str(tmp_path / "demo"), "--runs", "2", "--events", "50", *where]
+        assert main(demo) == 0
+        typed = read_enriched(spark, run, iglu=[str(repository)])
+        typed.events.write.parquet(str(tmp_path / "typed_out" / "events"))
+        typed.bad_rows.write.parquet(str(tmp_path / "typed_out" / "bad_rows"))
+    text = str(log.toString())  # type: ignore[attr-defined]
+    for name in _REPORTING_LOGGERS:
+        assert f"capture check {name}" in text
+    found = [line for line in text.splitlines() if any(f in line for f in _FAILURES)]
+    assert not found, "\n".join(found[:5])
