@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ._aws import make_client
 from ._s3a import ensure_s3a
+from .exceptions import SparkManifestsError
 from .manifest_open import open_manifest
 
 if TYPE_CHECKING:
@@ -84,8 +85,9 @@ def local_aws_emulator() -> Iterator[str]:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:
-        raise RuntimeError(
-            "The AWS demo needs moto's server: pip install 'spark_manifests[demo]'."
+        raise SparkManifestsError(
+            "The AWS demo needs moto's server, which is not installed: "
+            "pip install 'spark_manifests[demo]' (from a checkout: pip install -e '.[demo]')."
         ) from exc
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

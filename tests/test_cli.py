@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -409,3 +410,11 @@ def test_until_a_date_includes_that_whole_day(tmp_path: Path, capsys) -> None:
     assert main([*runs, "--since", "2017-04-11", "--until", "2017-04-11"]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if "2017-04-11-" in line]
     assert len(listed) == 3
+
+
+def test_demo_aws_without_its_extra_is_one_line(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "moto.server", None)  # as if moto were not installed
+    assert main(["demo", "--aws", "--runs", "1", "--events", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'spark_manifests[demo]'" in err
+    assert "Traceback" not in err
