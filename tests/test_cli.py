@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -212,13 +213,23 @@ def test_an_archive_without_runs_warns(tmp_path: Path, caplog) -> None:
     assert f"No run folders (run=YYYY-mm-DD-hh-MM-SS) in {tmp_path / 'a'}" in caplog.text
 
 
+def test_the_demo_emulators_request_log_is_kept_quiet(tmp_path: Path) -> None:
+    """moto's server logs each S3 or DynamoDB call through werkzeug at INFO: thousands of
+    lines in a ``demo --aws`` run."""
+    (tmp_path / "a").mkdir()
+    assert process(tmp_path, tmp_path / "a") == 0
+    assert logging.getLogger("werkzeug").level == logging.WARNING
+
+
 def test_process_options_reach_the_source(tmp_path: Path, monkeypatch) -> None:
     made: list[ManifestedRunSource] = []
+    given: list[dict[str, Any]] = []
 
     class Recorded(ManifestedRunSource):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             made.append(self)
+            given.append(kwargs)
 
     monkeypatch.setattr(_job, "ManifestedRunSource", Recorded)
     (tmp_path / "a").mkdir()  # no runs: nothing starts Spark
@@ -229,7 +240,7 @@ def test_process_options_reach_the_source(tmp_path: Path, monkeypatch) -> None:
     (source,) = made
     assert (source.reconcile_seconds, source.full_scan, source.settle_seconds) == (60, True, 5)
     assert (source.take_over, source.limit, source.fail_fast) == (True, 3, True)
-    assert source._s3_setup is False
+    assert given[0]["s3_setup"] is False
     assert source.job_name == "sweep"
 
 

@@ -84,5 +84,6 @@ def _configure_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("py4j", "botocore", "boto3", "urllib3"):
+    # werkzeug: the request log of demo --aws's emulator, a line per S3 or DynamoDB call.
+    for noisy in ("py4j", "botocore", "boto3", "urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
