@@ -86,6 +86,7 @@ def start_job(job: str, *extra: str, env: dict[str, str] | None = None) -> subpr
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: a kill reaches Spark's JVM too
     )
 
 
@@ -183,13 +184,25 @@ def test_the_command_processes_an_s3_archive_exactly_once(s3_spark, lake: int) -
 
 
 def kill_when_the_write_is_under_way(job: subprocess.Popen) -> None:
-    """SIGKILL the job once its Spark write has put files in its staging folders."""
+    """SIGKILL the job, its JVM included, while its Spark write has files in staging folders.
+
+    The whole process group is stopped before the check that decides, so the write cannot
+    finish between seeing its staged files and the kill; if it had finished, the job goes on
+    and the next batch's write is caught instead.
+    """
     deadline = time.monotonic() + JOB_TIMEOUT
     while job.poll() is None and time.monotonic() < deadline:
-        if output_keys("/.spark-staging-") or output_keys("/_temporary/"):
-            job.send_signal(signal.SIGKILL)
-            break
+        if staged_keys():
+            os.killpg(job.pid, signal.SIGSTOP)
+            if staged_keys():
+                os.killpg(job.pid, signal.SIGKILL)
+                return
+            os.killpg(job.pid, signal.SIGCONT)
         time.sleep(0.05)
+
+
+def staged_keys() -> list[str]:
+    return output_keys("/.spark-staging-") + output_keys("/_temporary/")
 
 
 def test_killed_at_each_stage_the_job_resumes_to_exactly_once(s3_spark, lake: int) -> None:
@@ -200,7 +213,7 @@ def test_killed_at_each_stage_the_job_resumes_to_exactly_once(s3_spark, lake: in
     kill_when_the_write_is_under_way(writing)
     code, _, stderr = finish(writing)
     assert code == -signal.SIGKILL, stderr[-3000:]
-    assert output_keys("/.spark-staging-") + output_keys("/_temporary/")
+    assert staged_keys()
     for point in POINTS:
         killed = start_job("crashy", *one_run_batches, env={KILL_AT_ENV: point})
         code, _, stderr = finish(killed)
