@@ -82,8 +82,8 @@ class TableSink(BatchCommitSink):
     """A sink of one events table and one bad-rows table of a table format.
 
     Subclasses write one table (``_replace``), say whether an error is a commit conflict
-    with another writer (``_is_conflict``) and read a table's history
-    (``_table_holds_batch``).
+    with another writer (``_is_conflict``) and list a table's commits (``_commits``), from
+    which the batch identity and time travel are read the same way for every format.
     """
 
     #: Bad rows go to a second table (``keep_bad_rows=False`` leaves them out per instance).
@@ -114,10 +114,22 @@ class TableSink(BatchCommitSink):
         self._commit(EVENTS, events, runs, batch_id=batch_id, spark=events.sparkSession)
 
     def batch_committed(self, batch_id: str) -> bool:
+        from pyspark.sql import functions as F
+
         spark = active_spark(self._spark)
-        return self._table_exists(spark, EVENTS) and self._table_holds_batch(
-            spark, EVENTS, batch_id
-        )
+        if not self._table_exists(spark, EVENTS):
+            return False
+        commits = self._commits(spark, EVENTS).where(F.col("batch_id") == batch_id)
+        return bool(commits.limit(1).count())
+
+    def _before_first_commit_of(self, run: Run, table: str) -> int | None:
+        """The version (snapshot) just before the first commit that wrote ``run`` to
+        ``table``; ``None`` when that was the table's first commit, or no commit wrote it."""
+        from pyspark.sql import functions as F
+
+        commits = self._commits(active_spark(self._spark), table)
+        first = commits.where(F.array_contains("runs", run.label)).orderBy("order").first()
+        return None if first is None or first["before"] is None else int(first["before"])
 
     # -- one commit, retried on conflicts with other writers ----------------------------
     def _commit(
@@ -176,7 +188,10 @@ class TableSink(BatchCommitSink):
     ) -> None: ...
 
     @abc.abstractmethod
-    def _table_holds_batch(self, spark: SparkSession, table: str, batch_id: str) -> bool: ...
+    def _commits(self, spark: SparkSession, table: str) -> DataFrame:
+        """The commits of ``table``, a row each: ``batch_id`` (string), ``runs`` (array of
+        run labels), ``order`` (the commit order) and ``before`` (the version or snapshot id
+        to time travel to for the table as it was before the commit; null for the first)."""
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:

@@ -141,13 +141,17 @@ class DeltaSink(TableSink):
             .save(self.table_name(table))
         )
 
-    def _table_holds_batch(self, spark: SparkSession, table: str, batch_id: str) -> bool:
+    def _commits(self, spark: SparkSession, table: str) -> DataFrame:
         from pyspark.sql import functions as F
 
         path = self.table_name(table).replace("`", "``")
         history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`")
-        recorded = F.get_json_object("userMetadata", f"$['{BATCH_ID_KEY}']")
-        return bool(history.where(recorded == batch_id).limit(1).count())
+        return history.select(
+            F.get_json_object("userMetadata", f"$['{BATCH_ID_KEY}']").alias("batch_id"),
+            F.split(F.get_json_object("userMetadata", f"$['{RUNS_KEY}']"), ",").alias("runs"),
+            F.col("version").alias("order"),
+            F.when(F.col("version") > 0, F.col("version") - 1).alias("before"),
+        )
 
     def version_before(self, run: Run, *, table: str = EVENTS) -> int | None:
         """The table version just before the first commit that wrote ``run``, for time
@@ -159,12 +163,4 @@ class DeltaSink(TableSink):
         >>> version = sink.version_before(run)  # doctest: +SKIP
         >>> spark.read.format("delta").option("versionAsOf", version)  # doctest: +SKIP
         """
-        from pyspark.sql import functions as F
-
-        spark = active_spark(self._spark)
-        path = self.table_name(table).replace("`", "``")
-        history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`")
-        runs = F.split(F.get_json_object("userMetadata", f"$['{RUNS_KEY}']"), ",")
-        first = history.where(F.array_contains(runs, run.label)).agg(F.min("version")).first()
-        version = None if first is None else first[0]
-        return None if version is None or version == 0 else int(version) - 1
+        return self._before_first_commit_of(run, table)

@@ -190,12 +190,16 @@ class IcebergSink(TableSink):
             runs_filter
         )
 
-    def _table_holds_batch(self, spark: SparkSession, table: str, batch_id: str) -> bool:
+    def _commits(self, spark: SparkSession, table: str) -> DataFrame:
         from pyspark.sql import functions as F
 
         snapshots = self._session(spark).read.table(f"{self.table_name(table)}.snapshots")
-        recorded = F.element_at(F.col("summary"), F.lit(BATCH_ID_KEY))
-        return bool(snapshots.where(recorded == batch_id).limit(1).count())
+        return snapshots.select(
+            F.element_at("summary", F.lit(BATCH_ID_KEY)).alias("batch_id"),
+            F.split(F.element_at("summary", F.lit(RUNS_KEY)), ",").alias("runs"),
+            F.col("committed_at").alias("order"),
+            F.col("parent_id").alias("before"),
+        )
 
     def snapshot_before(self, run: Run, *, table: str = EVENTS) -> int | None:
         """The id of the snapshot just before the first one that wrote ``run``, for time
@@ -207,13 +211,7 @@ class IcebergSink(TableSink):
         >>> snapshot = sink.snapshot_before(run)  # doctest: +SKIP
         >>> spark.read.option("versionAsOf", snapshot).table(name)  # doctest: +SKIP
         """
-        from pyspark.sql import functions as F
-
-        spark = self._session(None)
-        snapshots = spark.read.table(f"{self.table_name(table)}.snapshots")
-        runs = F.split(F.element_at(F.col("summary"), F.lit(RUNS_KEY)), ",")
-        first = snapshots.where(F.array_contains(runs, run.label)).orderBy("committed_at").first()
-        return None if first is None or first["parent_id"] is None else int(first["parent_id"])
+        return self._before_first_commit_of(run, table)
 
 
 def _sql_string(value: str) -> str:
