@@ -4,6 +4,7 @@ checked against what the read really met (a Spark ``Observation``, in the same p
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -188,12 +189,12 @@ def observe(typed: DataFrame) -> tuple[DataFrame, ObservedRead]:
 
     def schemas() -> EntitySchemas:
         found = metrics()
-        contexts = found[sql.MET_CONTEXTS] or ()
-        unstruct = found[sql.MET_UNSTRUCT] or ()
+        contexts = json.loads(str(found[sql.MET_CONTEXTS] or "[]"))
+        unstruct = json.loads(str(found[sql.MET_UNSTRUCT] or "[]"))
         # Invalid URIs make bad rows whatever the list: they are no schema to shred.
         return EntitySchemas(
-            frozenset(uri for uri in contexts if uri is not None and _valid(uri)),  # type: ignore[attr-defined]
-            frozenset(uri for uri in unstruct if uri is not None and _valid(uri)),  # type: ignore[attr-defined]
+            frozenset(uri for uri in contexts if uri is not None and _valid(uri)),
+            frozenset(uri for uri in unstruct if uri is not None and _valid(uri)),
         )
 
     def lines() -> int:

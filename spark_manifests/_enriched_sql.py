@@ -426,11 +426,16 @@ def unstruct_column(name: str, uris: Sequence[str]) -> str:
 
 
 def schemas_met_metrics() -> list[str]:
-    """Aggregates over the typed layer: the entity schemas of each kind, and the lines."""
+    """Aggregates over the typed layer: the entity schemas of each kind (JSON arrays), and
+    the lines.
+
+    The schemas are JSON text because Spark 3.5's ``Observation.get`` hands an array back
+    as a JVM object, not a list.
+    """
     unstruct = f"{quote(json_name('unstruct_event'))}.data.schema"
     return [
-        alias(f"array_distinct(flatten(collect_set({ENTITY_SCHEMAS})))", MET_CONTEXTS),
-        alias(f"collect_set({unstruct})", MET_UNSTRUCT),
+        alias(f"to_json(array_distinct(flatten(collect_set({ENTITY_SCHEMAS}))))", MET_CONTEXTS),
+        alias(f"to_json(collect_set({unstruct}))", MET_UNSTRUCT),
         alias("count(1)", MET_LINES),
     ]
 
