@@ -203,13 +203,14 @@ class IcebergSink(TableSink):
 
     def snapshot_before(self, run: Run, *, table: str = EVENTS) -> int | None:
         """The id of the snapshot just before the first one that wrote ``run``, for time
-        travel (``versionAsOf``); ``None`` when the run was written by the first snapshot or
+        travel (SQL's ``VERSION AS OF``: Spark 3.5's ``read.table`` ignores a
+        ``versionAsOf`` option); ``None`` when the run was written by the first snapshot or
         never.
 
         Examples
         --------
         >>> snapshot = sink.snapshot_before(run)  # doctest: +SKIP
-        >>> spark.read.option("versionAsOf", snapshot).table(name)  # doctest: +SKIP
+        >>> spark.sql(f"SELECT * FROM {name} VERSION AS OF {snapshot}")  # doctest: +SKIP
         """
         return self._before_first_commit_of(run, table)
 

@@ -116,11 +116,12 @@ class Job:
                 reader = reader.option("versionAsOf", sink.version_before(before, table=table))
             return reader.load(sink.table_name(table))
         assert isinstance(sink, IcebergSink)
-        reader = self.spark.read
-        if before is not None:
-            reader = reader.option("versionAsOf", sink.snapshot_before(before, table=table))
         sink._session(self.spark)  # its Hadoop catalog on the warehouse
-        return reader.table(sink.table_name(table))
+        if before is None:
+            return self.spark.read.table(sink.table_name(table))
+        # SQL, as the docs say: Spark 3.5's read.table() drops a versionAsOf option.
+        snapshot = sink.snapshot_before(before, table=table)
+        return self.spark.sql(f"SELECT * FROM {sink.table_name(table)} VERSION AS OF {snapshot}")
 
     def commits(self, table: str = EVENTS) -> list[str]:
         """The runs of each commit of ``table``, oldest first."""
