@@ -76,8 +76,12 @@ def _job_module(name: str) -> ModuleType:
     return module
 
 
-def test_the_job_runs_as_a_glue_script(tmp_path: Path, capsys) -> None:
-    """Glue passes its own parameters, and every flag with a value, to the script."""
+def test_the_job_runs_as_a_glue_script(spark, tmp_path: Path, capsys) -> None:
+    """Glue passes its own parameters, and every flag with a value, to the script.
+
+    ``spark``: the tests' session (with its packages) is started first; a session the job
+    started would be the one every later test gets, without them.
+    """
     archive = tmp_path / "archive"
     write_sample_archive(archive, runs=2, events_per_run=20, files_per_run=1, seed=5)
     glue = ["--JOB_ID", "j_0123", "--JOB_RUN_ID", "jr_4567", "--JOB_NAME", "enriched"]
