@@ -6,8 +6,9 @@ entities with ``from_json`` against the column's JSON-keyed type, beside a corru
 field: Spark's parser fills it when a value does not fit its type (a string where a number
 is due, a date-time that does not parse). Then:
 
-- a line is good when every entity parsed, every field its version requires is there and no
-  entity's schema went unresolved;
+- a line is good when every entity parsed, every field its version requires is there, no
+  decimal has more digits after the point than its column keeps, and no entity's schema went
+  unresolved;
 - events: each parsed entity as a struct of the column's type (a positional cast renames
   the JSON keys to the column names), contexts with ``_schema_version`` first, as the Lake
   Loader writes them;
@@ -29,7 +30,7 @@ from ._enriched_sql import (
     shown,
 )
 from ._iglu_plan import EntityColumn, TypedPlan
-from ._iglu_types import STRUCT, Field, Node, ddl, describe
+from ._iglu_types import ARRAY, STRUCT, Field, Node, ddl, describe
 
 ERRORS = "_iglu_errors"
 SCHEMA_VERSION = "_schema_version"
@@ -86,12 +87,29 @@ def _required_check(column: EntityColumn, entity: str) -> str:
     return f"CASE {entity}.schema {cases} ELSE true END"
 
 
+def _fits(node: Node, value: str, depth: int = 0) -> str | None:
+    """SQL: every decimal in ``value`` (parsed wider, see ``ddl``) has no more digits after
+    the point than its column keeps; ``None`` when ``node`` holds no decimal."""
+    if node.kind == "decimal":
+        return f"({value} IS NULL OR {value} = round({value}, {node.scale}))"
+    if node.kind == STRUCT:
+        checks = [_fits(f.type, f"{value}.{quote(f.key)}", depth) for f in node.fields]
+        return " AND ".join(check for check in checks if check) or None
+    if node.kind == ARRAY:
+        assert node.element is not None
+        item = f"_item{depth}"
+        inner = _fits(node.element, item, depth + 1)
+        return f"coalesce(forall({value}, {item} -> {inner}), true)" if inner else None
+    return None
+
+
 def _entity_ok(column: EntityColumn, entity: str) -> str:
     if column.node.kind != STRUCT:
         return "true"
+    fits = _fits(column.node, f"{entity}.p")
     return (
         f"({entity}.p IS NOT NULL AND {entity}.p.{CORRUPT} IS NULL "
-        f"AND {_required_check(column, entity)})"
+        f"AND {_required_check(column, entity)}{f' AND {fits}' if fits else ''})"
     )
 
 
@@ -172,8 +190,10 @@ def _field_error(column: EntityColumn, field: Field, entity: str) -> str:
     required = (
         f"{entity}.schema IN ({', '.join(literal(u) for u in needing)})" if needing else "false"
     )
+    fits = _fits(field.type, f"{alone}.{quote(field.key)}")
     return (
-        f"CASE WHEN {alone}.{CORRUPT} IS NOT NULL THEN {_error('WrongType', key, value, wrong)} "
+        f"CASE WHEN {alone}.{CORRUPT} IS NOT NULL OR NOT ({fits or 'true'}) "
+        f"THEN {_error('WrongType', key, value, wrong)} "
         f"WHEN {required} AND {alone}.{quote(field.key)} IS NULL "
         f"THEN {_error('MissingInValue', key, 'CAST(NULL AS string)', missing)} END"
     )

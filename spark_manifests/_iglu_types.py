@@ -242,8 +242,9 @@ def _widened(old: Node, new: Node) -> Node | None:
 
 
 def ddl(node: Node, *, json_keys: bool) -> str:
-    """The Spark DDL of ``node``: with the JSON keys (for ``from_json``) or the column names.
-    JSON text is ``string`` (Spark's JSON parser keeps an object or array as its text)."""
+    """The Spark DDL of ``node``: to parse (``json_keys``: the JSON keys, decimals wider, see
+    below) or as the column (the column names). JSON text is ``string`` (Spark's JSON parser
+    keeps an object or array as its text)."""
     if node.kind == STRUCT:
         inner = ", ".join(
             f"{quote(f.key if json_keys else f.name)}: {ddl(f.type, json_keys=json_keys)}"
@@ -255,6 +256,11 @@ def ddl(node: Node, *, json_keys: bool) -> str:
         return f"array<{ddl(node.element, json_keys=json_keys)}>"
     if node.kind == JSON:
         return "string"
+    if node.kind == "decimal" and json_keys:
+        # Parsed wider than the column, with the same digits before the point: Spark's parser
+        # flags a value too large, but rounds one with too many decimals without a word;
+        # the wider scale keeps those digits for the check that makes the line bad.
+        return f"decimal(38,{node.scale + 38 - node.precision})"
     if node.kind == "decimal":
         return f"decimal({node.precision},{node.scale})"
     if node.kind == "timestamp":

@@ -101,6 +101,8 @@ GOOD_LINES = [
 BAD_LINES = {
     "bad-type": event_line("bad-type", (f"{PRODUCT}/1-0-0", {"sku": "F6", "quantity": "two"})),
     "bad-null": event_line("bad-null", (f"{PRODUCT}/1-0-1", {"sku": None})),
+    # More decimals than multipleOf 0.01 keeps: not rounded into the column.
+    "bad-scale": event_line("bad-scale", (f"{PRODUCT}/1-0-0", {"sku": "H8", "unitPrice": 12.555})),
     "bad-nested": event_line(
         "bad-nested",
         (f"{PRODUCT}/1-0-1", {"sku": "G7", "variants": [{"sizes": [{"euSize": "XL"}]}]}),
@@ -185,6 +187,9 @@ def test_values_breaking_their_schema_are_bad_rows(typed_read: EnrichedRead) -> 
     assert "is not int" in wrong.message
     missing = bad["bad-null"].errors[0]
     assert (missing.type, missing.key) == ("MissingInValue", "sku")
+    scale = bad["bad-scale"].errors[0]
+    assert (scale.type, scale.key, scale.value) == ("WrongType", "unitPrice", "12.555")
+    assert "is not decimal(9,2)" in scale.message
     assert bad["bad-nested"].errors[0].key == "variants"
     assert bad["bad-date"].errors[0].key == "clickedOn"
     unresolved = bad["unresolved"].message
