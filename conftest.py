@@ -5,6 +5,8 @@
 - ``aws``: in-process moto (``mock_aws``) for unit tests; yields a boto3 session.
 - ``moto_server``: a ThreadedMotoServer on 127.0.0.1 (real HTTP) for end-to-end runs; yields
   its endpoint URL. Its state is reset before each test that uses it.
+- ``s3_spark``: the ``spark`` session reading and writing S3 through s3a, against the moto
+  server (tests marked ``s3``).
 """
 
 from __future__ import annotations
@@ -196,6 +198,46 @@ def moto_server(
     return _moto_server_url
 
 
+@pytest.fixture
+def s3_spark(spark, moto_server: str):
+    """The shared session reading and writing S3 through s3a, against the moto server."""
+    from spark_manifests._s3a import ensure_s3a
+
+    ensure_s3a(spark)
+    return spark
+
+
+def s3a_packages() -> str:
+    """The ``--packages`` value a user gives spark-submit for S3 off EMR: the ``hadoop-aws``
+    of the installed Spark's Hadoop. In a run with a test marked ``s3``, the ``spark``
+    fixture has resolved it into Spark's Ivy cache, where spark-submit finds it."""
+    from spark_manifests._packages import installed_packages
+
+    return ",".join(installed_packages(("s3",)))
+
+
+def check_s3_output_exactly_once(
+    spark: Any, *, manifest: str, output: str, lines: int, runs: int
+) -> None:
+    """Every run of ``manifest`` committed once; the output, read back through s3a, holds
+    every good line once (count and distinct ``event_id``) and the bad rows hold the rest."""
+    from spark_manifests import RunStatus, open_manifest
+
+    with open_manifest(manifest) as opened:
+        entries = list(opened.entries())
+    assert len(entries) == runs
+    assert {entry.status for entry in entries} == {RunStatus.COMMITTED}
+    good, bad = sum(e.rows_out for e in entries), sum(e.bad_rows for e in entries)
+    assert good + bad == lines
+    assert bad > 0
+    output = "s3a://" + output.split("://", 1)[1].rstrip("/") + "/"
+    events = spark.read.parquet(output + "events/")
+    assert events.count() == good
+    assert events.select("event_id").distinct().count() == good
+    assert events.select("run").distinct().count() == runs
+    assert spark.read.parquet(output + "bad_rows/").count() == bad
+
+
 @pytest.fixture(scope="session")
 def bare_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     """An interpreter that has pyspark and boto3 but not spark_manifests.
@@ -236,15 +278,19 @@ def submit_enriched_to_parquet(
     *,
     cwd: Path,
     conf: tuple[str, ...] = (),
+    packages: str = "",
     timeout: float = 600,
 ) -> subprocess.CompletedProcess[str]:
     """``jobs/enriched_to_parquet.py`` through spark-submit, as a user runs it: the package
-    shipped by ``--py-files`` to ``python`` (an interpreter where it is not installed)."""
+    shipped by ``--py-files`` to ``python`` (an interpreter where it is not installed), and
+    the Java ``packages`` (``--packages``) if any."""
     env = dict(
         os.environ, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python, SPARK_LOCAL_IP="127.0.0.1"
     )
     confs = [arg for item in ("spark.ui.enabled=false", *conf) for arg in ("--conf", item)]
     command = [SPARK_SUBMIT, "--master", master, *confs, "--py-files", py_files]
+    if packages:
+        command += ["--packages", packages]
     return subprocess.run(
         [*command, ENRICHED_TO_PARQUET, *job_args],
         cwd=cwd,

@@ -31,6 +31,8 @@ _PACKAGES = "spark.jars.packages"
 # (~/.aws), container and instance role. S3A's default list leaves out the profile.
 _DEFAULT_CHAIN_SDK_V2 = "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
 _DEFAULT_CHAIN_SDK_V1 = "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"
+# The source Spark's SparkHadoopUtil gives the Hadoop settings it fills in when unset.
+_SET_BY_SPARK_AS_DEFAULT = "Set by Spark to default values"
 # Where EMR installs its own jars (EMRFS among them).
 _EMR_SHARE = "/usr/share/aws/emr"
 
@@ -158,11 +160,17 @@ def s3a_settings(hadoop: str, environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _unset(hadoop_conf: Any, key: str) -> bool:
-    """Whether ``key`` has no value but Hadoop's default (``core-default.xml``)."""
+    """Whether ``key`` has no value but a default: Hadoop's (``core-default.xml``) or one Spark
+    fills in. Spark 3.x sets ``fs.s3a.endpoint`` to ``s3.amazonaws.com`` when it is unset, so
+    an endpoint from the environment must replace that, or s3a goes to AWS (and, with no
+    route there, retries for many minutes)."""
     if hadoop_conf.get(key) is None:
         return True
     sources = hadoop_conf.getPropertySources(key)
-    return sources is not None and all(str(source).endswith("-default.xml") for source in sources)
+    return sources is not None and all(
+        str(source).endswith("-default.xml") or str(source) == _SET_BY_SPARK_AS_DEFAULT
+        for source in sources
+    )
 
 
 def _s3a_loadable(jvm: Any, hadoop_conf: Any) -> bool:

@@ -18,13 +18,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from spark_manifests import RunStatus, open_manifest, write_sample_archive
+from conftest import check_s3_output_exactly_once
+from spark_manifests import open_manifest, write_sample_archive
 from spark_manifests._demo_aws import upload_folder
 from spark_manifests._faults import KILL_AT_ENV, POINTS
 from spark_manifests._packages import installed_versions, running_versions
-from spark_manifests._s3a import ensure_s3a
 
-from .reliability import JOB_TIMEOUT, duplicate_event_ids
+from .reliability import JOB_TIMEOUT
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -35,13 +35,6 @@ OUTPUT = f"s3://{BUCKET}/enriched/parquet/"
 STATE = f"s3://{BUCKET}/state/"
 MANIFEST = "dynamodb://acme-runs"
 EVENTS_PER_RUN = 150
-
-
-@pytest.fixture
-def s3_spark(spark, moto_server: str):
-    """The shared session reading and writing S3 through s3a, against the moto server."""
-    ensure_s3a(spark)
-    return spark
 
 
 @pytest.fixture
@@ -96,20 +89,7 @@ def finish(job: subprocess.Popen) -> tuple[int, str, str]:
 
 
 def check_exactly_once(spark, lines: int, runs: int = 4) -> None:
-    """Every run committed once; the output, read through s3a, holds every good line once
-    and the bad rows hold the rest."""
-    with open_manifest(MANIFEST) as manifest:
-        entries = list(manifest.entries())
-    assert len(entries) == runs
-    assert {entry.status for entry in entries} == {RunStatus.COMMITTED}
-    good, bad = sum(e.rows_out for e in entries), sum(e.bad_rows for e in entries)
-    assert good + bad == lines
-    assert bad > 0
-    events = spark.read.parquet(OUTPUT.replace("s3://", "s3a://") + "events/")
-    assert events.count() == good
-    assert duplicate_event_ids(events) == 0
-    assert events.select("run").distinct().count() == runs
-    assert spark.read.parquet(OUTPUT + "bad_rows/").count() == bad
+    check_s3_output_exactly_once(spark, manifest=MANIFEST, output=OUTPUT, lines=lines, runs=runs)
 
 
 def output_keys(marker: str) -> list[str]:
@@ -122,11 +102,14 @@ def output_keys(marker: str) -> list[str]:
     ]
 
 
-def test_the_session_gets_the_hadoop_aws_of_its_hadoop(s3_spark) -> None:
+def test_the_session_gets_the_hadoop_aws_of_its_hadoop(s3_spark, moto_server: str) -> None:
     versions = running_versions(s3_spark)
     assert versions.hadoop == installed_versions().hadoop
     jars = s3_spark.sparkContext.getConf().get("spark.jars", "")
     assert f"hadoop-aws-{versions.hadoop}.jar" in jars
+    # Spark 3.x fills in fs.s3a.endpoint=s3.amazonaws.com: the environment's endpoint wins.
+    hadoop_conf = s3_spark.sparkContext._jsc.hadoopConfiguration()
+    assert hadoop_conf.get("fs.s3a.endpoint") == moto_server
 
 
 def s3a_statistics(spark, uri: str) -> dict[str, int]:
