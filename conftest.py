@@ -238,6 +238,15 @@ def check_s3_output_exactly_once(
     assert spark.read.parquet(output + "bad_rows/").count() == bad
 
 
+def bare_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment for ``bare_python``: without ``PYTHONPATH``, which may name
+    a checkout of spark_manifests (then the package could be imported from there, and what
+    ``--py-files`` ships would go untested)."""
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    environment.update(overrides)
+    return environment
+
+
 @pytest.fixture(scope="session")
 def bare_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     """An interpreter that has pyspark and boto3 but not spark_manifests.
@@ -254,7 +263,11 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     ).strip()
     Path(site, "outer_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     probe = subprocess.run(
-        [str(python), "-c", "import spark_manifests"], cwd=home, capture_output=True, text=True
+        [str(python), "-c", "import spark_manifests"],
+        cwd=home,
+        env=bare_environment(),
+        capture_output=True,
+        text=True,
     )
     assert probe.returncode != 0, "spark_manifests must not be importable in the bare interpreter"
     return str(python)
@@ -284,8 +297,8 @@ def submit_enriched_to_parquet(
     """``jobs/enriched_to_parquet.py`` through spark-submit, as a user runs it: the package
     shipped by ``--py-files`` to ``python`` (an interpreter where it is not installed), and
     the Java ``packages`` (``--packages``) if any."""
-    env = dict(
-        os.environ, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python, SPARK_LOCAL_IP="127.0.0.1"
+    env = bare_environment(
+        PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python, SPARK_LOCAL_IP="127.0.0.1"
     )
     confs = [arg for item in ("spark.ui.enabled=false", *conf) for arg in ("--conf", item)]
     command = [SPARK_SUBMIT, "--master", master, *confs, "--py-files", py_files]
