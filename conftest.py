@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -214,6 +215,20 @@ def s3a_packages() -> str:
     from spark_manifests._packages import installed_packages
 
     return ",".join(installed_packages(("s3",)))
+
+
+# Ivy's resolution report line: modules (number, search, downloaded, evicted), then artifacts
+# (number, downloaded).
+_IVY_REPORT = re.compile(
+    r"\|\s*default\s*\|\s*\d+\s*\|\s*\d+\s*\|\s*(\d+)\s*\|\s*\d+\s*\|\|\s*\d+\s*\|\s*(\d+)\s*\|"
+)
+
+
+def check_packages_came_from_the_cache(submit_stderr: str) -> None:
+    """spark-submit's ``--packages`` were resolved from Ivy's cache: nothing downloaded."""
+    report = _IVY_REPORT.search(submit_stderr)
+    assert report, "no Ivy resolution report in spark-submit's output"
+    assert report.groups() == ("0", "0"), report.group(0)
 
 
 def check_s3_output_exactly_once(

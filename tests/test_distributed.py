@@ -24,6 +24,7 @@ from conftest import (
     FAKE_AWS_ENV,
     SPARK_SUBMIT,
     bare_environment,
+    check_packages_came_from_the_cache,
     check_s3_output_exactly_once,
     free_port,
     s3a_packages,
@@ -187,6 +188,7 @@ def test_job_runs_on_a_standalone_cluster(
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
+    check_packages_came_from_the_cache(result.stderr)
     assert "on the driver's disk" not in result.stdout
     # The job ran on the cluster, not on a local master it fell back to.
     wait_until(

@@ -11,7 +11,12 @@ import boto3
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import check_s3_output_exactly_once, s3a_packages, submit_enriched_to_parquet
+from conftest import (
+    check_packages_came_from_the_cache,
+    check_s3_output_exactly_once,
+    s3a_packages,
+    submit_enriched_to_parquet,
+)
 from spark_manifests import RunStatus, open_manifest, read_enriched, write_sample_archive
 from spark_manifests._demo_aws import upload_folder
 
@@ -56,6 +61,7 @@ def test_enriched_to_parquet_through_spark_submit(
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
+    check_packages_came_from_the_cache(result.stderr)
     assert "3 runs committed" in result.stdout
     check_s3_output_exactly_once(
         s3_spark,
