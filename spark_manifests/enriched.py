@@ -89,17 +89,16 @@ that may be malformed goes through ``try_cast`` or a guard: a bad value never fa
 with or without ANSI mode (Spark 3.5 and 4). With shredding on, one scan before the read
 lists the Iglu schema URIs in the JSON fields: a regular expression over the raw lines, so
 the column set is known before the plan is built. Lines whose JSON is not laid out as
-Snowplow writes it (``schema`` before ``data``) are parsed for that list instead. A
-self-describing JSON nested inside an entity's data may add a column of its own, empty.
+Snowplow writes it (``schema`` before ``data``) are parsed for that list instead. A nested
+self-describing JSON (inside an entity's data) may add an empty column of its own.
 
 Notes
 -----
 Given ``entity_schemas`` (the schemas met by runs already processed), there is no scan: the
 columns are those of the schemas given, and the pass that writes the events also observes
 (a Spark ``Observation`` over the parsed JSON it builds anyway) the schemas the lines held
-and their number; a line holding a schema not given is a bad row, and
-``EnrichedRead.unknown_schemas`` names the schema, for a job to read the batch again
-with the wider list before it commits it.
+and their number; a line holding a schema not given is a bad row, and ``unknown_schemas``
+names the schema, for a job to read the batch again with the wider list before its commit.
 
 ``events`` and ``bad_rows`` are two plans over the same files: writing both parses the input
 twice (the bad rows skip the shredding and the schema scan). The schema scan also counts the
@@ -122,6 +121,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 from . import _enriched_sql as sql
+from ._enriched_csv import fields_layer
 from ._enriched_fields import BOOL, CONTEXTS, DOUBLE, FIELDS, INT, TSTAMP, UNSTRUCT
 from ._enriched_schemas import (
     EntitySchemas,
@@ -318,7 +318,7 @@ def read_enriched(
     given = None if entity_schemas is None else as_entity_schemas(entity_schemas)
     locations = _locations(paths)
     text = _read_text(spark, locations)
-    typed = text.selectExpr(*sql.field_columns()).selectExpr(*sql.typed_columns())
+    typed = fields_layer(text, locations).selectExpr(*sql.typed_columns())
     if not shred:
         ok = sql.line_ok({CONTEXTS: None, UNSTRUCT: None})
         events = typed.where(ok).selectExpr(*[sql.quote(n) for n, _ in FIELDS], sql.run_label())
