@@ -10,6 +10,8 @@ local[2], each variant --repeat times and prints the median seconds and rows/s:
 - cold: ``read_enriched`` with shredding, its schema discovery scan included -> noop write;
 - warm: ``read_enriched`` given the entity schemas (no scan; the schemas met are observed
   during the write) -> noop write;
+- warm, CSV tokeniser: the same with Spark's CSV reader splitting the lines (the private
+  alternative design, ``spark_manifests._enriched_csv``);
 - SDK count: the Snowplow SDK's ``transform`` over ``sc.textFile(...).map(...)`` -> count();
 - SDK DataFrame: ``transform`` -> ``json.dumps`` -> ``spark.read.json`` -> noop write, as
   SDK users build a DataFrame.
@@ -19,7 +21,7 @@ DataFrame path at least 8x slower than warm. ``--extras`` also times each line s
 its 131 fields (the least a reader of lines does), the reader without shredding, and the
 warm reader writing both its events and its bad rows (what a sink does).
 
-    python benchmarks/bench_enriched_reader.py [--events 500000] [--repeat 3] [--extras]
+    python benchmarks/bench_enriched_reader.py [--events 500000] [--repeat 3] [--extras] [--no-sdk]
 """
 
 from __future__ import annotations

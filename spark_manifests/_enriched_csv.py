@@ -1,9 +1,9 @@
 """An alternative tokeniser for ``read_enriched``: Spark's CSV reader instead of ``split``.
 
 Private, off by default (``CSV_TOKENISER``): kept so that both designs can be measured side
-by side (``benchmarks/bench_enriched_reader.py --extras``). It gives the typed layer the
-same ``_fields`` array as the split, so every check, message and bad row stays the one of
-the default design.
+by side (``benchmarks/bench_enriched_reader.py``); it is the slower one (see the docs'
+performance page). It gives the typed layer the same ``_fields`` array as the split, so
+every check, message and bad row stays the one of the default design.
 
 Spark's CSV reader (``sep`` tab, PERMISSIVE, a corrupt-record column) splits each line at
 its tabs and flags a line whose field count is not 131; a flagged line is split again from
