@@ -171,6 +171,7 @@ class JobSnapshots:
             return
         entries = claims.manifest.get_many(list(in_flight))
         landed: dict[str, bool] = {}  # by batch id: one history read per batch, not per run
+        recounted = _Recounted(claims.sink, dict(in_flight))
         for run_id, record in sorted(in_flight.items()):
             entry = entries.get(run_id)
             if entry is not None and entry.status in (RunStatus.COMMITTED, RunStatus.LEGACY):
@@ -182,7 +183,7 @@ class JobSnapshots:
                 and _landed(claims.sink, record, landed)
             ):
                 # Committed as it stands: a claim again would count one more attempt.
-                if claims.commit(run_from_record(record), metrics_from_record(record), None):
+                if claims.commit(run_from_record(record), recounted.metrics(record), None):
                     claims.ledger.resumed()
                     _logger.info("Resume: committed %s without recomputing it", run_id)
             else:
@@ -274,17 +275,47 @@ def _landed(sink: Sink, record: Mapping[str, Any], batches: dict[str, bool]) -> 
     if sink.supports_batch_commits and isinstance(batch_id, str):
         if batch_id not in batches:
             batches[batch_id] = cast(BatchCommitSink, sink).batch_committed(batch_id)
-        if not batches[batch_id]:
-            return False
-        if record.get("stage") != "written":
+        return batches[batch_id]
+    return record.get("stage") == "written" and sink.has_output(run_from_record(record))
+
+
+class _Recounted:
+    """The rows of the runs in flight (``records``) to commit on resume: as recorded when
+    their batch was written; for a batch that landed in the table before that record was
+    saved, as the sink counts them in its table (one count per batch)."""
+
+    def __init__(self, sink: Sink, records: Mapping[str, Mapping[str, Any]]) -> None:
+        self._sink = sink
+        self._records = records
+        self._batches: dict[str, dict[str, tuple[int, int]] | None] = {}
+
+    def metrics(self, record: Mapping[str, Any]) -> RunMetrics:
+        batch_id = record.get("batch_id")
+        if record.get("stage") == "written" or not isinstance(batch_id, str):
+            return metrics_from_record(record)
+        if batch_id not in self._batches:
+            runs = [
+                run_from_record(other)
+                for other in self._records.values()
+                if other.get("batch_id") == batch_id
+            ]
+            counts = cast(BatchCommitSink, self._sink).batch_rows(batch_id, runs)
+            self._batches[batch_id] = counts
+        counts = self._batches[batch_id]
+        if counts is None:
             _logger.warning(
                 "Resume: the batch %s of %s was written but its rows were not counted "
-                "before the stop: the manifest records 0 rows for it",
+                "before the stop, and %s cannot count them: the manifest records 0 rows",
                 batch_id,
                 record.get("id"),
+                type(self._sink).__name__,
             )
-        return True
-    return record.get("stage") == "written" and sink.has_output(run_from_record(record))
+            return RunMetrics()
+        events, bad_rows = counts.get(run_from_record(record).label, (0, 0))
+        _logger.info(
+            "Resume: counted %s's rows in the table: %d, %d bad", record.get("id"), events, bad_rows
+        )
+        return RunMetrics(rows_in=events + bad_rows, rows_out=events, bad_rows=bad_rows)
 
 
 @contextlib.contextmanager

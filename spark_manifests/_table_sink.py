@@ -114,13 +114,46 @@ class TableSink(BatchCommitSink):
         self._commit(EVENTS, events, runs, batch_id=batch_id, spark=events.sparkSession)
 
     def batch_committed(self, batch_id: str) -> bool:
+        return self._commit_of(active_spark(self._spark), EVENTS, batch_id) is not None
+
+    def batch_rows(self, batch_id: str, runs: Sequence[Run]) -> dict[str, tuple[int, int]] | None:
+        """The events and bad rows of each run, counted in the tables as the batch's commits
+        left them (time travel to them): one grouped count, asked on resume only.
+
+        Bad rows the sink does not keep (``keep_bad_rows=False``) are not counted (0).
+        """
         from pyspark.sql import functions as F
 
         spark = active_spark(self._spark)
-        if not self._table_exists(spark, EVENTS):
-            return False
-        commits = self._commits(spark, EVENTS).where(F.col("batch_id") == batch_id)
-        return bool(commits.limit(1).count())
+        tables = (EVENTS, BAD_ROWS) if self.writes_bad_rows else (EVENTS,)
+        counted = None
+        for table in tables:
+            at = self._commit_of(spark, table, batch_id)
+            if at is None:
+                if table == EVENTS:
+                    return None  # the batch did not land
+                continue  # no bad-rows table yet: the batch had none
+            rows = self._read_at(spark, table, at).where(runs_predicate(runs))
+            rows = rows.select(RUN_COLUMN, F.lit(table).alias("table"))
+            counted = rows if counted is None else counted.unionByName(rows)
+        assert counted is not None
+        found = {
+            (row[0], row[1]): row[2]
+            for row in counted.groupBy(RUN_COLUMN, "table").count().collect()
+        }
+        return {
+            label: (found.get((label, EVENTS), 0), found.get((label, BAD_ROWS), 0))
+            for label in run_labels(runs)
+        }
+
+    def _commit_of(self, spark: SparkSession, table: str, batch_id: str) -> Any | None:
+        """The version (snapshot id) of ``table``'s commit recorded with ``batch_id``."""
+        from pyspark.sql import functions as F
+
+        if not self._table_exists(spark, table):
+            return None
+        found = self._commits(spark, table).where(F.col("batch_id") == batch_id).first()
+        return None if found is None else found["at"]
 
     def _before_first_commit_of(self, run: Run, table: str) -> int | None:
         """The version (snapshot) just before the first commit that wrote ``run`` to
@@ -188,10 +221,15 @@ class TableSink(BatchCommitSink):
     ) -> None: ...
 
     @abc.abstractmethod
+    def _read_at(self, spark: SparkSession, table: str, at: Any) -> DataFrame:
+        """``table`` as the commit ``at`` (a version or snapshot id) left it."""
+
+    @abc.abstractmethod
     def _commits(self, spark: SparkSession, table: str) -> DataFrame:
         """The commits of ``table``, a row each: ``batch_id`` (string), ``runs`` (array of
-        run labels), ``order`` (the commit order) and ``before`` (the version or snapshot id
-        to time travel to for the table as it was before the commit; null for the first)."""
+        run labels), ``order`` (the commit order), ``at`` (the commit's version or snapshot
+        id, to time travel to it) and ``before`` (the version or snapshot id to time travel
+        to for the table as it was before the commit; null for the first)."""
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:

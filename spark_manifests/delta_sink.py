@@ -122,6 +122,11 @@ class DeltaSink(TableSink):
     def _read(self, spark: SparkSession, table: str) -> DataFrame:
         return spark.read.format("delta").load(self.table_name(table))
 
+    def _read_at(self, spark: SparkSession, table: str, at: Any) -> DataFrame:
+        return (
+            spark.read.format("delta").option("versionAsOf", int(at)).load(self.table_name(table))
+        )
+
     def _replace(
         self,
         spark: SparkSession,
@@ -150,6 +155,7 @@ class DeltaSink(TableSink):
             F.get_json_object("userMetadata", f"$['{BATCH_ID_KEY}']").alias("batch_id"),
             F.split(F.get_json_object("userMetadata", f"$['{RUNS_KEY}']"), ",").alias("runs"),
             F.col("version").alias("order"),
+            F.col("version").alias("at"),
             F.when(F.col("version") > 0, F.col("version") - 1).alias("before"),
         )
 

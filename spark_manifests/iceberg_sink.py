@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._table_sink import (
     BATCH_ID_KEY,
@@ -161,6 +161,11 @@ class IcebergSink(TableSink):
     def _read(self, spark: SparkSession, table: str) -> DataFrame:
         return self._session(spark).read.table(self.table_name(table))
 
+    def _read_at(self, spark: SparkSession, table: str, at: Any) -> DataFrame:
+        # SQL: Spark 3.5's read.table() drops a versionAsOf option.
+        name = self.table_name(table)
+        return self._session(spark).sql(f"SELECT * FROM {name} VERSION AS OF {int(at)}")
+
     def _replace(
         self,
         spark: SparkSession,
@@ -198,6 +203,7 @@ class IcebergSink(TableSink):
             F.element_at("summary", F.lit(BATCH_ID_KEY)).alias("batch_id"),
             F.split(F.element_at("summary", F.lit(RUNS_KEY)), ",").alias("runs"),
             F.col("committed_at").alias("order"),
+            F.col("snapshot_id").alias("at"),
             F.col("parent_id").alias("before"),
         )
 

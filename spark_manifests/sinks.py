@@ -144,6 +144,16 @@ class BatchCommitSink(Sink):
         """Whether the table history holds a commit recorded with ``batch_id`` (events, and
         bad rows when kept): the batch's write landed whole."""
 
+    def batch_rows(self, batch_id: str, runs: Sequence[Run]) -> dict[str, tuple[int, int]] | None:
+        """The rows of each of ``runs`` (events, bad rows), by run label, as the commit(s)
+        recorded with ``batch_id`` left them; ``None`` when the sink cannot tell.
+
+        Asked on resume only, for a batch whose write landed before its rows were recorded
+        in the job's state (a stop between the table commit and that snapshot): the
+        manifest then records these counts. ``None`` by default: it records 0 rows.
+        """
+        return None
+
     def write(self, events: DataFrame, runs: Sequence[Run]) -> None:
         """Not called by the source for this sink (see ``write_batch``)."""
         raise NotImplementedError(f"{type(self).__name__} writes through write_batch")

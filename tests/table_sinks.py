@@ -87,8 +87,21 @@ def check_kill_before_manifest_commit(
     resumed = make_sink()
     assert resumed.batch_committed(landed)
     assert not resumed.batch_committed(saved_but_never_written)
-    events, _ = read_runs(spark, runs[:2])
+    events, bad_rows = read_runs(spark, runs[:2])
     assert_exactly_once(read(resumed, EVENTS), events)
+    # Its rows, for the manifest, are counted in the tables as that commit left them: a
+    # later batch that rewrites one of its runs with fewer rows changes nothing.
+    redo, redo_bad = read_runs(spark, runs[1:2])
+    resumed.write_batch(redo.limit(3), redo_bad.limit(0), runs[1:2], batch_id=batch_id())
+    events_per_run, bad_per_run = rows_per_run(events), rows_per_run(bad_rows)
+    assert resumed.batch_rows(landed, runs[:2]) == {
+        run.label: (events_per_run[run.label], bad_per_run.get(run.label, 0)) for run in runs[:2]
+    }
+    assert resumed.batch_rows(saved_but_never_written, runs[:2]) is None
+
+
+def rows_per_run(frame: DataFrame) -> dict[str, int]:
+    return {row[0]: row[1] for row in frame.groupBy("run").count().collect()}
 
 
 def check_redo_and_backfill(

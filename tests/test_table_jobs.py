@@ -9,19 +9,23 @@ a supported one, see .ci/run).
 from __future__ import annotations
 
 import itertools
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import boto3
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_manifests import RunStatus, SQLiteRunManifest, write_sample_archive
+from spark_manifests import RunStatus, open_manifest, write_sample_archive
 from spark_manifests._faults import KILL_AT_ENV, POINTS
+from spark_manifests._s3a import ensure_s3a
 from spark_manifests._table_sink import BAD_ROWS, EVENTS, TableSink
 from spark_manifests.cli import main
 from spark_manifests.delta_sink import DeltaSink
@@ -32,7 +36,11 @@ from . import table_sinks
 from .reliability import assert_all_committed_once, run_job
 
 RUNS = 3
+EVENTS_PER_RUN = 60
 JOB = "tables"
+BUSY_RUNS = 4
+BUCKET = "table-lake"
+S3_MANIFEST = "dynamodb://table-runs"
 _catalogs = itertools.count()
 
 pytestmark = pytest.mark.slow
@@ -42,7 +50,12 @@ pytestmark = pytest.mark.slow
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("table_jobs_archive")
     write_sample_archive(
-        path, runs=RUNS, events_per_run=60, files_per_run=2, bad_line_ratio=0.05, seed=21
+        path,
+        runs=RUNS,
+        events_per_run=EVENTS_PER_RUN,
+        files_per_run=2,
+        bad_line_ratio=0.05,
+        seed=21,
     )
     return path
 
@@ -70,26 +83,36 @@ def table_format(request: pytest.FixtureRequest, spark: SparkSession) -> str:
 
 
 class Job:
-    """The command's job of one format on ``root``: runs it, and reads what it wrote."""
+    """The command's job of one format on ``root`` (or on the ``output`` and ``manifest``
+    given): runs it, and reads what it wrote (an output on S3 through s3a)."""
 
     def __init__(
-        self, table_format: str, archive: Path, root: Path, env: dict[str, str], spark: Any
+        self,
+        table_format: str,
+        archive: Path,
+        root: Path,
+        env: dict[str, str],
+        spark: Any,
+        *,
+        output: str | None = None,
+        manifest: str | None = None,
     ) -> None:
         self.table_format = table_format
         self.archive = archive
-        self.output = root / "lake"
-        self.manifest = str(root / "m.sqlite")
-        self.state = str(root / "state")
+        self.output = output or str(root / "lake")
+        self.manifest = manifest or str(root / "m.sqlite")
+        self.state = root / "state"
         self.env = env
         self.spark = spark
 
-    def run(self, *, kill_at: str | None = None) -> subprocess.CompletedProcess:
+    def start(self, *, kill_at: str | None = None, worker: int = 0) -> subprocess.CompletedProcess:
+        """The command once, to its end; ``worker`` keeps a state of its own."""
         env = dict(self.env, **({KILL_AT_ENV: kill_at} if kill_at else {}))
-        done = run_job(
+        return run_job(
             self.archive,
-            self.output,
+            cast(Path, self.output),  # str()ed: a path or an s3:// URI
             self.manifest,
-            self.state,
+            str(self.state / str(worker)),
             JOB,
             "--format",
             self.table_format,
@@ -97,15 +120,20 @@ class Job:
             "1",
             env=env,
         )
+
+    def run(self, *, kill_at: str | None = None) -> subprocess.CompletedProcess:
+        done = self.start(kill_at=kill_at)
         expected = -signal.SIGKILL if kill_at else 0
         assert done.returncode == expected, (kill_at, done.stderr[-3000:])
         return done
 
     def sink(self) -> TableSink:
-        """A new sink on the tables (an Iceberg catalog of its own: none caches a table)."""
+        """A new sink on the tables, read through s3a when on S3 (an Iceberg catalog of its
+        own: none caches a table)."""
+        output = self.output.replace("s3://", "s3a://", 1)
         if self.table_format == "delta":
-            return DeltaSink(self.output, spark=self.spark)
-        return IcebergSink(str(self.output), catalog=f"e2e_{next(_catalogs)}", spark=self.spark)
+            return DeltaSink(output, spark=self.spark)
+        return IcebergSink(output, catalog=f"e2e_{next(_catalogs)}", spark=self.spark)
 
     def read(self, table: str = EVENTS, *, before: Run | None = None) -> DataFrame:
         sink = self.sink()
@@ -139,7 +167,7 @@ class Job:
         return [row[0] for row in rows]
 
     def entries(self) -> list[Any]:
-        with SQLiteRunManifest(self.manifest) as manifest:
+        with open_manifest(self.manifest) as manifest:
             return list(manifest.entries())
 
 
@@ -166,6 +194,14 @@ def assert_each_event_once(job: Job, runs: Sequence[Run]) -> None:
     table_sinks.assert_exactly_once(table, events)
     assert table.select("event_id").distinct().count() == table.count() == events.count()
     assert job.read(BAD_ROWS).count() == bad_rows > 0
+
+
+def assert_rows_counted(job: Job, lines: int) -> None:
+    """The manifest's rows of the runs account for every line read, good or bad."""
+    entries = job.entries()
+    assert sum(entry.rows_out + entry.bad_rows for entry in entries) == lines
+    assert sum(entry.rows_in for entry in entries) == lines
+    assert all(entry.rows_out > 0 for entry in entries)
 
 
 def assert_one_commit_per_run(commits: Sequence[str], labels: Sequence[str]) -> None:
@@ -215,6 +251,8 @@ def test_killed_at_each_stage_boundary_each_batch_lands_once(job: Job, archive: 
 
     assert_all_committed_once(job.entries(), RUNS)
     assert_each_event_once(job, runs)
+    # The batch resumed from the table's history has its rows counted there.
+    assert_rows_counted(job, RUNS * EVENTS_PER_RUN)
     # Each run's batch was committed to the table once: kills after its commit (mid_write,
     # after_write) did not make the resume write it again.
     assert sorted(job.commits()) == [run.label for run in runs]
@@ -231,3 +269,81 @@ def test_table_sinks_declare_that_they_keep_bad_rows(tmp_path: Path) -> None:
     assert imported.returncode == 0, imported.stderr[-2000:]  # not found by the method
     assert DeltaSink(tmp_path).writes_bad_rows
     assert not DeltaSink(tmp_path, keep_bad_rows=False).writes_bad_rows
+
+
+def runs_committed(done: subprocess.CompletedProcess) -> int:
+    found = re.search(r"(\d+) runs committed", done.stdout + done.stderr)
+    assert found, done.stderr[-3000:]
+    return int(found.group(1))
+
+
+@pytest.mark.s3
+def test_the_job_twice_with_its_tables_on_s3(
+    spark: SparkSession,
+    archive: Path,
+    spark_defaults: dict[str, str],
+    tmp_path: Path,
+    table_format: str,
+    moto_server: str,
+) -> None:
+    """The tables on an ``s3://`` output through s3a, the manifest in DynamoDB, both on the
+    moto server; the tables read back through s3a."""
+    ensure_s3a(spark)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    with open_manifest(S3_MANIFEST) as manifest:
+        manifest.create()
+    output = f"s3://{BUCKET}/lake/"
+    job = Job(
+        table_format, archive, tmp_path, spark_defaults, spark, output=output, manifest=S3_MANIFEST
+    )
+    runs = list_runs(archive)
+
+    assert runs_committed(job.run()) == RUNS
+    assert runs_committed(job.run()) == 0
+
+    assert_all_committed_once(job.entries(), RUNS)
+    assert all(entry.attempts == 1 for entry in job.entries())
+    assert_each_event_once(job, runs)
+    assert_rows_counted(job, RUNS * EVENTS_PER_RUN)
+    assert job.commits() == [run.label for run in runs]
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="lake/")["Contents"]
+    assert any(item["Key"].endswith(".parquet") for item in listed)
+
+
+@pytest.fixture(scope="module")
+def busy_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("table_workers_archive")
+    write_sample_archive(
+        path, runs=BUSY_RUNS, events_per_run=20, files_per_run=1, bad_line_ratio=0.1, seed=22
+    )
+    return path
+
+
+def test_two_worker_processes_write_one_table_at_once(
+    spark: SparkSession,
+    busy_archive: Path,
+    spark_defaults: dict[str, str],
+    tmp_path: Path,
+    table_format: str,
+) -> None:
+    """Two processes of the job, each with its own state, on one archive, table and
+    manifest: their commits of disjoint runs (the table's creation too) that conflict are
+    retried, and every batch lands once."""
+    job = Job(table_format, busy_archive, tmp_path, spark_defaults, spark)
+    runs = list_runs(busy_archive)
+    labels = [run.label for run in runs]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda worker: job.start(worker=worker), range(2)))
+
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+    committed = [runs_committed(result) for result in results]
+    assert sum(committed) == BUSY_RUNS
+    assert min(committed) >= 1  # both were at work
+    assert_all_committed_once(job.entries(), BUSY_RUNS)
+    assert all(entry.attempts == 1 for entry in job.entries())  # no batch failed
+    assert_each_event_once(job, runs)
+    assert_rows_counted(job, BUSY_RUNS * 20)
+    assert sorted(job.commits()) == labels  # one commit per batch (one run each)
+    assert_one_commit_per_run(job.commits(BAD_ROWS), labels)
