@@ -10,8 +10,6 @@ local[2], each variant --repeat times and prints the median seconds and rows/s:
 - cold: ``read_enriched`` with shredding, its schema discovery scan included -> noop write;
 - warm: ``read_enriched`` given the entity schemas (no scan; the schemas met are observed
   during the write) -> noop write;
-- warm, CSV tokeniser: the same with Spark's CSV reader splitting the lines (the private
-  alternative design, ``spark_manifests._enriched_csv``);
 - SDK count: the Snowplow SDK's ``transform`` over ``sc.textFile(...).map(...)`` -> count();
 - SDK DataFrame: ``transform`` -> ``json.dumps`` -> ``spark.read.json`` -> noop write, as
   SDK users build a DataFrame.
@@ -43,7 +41,6 @@ import pyspark
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from spark_manifests import _enriched_csv
 from spark_manifests import _enriched_sql as sql
 from spark_manifests.enriched import ENRICHED_EVENT_FIELDS, EntitySchemas, read_enriched
 from spark_manifests.samples import write_sample_archive
@@ -109,15 +106,6 @@ def warm_reader(spark: SparkSession, path: str, schemas: EntitySchemas) -> None:
     read = read_enriched(spark, path, entity_schemas=schemas)
     noop(read.events)
     assert not read.unknown_schemas(), read.unknown_schemas()
-
-
-def warm_csv_reader(spark: SparkSession, path: str, schemas: EntitySchemas) -> None:
-    """The warm reader with Spark's CSV reader as its tokeniser (the private alternative)."""
-    _enriched_csv.CSV_TOKENISER = True
-    try:
-        warm_reader(spark, path, schemas)
-    finally:
-        _enriched_csv.CSV_TOKENISER = False
 
 
 def warm_with_bad_rows(spark: SparkSession, path: str, schemas: EntitySchemas) -> None:
@@ -219,7 +207,6 @@ def main() -> None:
         floor(spark, path)
         schemas = read_enriched(spark, path).schemas_met()
         warm_reader(spark, path, schemas)
-        warm_csv_reader(spark, path, schemas)
 
         def time_it(label: str, run: Callable[[SparkSession, str], None]) -> float:
             return timed(label, lambda: run(spark, path), args.repeat, args.events, spark)
@@ -229,10 +216,6 @@ def main() -> None:
         cold_s = time_it("read_enriched cold (schema scan) -> noop", reader)
         warm_s = time_it(
             "read_enriched warm (schemas given) -> noop", lambda s, p: warm_reader(s, p, schemas)
-        )
-        time_it(
-            "read_enriched warm, CSV tokeniser -> noop",
-            lambda s, p: warm_csv_reader(s, p, schemas),
         )
         if args.extras:
             time_it("lower bound: split into 131 strings -> noop", split_fields)

@@ -121,7 +121,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 from . import _enriched_sql as sql
-from ._enriched_csv import fields_layer
 from ._enriched_fields import BOOL, CONTEXTS, DOUBLE, FIELDS, INT, TSTAMP, UNSTRUCT
 from ._enriched_schemas import (
     EntitySchemas,
@@ -318,7 +317,7 @@ def read_enriched(
     given = None if entity_schemas is None else as_entity_schemas(entity_schemas)
     locations = _locations(paths)
     text = _read_text(spark, locations)
-    typed = fields_layer(text, locations).selectExpr(*sql.typed_columns())
+    typed = text.selectExpr(*sql.field_columns()).selectExpr(*sql.typed_columns())
     if not shred:
         ok = sql.line_ok({CONTEXTS: None, UNSTRUCT: None})
         events = typed.where(ok).selectExpr(*[sql.quote(n) for n, _ in FIELDS], sql.run_label())

@@ -209,30 +209,3 @@ def test_the_demo_and_a_typed_read_log_no_code_generation_failure(
         assert f"capture check {name}" in text
     found = [line for line in text.splitlines() if any(f in line for f in _FAILURES)]
     assert not found, "\n".join(found[:5])
-
-
-def test_the_csv_tokeniser_reads_as_the_split_does(
-    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The lines Spark's CSV reader skips or changes are read as the split reads them."""
-    from spark_manifests import _enriched_csv
-
-    lines = [
-        *list(test_enriched.BAD_LINES.values()),
-        *test_enriched.edge_case_lines(),
-        "   ",  # blank: the CSV reader skips it
-        "\t" * 130,  # 131 empty fields: skipped too, a good (empty) event
-        tsv(event_id="\x00nul-first", page_title="\x00a"),  # NUL is the quote of quote=""
-        tsv(event_id="quoted", page_title='"a', page_url='b"'),
-    ]
-    folder = write_run(tmp_path, lines)
-    reads = {}
-    for tokeniser in (False, True):
-        monkeypatch.setattr(_enriched_csv, "CSV_TOKENISER", tokeniser)
-        read = read_enriched(spark, folder)
-        reads[tokeniser] = (read.events.collect(), read.bad_rows.collect())
-    split_events, split_bad = reads[False]
-    assert len(split_events) + len(split_bad) == len(lines)
-    assert len(split_bad) == len(test_enriched.BAD_LINES) + 1
-    assert sorted(reads[True][0], key=repr) == sorted(split_events, key=repr)
-    assert sorted(reads[True][1], key=repr) == sorted(split_bad, key=repr)
