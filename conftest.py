@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent
 SPARK_SUBMIT = str(Path(sys.executable).with_name("spark-submit"))
 ENRICHED_TO_PARQUET = str(Path(__file__).resolve().parent / "jobs" / "enriched_to_parquet.py")
 
@@ -253,11 +254,33 @@ def check_s3_output_exactly_once(
     assert spark.read.parquet(output + "bad_rows/").count() == bad
 
 
+# A job process lives for seconds: with the JIT's first tier only, it starts and finishes a
+# quarter sooner (a 6-run job: 32 s against 23 s). Not for this process's own session: it
+# lives for the whole run, and its tests took 1.4x as long without the optimising tier.
+SHORT_LIVED_JVM = {"JAVA_TOOL_OPTIONS": "-XX:TieredStopAtLevel=1"}
+
+
+def job_environment(**overrides: str) -> dict[str, str]:
+    """The environment of a job process a test starts: Spark's workers run this
+    interpreter and bind to loopback, this checkout is importable, the JVM is short-lived."""
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    environment = dict(
+        os.environ,
+        SPARK_LOCAL_IP="127.0.0.1",
+        PYSPARK_PYTHON=sys.executable,
+        PYTHONPATH=os.pathsep.join(path),
+        **SHORT_LIVED_JVM,
+    )
+    environment.update(overrides)
+    return environment
+
+
 def bare_environment(**overrides: str) -> dict[str, str]:
     """This process's environment for ``bare_python``: without ``PYTHONPATH``, which may name
     a checkout of spark_manifests (then the package could be imported from there, and what
     ``--py-files`` ships would go untested)."""
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    environment.update(SHORT_LIVED_JVM)
     environment.update(overrides)
     return environment
 

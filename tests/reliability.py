@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
+from conftest import job_environment
 from spark_manifests import RunStatus
 
 JOB_TIMEOUT = 600
@@ -46,10 +46,13 @@ def run_job(
         "local[2]",
         *extra,
     ]
-    environment = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
-    environment.update(env or {})
     return subprocess.run(
-        command, env=environment, capture_output=True, text=True, timeout=JOB_TIMEOUT, check=False
+        command,
+        env=job_environment(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT,
+        check=False,
     )
 
 

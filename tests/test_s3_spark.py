@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import check_s3_output_exactly_once
+from conftest import check_s3_output_exactly_once, job_environment
 from spark_manifests import open_manifest, write_sample_archive
 from spark_manifests._demo_aws import upload_folder
 from spark_manifests._faults import KILL_AT_ENV, POINTS
@@ -65,17 +65,10 @@ def start_job(job: str, *extra: str, env: dict[str, str] | None = None) -> subpr
     """The whole command in its own interpreter, on the S3 archive and output."""
     where = ["--archive", ARCHIVE, "--output", OUTPUT, "--manifest", MANIFEST, "--state", STATE]
     command = [sys.executable, "-m", "spark_manifests.cli", "process", *where, "--job", job]
-    environment = dict(
-        os.environ,
-        SPARK_LOCAL_IP="127.0.0.1",
-        PYSPARK_PYTHON=sys.executable,
-        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        **(env or {}),
-    )
     return subprocess.Popen(
         [*command, "--master", "local[2]", "--max-runs-per-batch", "2", *extra],
         cwd=ROOT,
-        env=environment,
+        env=job_environment(**(env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
