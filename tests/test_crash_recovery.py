@@ -25,7 +25,7 @@ from .reliability import (
     run_job,
 )
 
-RUNS = 6
+RUNS = 16  # batches of 2: enough for a kill at each point, one start after another
 BATCH = ["--max-runs-per-batch", "2"]
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_sample_archive(
         path,
         runs=RUNS,
-        events_per_run=150,
+        events_per_run=60,
         files_per_run=2,
         bad_line_ratio=0.04,
         seed=11,
@@ -60,23 +60,26 @@ def clean_output(spark, archive: Path, tmp_path_factory: pytest.TempPathFactory)
     return work / "out"
 
 
-@pytest.mark.parametrize("point", POINTS)
-def test_killed_job_resumes_to_the_clean_result(
-    spark, archive: Path, clean_output: Path, tmp_path: Path, point: str
+def test_killed_at_each_stage_boundary_the_job_resumes_to_the_clean_result(
+    spark, archive: Path, clean_output: Path, tmp_path: Path
 ) -> None:
+    """One start killed at each stage boundary in turn, each resuming the batch the last
+    one left in flight, then one that finishes: one job start per kill point, not two."""
     output, manifest, state = tmp_path / "out", str(tmp_path / "m.sqlite"), str(tmp_path / "st")
-    # Let the first batch pass the point, so the kill lands with work both done and in flight.
-    crashed = run_job(
-        archive,
-        output,
-        manifest,
-        state,
-        "crashy",
-        *BATCH,
-        env={KILL_AT_ENV: point, KILL_AFTER_ENV: "1"},
-    )
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
-    assert StateStore(state).get_or_create("crashy").origin == "running"
+    for point in POINTS:
+        # Past the point once (the batch resumed, or a new one), so the kill lands with work
+        # both done and in flight.
+        crashed = run_job(
+            archive,
+            output,
+            manifest,
+            state,
+            "crashy",
+            *BATCH,
+            env={KILL_AT_ENV: point, KILL_AFTER_ENV: "1"},
+        )
+        assert crashed.returncode == -signal.SIGKILL, (point, crashed.stderr[-2000:])
+        assert StateStore(state).get_or_create("crashy").origin == "running"
 
     resumed = run_job(archive, output, manifest, state, "crashy", *BATCH)
 
