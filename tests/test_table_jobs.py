@@ -210,31 +210,6 @@ def assert_one_commit_per_run(commits: Sequence[str], labels: Sequence[str]) -> 
     assert set(commits) <= set(labels)
 
 
-def test_the_job_twice_then_a_run_redone_after_unmark(job: Job, archive: Path) -> None:
-    runs = list_runs(archive)
-
-    job.run()
-    again = job.run()
-
-    assert "0 runs committed" in again.stdout + again.stderr  # nothing left to do
-    assert_all_committed_once(job.entries(), RUNS)
-    assert_each_event_once(job, runs)
-    labels = [run.label for run in runs]
-    assert job.commits() == labels  # one commit per batch (one run each), none by the rerun
-    assert_one_commit_per_run(job.commits(BAD_ROWS), labels)
-
-    redone = runs[1]
-    assert main(["manifest", "unmark", redone.label, "--manifest", job.manifest]) == 0
-    job.run()
-
-    assert_all_committed_once(job.entries(), RUNS)
-    assert_each_event_once(job, runs)  # the redo replaced its rows: none twice
-    assert job.commits() == [*labels, redone.label]
-    # Time travel to before the last run's first commit: the table without it.
-    before_last = job.read(before=runs[2])
-    table_sinks.time_travel_excludes(before_last, runs[2], expected_events(job.spark, runs[:2])[0])
-
-
 def test_killed_at_each_stage_boundary_each_batch_lands_once(job: Job, archive: Path) -> None:
     """One job killed at each point in turn, each start resuming the last one's batch: at
     mid_write (the table commit landed, the manifest's not) the resumed batch is committed
@@ -277,7 +252,7 @@ def runs_committed(done: subprocess.CompletedProcess) -> int:
 
 
 @pytest.mark.s3
-def test_the_job_twice_with_its_tables_on_s3(
+def test_the_job_twice_then_a_run_redone_with_its_tables_on_s3(
     spark: SparkSession,
     archive: Path,
     spark_defaults: dict[str, str],
@@ -285,8 +260,9 @@ def test_the_job_twice_with_its_tables_on_s3(
     table_format: str,
     moto_server: str,
 ) -> None:
-    """The tables on an ``s3://`` output through s3a, the manifest in DynamoDB, both on the
-    moto server; the tables read back through s3a."""
+    """The production shape: the tables on an ``s3://`` output through s3a, the manifest in
+    DynamoDB, both on the moto server; the tables read back through s3a. The job twice
+    (the second does nothing), then a run redone after ``manifest unmark``."""
     ensure_s3a(spark)
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     with open_manifest(S3_MANIFEST) as manifest:
@@ -296,6 +272,7 @@ def test_the_job_twice_with_its_tables_on_s3(
         table_format, archive, tmp_path, spark_defaults, spark, output=output, manifest=S3_MANIFEST
     )
     runs = list_runs(archive)
+    labels = [run.label for run in runs]
 
     assert runs_committed(job.run()) == RUNS
     assert runs_committed(job.run()) == 0
@@ -304,9 +281,21 @@ def test_the_job_twice_with_its_tables_on_s3(
     assert all(entry.attempts == 1 for entry in job.entries())
     assert_each_event_once(job, runs)
     assert_rows_counted(job, RUNS * EVENTS_PER_RUN)
-    assert job.commits() == [run.label for run in runs]
+    assert job.commits() == labels  # one commit per batch (one run each), none by the rerun
+    assert_one_commit_per_run(job.commits(BAD_ROWS), labels)
     listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="lake/")["Contents"]
     assert any(item["Key"].endswith(".parquet") for item in listed)
+
+    redone = runs[1]
+    assert main(["manifest", "unmark", redone.label, "--manifest", job.manifest]) == 0
+    assert runs_committed(job.run()) == 1
+
+    assert_all_committed_once(job.entries(), RUNS)
+    assert_each_event_once(job, runs)  # the redo replaced its rows: none twice
+    assert job.commits() == [*labels, redone.label]
+    # Time travel to before the last run's first commit: the table without it.
+    before_last = job.read(before=runs[2])
+    table_sinks.time_travel_excludes(before_last, runs[2], expected_events(job.spark, runs[:2])[0])
 
 
 def test_two_worker_processes_write_one_table_at_once(
