@@ -35,7 +35,7 @@ _logger = logging.getLogger(__name__)
 #: The partition column every sink writes by; readers add it from the run folder name.
 RUN_COLUMN = "run"
 
-__all__ = ["RUN_COLUMN", "BatchCommitSink", "ParquetSink", "Sink"]
+__all__ = ["RUN_COLUMN", "BatchCommitSink", "ParquetSink", "RunRows", "Sink", "count_batch_rows"]
 
 #: The file in a ParquetSink's output that names the manifest (and job) whose runs it holds.
 OUTPUT_OWNER_FILE = "_spark_manifests_output.json"
@@ -112,6 +112,11 @@ class RunRows(NamedTuple):
     ``not_given`` counts the bad rows among ``bad_rows`` whose line was refused for a schema
     not in the entity schemas given to the reader (their ``message`` says so): a batch read
     with the job's known schemas writes them, then is written again with the schema met.
+
+    Examples
+    --------
+    >>> RunRows(events=97, bad_rows=3)
+    RunRows(events=97, bad_rows=3, not_given=0)
     """
 
     events: int
