@@ -209,8 +209,9 @@ class BatchWriter:
         if bad_rows is not None and self.reader.is_custom:
             bad_rows = runs_checked(bad_rows, runs, "reader")
         batch_id = self._new_batch_id() if self.sink.supports_batch_commits else None
-        # Saved before the write: a resumed job asks the sink whether that batch landed.
-        self.snapshots.stage(runs, "loaded", number, batch_id=batch_id)
+        # Saved before the write: a resumed job asks the sink whether that batch landed,
+        # and, when it may widen, whether it landed lines held back for a schema not given.
+        self.snapshots.stage(runs, "loaded", number, batch_id=batch_id, may_widen=may_widen)
         if not widening:
             self.ledger.loaded(runs, number)
         fault_point("after_load")

@@ -78,6 +78,8 @@ Accepted = Mapping[str, Optional[Sequence[str]]]
 #: Why a valid URI missing from the accepted ones was refused, by where the list came from.
 NOT_DISCOVERED = "was not found by the schema discovery scan"
 NOT_GIVEN = "is not in the entity_schemas given to the reader"
+#: The column of a bad row that says why its line was refused (``BAD_ROW_OUTPUT``).
+MESSAGE = "message"
 
 # The observed metrics of a read given its entity schemas.
 MET_CONTEXTS = "met_contexts"
@@ -368,10 +370,17 @@ BAD_ROW_OUTPUT = [
     "source_file",
     "line",
     "failure_type",
-    alias("concat(failure_type, ': ', array_join(errors.message, '; '))", "message"),
+    alias("concat(failure_type, ': ', array_join(errors.message, '; '))", MESSAGE),
     "errors",
     RUN,
 ]
+
+
+def refused_as_not_given() -> str:
+    """SQL over bad rows: the line was refused for a schema not in the ``entity_schemas``
+    given to the reader. A read that may be widened holds such lines back for the batch to
+    be read again with that schema: they are not final bad rows."""
+    return f"instr({quote(MESSAGE)}, {literal(NOT_GIVEN)}) > 0"
 
 
 # -- events -----------------------------------------------------------------------------

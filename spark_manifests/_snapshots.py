@@ -31,7 +31,7 @@ from .exceptions import (
 )
 from .manifest import RunStatus
 from .runs import Run
-from .sinks import BatchCommitSink, Sink
+from .sinks import BatchCommitSink, RunRows, Sink
 from .state import StateData, StateStore
 
 _logger = logging.getLogger(__name__)
@@ -170,8 +170,7 @@ class JobSnapshots:
         if not in_flight:
             return
         entries = claims.manifest.get_many(list(in_flight))
-        landed: dict[str, bool] = {}  # by batch id: one history read per batch, not per run
-        recounted = _Recounted(claims.sink, dict(in_flight))
+        landings = _Landings(claims.sink, dict(in_flight))
         for run_id, record in sorted(in_flight.items()):
             entry = entries.get(run_id)
             if entry is not None and entry.status in (RunStatus.COMMITTED, RunStatus.LEGACY):
@@ -180,10 +179,10 @@ class JobSnapshots:
                 entry is not None
                 and entry.status is RunStatus.PROCESSING
                 and entry.owner == claims.owner
-                and _landed(claims.sink, record, landed)
+                and landings.landed(record)
             ):
                 # Committed as it stands: a claim again would count one more attempt.
-                if claims.commit(run_from_record(record), recounted.metrics(record), None):
+                if claims.commit(run_from_record(record), landings.metrics(record), None):
                     claims.ledger.resumed()
                     _logger.info("Resume: committed %s without recomputing it", run_id)
             else:
@@ -202,8 +201,10 @@ class JobSnapshots:
         metrics: Mapping[str, RunMetrics] | None = None,
         *,
         batch_id: str | None = None,
+        may_widen: bool = False,
     ) -> None:
-        """Record that ``runs`` reached ``stage`` (under ``batch_id``), and save the snapshot."""
+        """Record that ``runs`` reached ``stage`` (under ``batch_id``, of a read that
+        ``may_widen``: see ``_Landings``), and save the snapshot."""
         with self._lock:  # the lease renewal thread saves the state too
             in_flight = self.in_flight()
             for run in runs:
@@ -213,7 +214,7 @@ class JobSnapshots:
                 record = dict(in_flight.get(run.id) or run_record(run))
                 record.update(stage=stage, batch=batch)
                 if batch_id is not None:
-                    record["batch_id"] = batch_id
+                    record.update(batch_id=batch_id, may_widen=may_widen)
                 if metrics is not None:
                     record["metrics"] = asdict(metrics[run.id])
                 in_flight[run.id] = record
@@ -264,44 +265,59 @@ class JobSnapshots:
             _logger.warning("Could not record that job %s stopped: %s", self.job_name, exc)
 
 
-def _landed(sink: Sink, record: Mapping[str, Any], batches: dict[str, bool]) -> bool:
-    """Whether the write of a run in flight landed whole, so its commit can go ahead.
+class _Landings:
+    """What the sink holds of the runs in flight (``records``): whether the write of each
+    landed whole, so its commit can go ahead, and its rows to commit.
 
-    A sink that records batches in its commits tells (a batch it holds is whole: the write
-    was its last step); for another, a run recorded written with output in place.
-    ``batches`` keeps the sink's answer per batch id, for the other runs of the batch.
+    A sink that records batches in its commits tells (one history read per batch); for
+    another, a run recorded written with output in place. The rows are as recorded when
+    the batch was written; for a batch that landed in the table before that record was
+    saved, as the sink counts them in its table (one count per batch).
+
+    A read of a batch given the job's known schemas that ``may_widen`` holds the lines of
+    a schema it was not given as bad rows, and the batch is written again with it under a
+    new batch id. Stopped between the two, its first commit is not the batch: it landed
+    only if that count finds no such bad row (the last widening's are final, and a batch
+    recorded written had ended its widenings); else, or when the sink cannot count them,
+    it is written again.
     """
-    batch_id = record.get("batch_id")
-    if sink.supports_batch_commits and isinstance(batch_id, str):
-        if batch_id not in batches:
-            batches[batch_id] = cast(BatchCommitSink, sink).batch_committed(batch_id)
-        return batches[batch_id]
-    return record.get("stage") == "written" and sink.has_output(run_from_record(record))
-
-
-class _Recounted:
-    """The rows of the runs in flight (``records``) to commit on resume: as recorded when
-    their batch was written; for a batch that landed in the table before that record was
-    saved, as the sink counts them in its table (one count per batch)."""
 
     def __init__(self, sink: Sink, records: Mapping[str, Mapping[str, Any]]) -> None:
         self._sink = sink
         self._records = records
-        self._batches: dict[str, dict[str, tuple[int, int]] | None] = {}
+        self._committed: dict[str, bool] = {}
+        self._counts: dict[str, dict[str, RunRows] | None] = {}
+
+    def landed(self, record: Mapping[str, Any]) -> bool:
+        batch_id = record.get("batch_id")
+        if not self._sink.supports_batch_commits or not isinstance(batch_id, str):
+            return record.get("stage") == "written" and self._sink.has_output(
+                run_from_record(record)
+            )
+        if batch_id not in self._committed:
+            sink = cast(BatchCommitSink, self._sink)
+            self._committed[batch_id] = sink.batch_committed(batch_id)
+        if not self._committed[batch_id]:
+            return False
+        if record.get("stage") == "written" or record.get("may_widen") is not True:
+            return True
+        # Bad rows the sink does not keep cannot be counted: nor can those held back.
+        counts = self._counted(batch_id) if self._sink.writes_bad_rows else None
+        held_back = None if counts is None else sum(rows.not_given for rows in counts.values())
+        if held_back != 0:
+            _logger.info(
+                "Resume: batch %s landed %s bad rows held back for a schema not given to its "
+                "read, which was to be written again with it: the batch is written again",
+                batch_id,
+                "uncounted" if held_back is None else held_back,
+            )
+        return held_back == 0
 
     def metrics(self, record: Mapping[str, Any]) -> RunMetrics:
         batch_id = record.get("batch_id")
         if record.get("stage") == "written" or not isinstance(batch_id, str):
             return metrics_from_record(record)
-        if batch_id not in self._batches:
-            runs = [
-                run_from_record(other)
-                for other in self._records.values()
-                if other.get("batch_id") == batch_id
-            ]
-            counts = cast(BatchCommitSink, self._sink).batch_rows(batch_id, runs)
-            self._batches[batch_id] = counts
-        counts = self._batches[batch_id]
+        counts = self._counted(batch_id)
         if counts is None:
             _logger.warning(
                 "Resume: the batch %s of %s was written but its rows were not counted "
@@ -311,11 +327,22 @@ class _Recounted:
                 type(self._sink).__name__,
             )
             return RunMetrics()
-        events, bad_rows = counts.get(run_from_record(record).label, (0, 0))
+        events, bad_rows, _ = counts.get(run_from_record(record).label, RunRows(0, 0))
         _logger.info(
             "Resume: counted %s's rows in the table: %d, %d bad", record.get("id"), events, bad_rows
         )
         return RunMetrics(rows_in=events + bad_rows, rows_out=events, bad_rows=bad_rows)
+
+    def _counted(self, batch_id: str) -> dict[str, RunRows] | None:
+        """The sink's count of the rows of batch ``batch_id``, by run label (once)."""
+        if batch_id not in self._counts:
+            runs = [
+                run_from_record(other)
+                for other in self._records.values()
+                if other.get("batch_id") == batch_id
+            ]
+            self._counts[batch_id] = cast(BatchCommitSink, self._sink).batch_rows(batch_id, runs)
+        return self._counts[batch_id]
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._spark import running_session
 from .exceptions import TableFormatUnavailableError
-from .sinks import RUN_COLUMN, BatchCommitSink
+from .sinks import RUN_COLUMN, BatchCommitSink, RunRows, count_batch_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -116,35 +116,21 @@ class TableSink(BatchCommitSink):
     def batch_committed(self, batch_id: str) -> bool:
         return self._commit_of(active_spark(self._spark), EVENTS, batch_id) is not None
 
-    def batch_rows(self, batch_id: str, runs: Sequence[Run]) -> dict[str, tuple[int, int]] | None:
+    def batch_rows(self, batch_id: str, runs: Sequence[Run]) -> dict[str, RunRows] | None:
         """The events and bad rows of each run, counted in the tables as the batch's commits
         left them (time travel to them): one grouped count, asked on resume only.
 
         Bad rows the sink does not keep (``keep_bad_rows=False``) are not counted (0).
         """
-        from pyspark.sql import functions as F
-
         spark = active_spark(self._spark)
-        tables = (EVENTS, BAD_ROWS) if self.writes_bad_rows else (EVENTS,)
-        counted = None
-        for table in tables:
-            at = self._commit_of(spark, table, batch_id)
-            if at is None:
-                if table == EVENTS:
-                    return None  # the batch did not land
-                continue  # no bad-rows table yet: the batch had none
-            rows = self._read_at(spark, table, at).where(runs_predicate(runs))
-            rows = rows.select(RUN_COLUMN, F.lit(table).alias("table"))
-            counted = rows if counted is None else counted.unionByName(rows)
-        assert counted is not None
-        found = {
-            (row[0], row[1]): row[2]
-            for row in counted.groupBy(RUN_COLUMN, "table").count().collect()
-        }
-        return {
-            label: (found.get((label, EVENTS), 0), found.get((label, BAD_ROWS), 0))
-            for label in run_labels(runs)
-        }
+        events_at = self._commit_of(spark, EVENTS, batch_id)
+        if events_at is None:
+            return None  # the batch did not land
+        bad_rows = None
+        bad_rows_at = self._commit_of(spark, BAD_ROWS, batch_id) if self.writes_bad_rows else None
+        if bad_rows_at is not None:  # else no bad-rows table yet: the batch had none
+            bad_rows = self._read_at(spark, BAD_ROWS, bad_rows_at)
+        return count_batch_rows(self._read_at(spark, EVENTS, events_at), bad_rows, runs)
 
     def _commit_of(self, spark: SparkSession, table: str, batch_id: str) -> Any | None:
         """The version (snapshot id) of ``table``'s commit recorded with ``batch_id``."""

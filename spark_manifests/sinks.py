@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -35,7 +35,7 @@ _logger = logging.getLogger(__name__)
 #: The partition column every sink writes by; readers add it from the run folder name.
 RUN_COLUMN = "run"
 
-__all__ = ["RUN_COLUMN", "BatchCommitSink", "ParquetSink", "Sink"]
+__all__ = ["RUN_COLUMN", "BatchCommitSink", "ParquetSink", "RunRows", "Sink", "count_batch_rows"]
 
 #: The file in a ParquetSink's output that names the manifest (and job) whose runs it holds.
 OUTPUT_OWNER_FILE = "_spark_manifests_output.json"
@@ -106,6 +106,24 @@ class Sink(abc.ABC):
         """Where ``run``'s events are written; recorded in the manifest."""
 
 
+class RunRows(NamedTuple):
+    """The rows of one run as a batch's commit(s) left them (``BatchCommitSink.batch_rows``).
+
+    ``not_given`` counts the bad rows among ``bad_rows`` whose line was refused for a schema
+    not in the entity schemas given to the reader (their ``message`` says so): a batch read
+    with the job's known schemas writes them, then is written again with the schema met.
+
+    Examples
+    --------
+    >>> RunRows(events=97, bad_rows=3)
+    RunRows(events=97, bad_rows=3, not_given=0)
+    """
+
+    events: int
+    bad_rows: int
+    not_given: int = 0
+
+
 class BatchCommitSink(Sink):
     """Capability: the sink records each batch's identity in its table's own commit, so a
     resumed job can tell whether a batch's write landed without writing it again.
@@ -114,7 +132,10 @@ class BatchCommitSink(Sink):
     running state with the batch's runs, then calls ``write_batch`` (not ``write``
     and ``write_bad_rows``). A job resumed after a stop asks ``batch_committed``:
     a batch the table holds is committed in the manifest without being written again;
-    another is written again under a new id.
+    another is written again under a new id. So is a batch whose read could still be
+    widened (it was given the job's known schemas) when ``batch_rows`` finds, or cannot
+    tell, lines of it held back as bad rows for a schema not given: their write under the
+    wider list had not landed.
 
     Examples
     --------
@@ -144,13 +165,16 @@ class BatchCommitSink(Sink):
         """Whether the table history holds a commit recorded with ``batch_id`` (events, and
         bad rows when kept): the batch's write landed whole."""
 
-    def batch_rows(self, batch_id: str, runs: Sequence[Run]) -> dict[str, tuple[int, int]] | None:
-        """The rows of each of ``runs`` (events, bad rows), by run label, as the commit(s)
-        recorded with ``batch_id`` left them; ``None`` when the sink cannot tell.
+    def batch_rows(self, batch_id: str, runs: Sequence[Run]) -> dict[str, RunRows] | None:
+        """The rows of each of ``runs``, by run label, as the commit(s) recorded with
+        ``batch_id`` left them; ``None`` when the sink cannot tell.
 
         Asked on resume only, for a batch whose write landed before its rows were recorded
         in the job's state (a stop between the table commit and that snapshot): the
-        manifest then records these counts. ``None`` by default: it records 0 rows.
+        manifest then records these counts, and a batch that may still have been widened
+        counts as landed only with no ``not_given`` rows (``count_batch_rows`` counts
+        them). ``None`` by default: the manifest records 0 rows, and such a batch is
+        written again.
         """
         return None
 
@@ -163,6 +187,46 @@ class BatchCommitSink(Sink):
         batch id before the write), and a run without one is written again, which replaces
         exactly its rows."""
         return False
+
+
+def count_batch_rows(
+    events: DataFrame, bad_rows: DataFrame | None, runs: Sequence[Run]
+) -> dict[str, RunRows]:
+    """``BatchCommitSink.batch_rows`` from a batch's tables as its commit(s) left them (no
+    bad rows: ``None``): the rows of each of ``runs`` by label, in one grouped count.
+
+    Examples
+    --------
+    >>> count_batch_rows(events_at, bad_rows_at, runs)  # doctest: +SKIP
+    {'2021-06-01-00-00-00': RunRows(events=97, bad_rows=3, not_given=0)}
+    """
+    from pyspark.sql import functions as F
+
+    from ._enriched_sql import MESSAGE, refused_as_not_given
+
+    labels = sorted({run.label for run in runs})
+
+    def tagged(frame: DataFrame, table: str, not_given: Any) -> DataFrame:
+        frame = frame.where(F.col(RUN_COLUMN).isin(labels))
+        return frame.select(RUN_COLUMN, F.lit(table).alias("table"), not_given.alias("ng"))
+
+    counted = tagged(events, "events", F.lit(False))
+    if bad_rows is not None:
+        not_given = F.lit(False)
+        if MESSAGE in bad_rows.columns:  # a custom reader's bad rows may lack it
+            not_given = F.coalesce(F.expr(refused_as_not_given()), F.lit(False))
+        counted = counted.unionByName(tagged(bad_rows, "bad_rows", not_given))
+    found = {
+        (row[0], row[1], row[2]): int(row[3])
+        for row in counted.groupBy(RUN_COLUMN, "table", "ng").count().collect()
+    }
+
+    def rows_of(label: str) -> RunRows:
+        held_back = found.get((label, "bad_rows", True), 0)
+        bad = found.get((label, "bad_rows", False), 0) + held_back
+        return RunRows(found.get((label, "events", False), 0), bad, held_back)
+
+    return {label: rows_of(label) for label in labels}
 
 
 class ParquetSink(Sink):

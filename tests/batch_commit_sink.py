@@ -2,7 +2,8 @@
 
 Each write_batch writes the runs' partitions, then appends the batch id to ``commits.json``
 beside the output (written aside, then renamed into place): a batch id is in the file once
-its write landed whole, as a table format's commit log would hold it.
+its write landed whole, as a table format's commit log would hold it. Its ``batch_rows``
+counts the output as it is, without a table format's time travel.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from spark_manifests.sinks import BatchCommitSink, ParquetSink
+from spark_manifests._spark import running_session
+from spark_manifests.sinks import BatchCommitSink, ParquetSink, RunRows, count_batch_rows
 
 
 class JsonCommitsSink(ParquetSink, BatchCommitSink):
@@ -37,6 +39,18 @@ class JsonCommitsSink(ParquetSink, BatchCommitSink):
 
     def batch_committed(self, batch_id: str) -> bool:
         return any(commit["batch_id"] == batch_id for commit in self.commits())
+
+    def batch_rows(self, batch_id: str, runs: Sequence[Any]) -> dict[str, RunRows] | None:
+        """Counted in the output as it is now (Parquet keeps no older version to read)."""
+        spark = running_session()
+        if not self.batch_committed(batch_id) or spark is None:
+            return None
+        frames = {}
+        for table in ("events", "bad_rows"):
+            folder = os.path.join(self.location.key, table)
+            if os.path.isdir(folder):
+                frames[table] = spark.read.option("mergeSchema", "true").parquet(folder)
+        return count_batch_rows(frames["events"], frames.get("bad_rows"), runs)
 
     def commits(self) -> list[dict[str, Any]]:
         if not os.path.exists(self.commits_file):

@@ -95,7 +95,7 @@ def check_kill_before_manifest_commit(
     resumed.write_batch(redo.limit(3), redo_bad.limit(0), runs[1:2], batch_id=batch_id())
     events_per_run, bad_per_run = rows_per_run(events), rows_per_run(bad_rows)
     assert resumed.batch_rows(landed, runs[:2]) == {
-        run.label: (events_per_run[run.label], bad_per_run.get(run.label, 0)) for run in runs[:2]
+        run.label: (events_per_run[run.label], bad_per_run.get(run.label, 0), 0) for run in runs[:2]
     }
     assert resumed.batch_rows(saved_but_never_written, runs[:2]) is None
 

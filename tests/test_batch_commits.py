@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chispa import assert_df_equality
@@ -25,10 +26,16 @@ from spark_manifests import (
     StateStore,
     write_sample_archive,
 )
+from spark_manifests._enriched_sql import NOT_GIVEN
 from spark_manifests._faults import KILL_AT_ENV
+from spark_manifests._ledger import RunMetrics
+from spark_manifests._snapshots import _Landings, run_record
+from spark_manifests.sinks import BatchCommitSink, RunRows
 
 from .batch_commit_sink import JsonCommitsSink
 from .reliability import JOB_TIMEOUT, bad_rows_of, duplicate_event_ids, events_of
+from .test_known_schemas import write_run_a, write_run_b_meeting_cart
+from .test_sinks import RUNS as TWO_RUNS
 
 RUNS = 4
 EVENTS_PER_RUN = 100
@@ -136,6 +143,71 @@ def in_flight_batch_ids(root: Path) -> set[str]:
     return {record["batch_id"] for record in in_flight.values()}
 
 
+class _CountingSink(BatchCommitSink):
+    """Holds batch ``job/landed``; counts ``not_given`` bad rows held back in each of its
+    runs (``None``: cannot count)."""
+
+    def __init__(self, not_given: int | None, *, keeps_bad_rows: bool = True) -> None:
+        self.not_given = not_given
+        self.writes_bad_rows = keeps_bad_rows
+        self.counts = 0
+
+    def write_batch(self, events: Any, bad_rows: Any, runs: Any, *, batch_id: str) -> None: ...
+
+    def batch_committed(self, batch_id: str) -> bool:
+        return batch_id == "job/landed"
+
+    def batch_rows(self, batch_id: str, runs: Any) -> dict[str, RunRows] | None:
+        self.counts += 1
+        if self.not_given is None:
+            return None
+        return {run.label: RunRows(5, 1 + self.not_given, self.not_given) for run in runs}
+
+    def output_path(self, run: Any) -> str:
+        return "table"
+
+
+@pytest.mark.parametrize(
+    ("stage", "may_widen", "not_given", "keeps_bad_rows", "landed", "counts"),
+    [
+        ("loaded", True, 3, True, False, 1),  # its widened write had not landed
+        ("loaded", True, 0, True, True, 1),  # it met no schema it was not given
+        ("loaded", False, 3, True, True, 0),  # the last widening: its bad rows are final
+        ("loaded", None, 3, True, True, 0),  # recorded before reads said whether they widen
+        ("written", True, 3, True, True, 0),  # recorded written: its widenings had ended
+        ("loaded", True, None, True, False, 1),  # the sink cannot count them
+        ("loaded", True, 0, False, False, 0),  # nor can it count bad rows it does not keep
+    ],
+)
+def test_a_batch_that_may_widen_landed_only_without_rows_held_back_for_a_schema(
+    stage: str,
+    may_widen: bool | None,
+    not_given: int | None,
+    keeps_bad_rows: bool,
+    landed: bool,
+    counts: int,
+) -> None:
+    sink = _CountingSink(not_given, keeps_bad_rows=keeps_bad_rows)
+    records = {
+        run.id: {**run_record(run), "stage": stage, "batch": 1, "batch_id": "job/landed"}
+        for run in TWO_RUNS[:2]
+    }
+    for record in records.values():
+        record.update({"metrics": {"rows_in": 7}} if stage == "written" else {})
+        record.update({} if may_widen is None else {"may_widen": may_widen})
+    landings = _Landings(sink, records)
+
+    assert [landings.landed(record) for record in records.values()] == [landed, landed]
+    assert sink.counts == counts  # one count per batch, not per run; none when not needed
+    if landed:
+        metrics = [landings.metrics(record) for record in records.values()]
+        bad_rows = 1 + (not_given or 0)
+        expected = RunMetrics(7) if stage == "written" else RunMetrics(5 + bad_rows, 5, bad_rows)
+        assert metrics == [expected, expected]
+        # Its rows counted once in all: the count that told it landed, if it was made.
+        assert sink.counts == (stage == "loaded")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("point", "landed"), [("mid_write", True), ("after_load", False)], ids=["landed", "not-yet"]
@@ -165,3 +237,36 @@ def test_a_job_killed_around_a_batch_write_resumes_by_the_sinks_commits(
     assert duplicate_event_ids(events) == 0
     assert_df_equality(events_of(spark, clean / "out"), events)
     assert_df_equality(bad_rows_of(spark, clean / "out"), bad_rows_of(spark, tmp_path / "out"))
+
+
+@pytest.mark.slow
+def test_a_batch_killed_between_its_commit_and_its_widening_is_written_again(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Run B, read with the schemas the job met in run A, lands a first commit holding its
+    lines of a new schema as bad rows, then is written again with it under a new id. Killed
+    between the two, the resume must write it again, not commit the first."""
+    archive = tmp_path / "archive"
+    write_run_a(archive)
+    assert make_source(spark, archive, tmp_path).run().runs_committed == 1
+    write_run_b_meeting_cart(archive)
+    killed_at("mid_write", archive, tmp_path)  # after run B's first commit
+    sink = JsonCommitsSink(str(tmp_path / "out"))
+    [narrow] = in_flight_batch_ids(tmp_path)
+    assert sink.batch_committed(narrow)
+
+    summary = make_source(spark, archive, tmp_path).run()
+
+    assert (summary.runs_committed, summary.runs_resumed) == (1, 0)
+    out = tmp_path / "out"
+    events = spark.read.option("mergeSchema", "true").parquet(str(out / "events"))
+    assert events.count() == events.select("event_id").distinct().count() == 7
+    carts = events.where("contexts_com_acme_cart_1 IS NOT NULL").collect()
+    assert sorted(row.event_id for row in carts) == ["b-0", "b-1", "b-2"]
+    bad = spark.read.parquet(str(out / "bad_rows"))
+    assert [row.failure_type for row in bad.collect()] == ["FieldNumberMismatch"]
+    assert bad.where(bad.message.contains(NOT_GIVEN)).count() == 0
+    with SQLiteRunManifest(str(tmp_path / "manifest.sqlite")) as manifest:
+        entries = list(manifest.entries())
+    assert {entry.status for entry in entries} == {RunStatus.COMMITTED}
+    assert sorted((e.rows_in, e.rows_out, e.bad_rows) for e in entries) == [(3, 3, 0), (5, 4, 1)]

@@ -31,6 +31,18 @@ def lines(prefix: str, entities: tuple[tuple[str, Any], ...], n: int = 3) -> lis
     return [event_line(f"{prefix}-{i}", *entities, event=(CLICK, {"i": i})) for i in range(n)]
 
 
+def write_run_a(archive: Path) -> None:
+    write_run(archive, lines("a", ((PRODUCT, {"sku": "a"}),)), label=RUN_A)
+
+
+def write_run_b_meeting_cart(archive: Path) -> None:
+    """Run B: 3 lines with a context schema run A's lack (events b-0 to b-2), 1 without it
+    (p-0: a read not given CART still has an event to write) and 1 bad line."""
+    cart = ((PRODUCT, {"sku": "b"}), (CART, {"items": 2}))
+    without = lines("p", ((PRODUCT, {"sku": "p"}),), n=1)
+    write_run(archive, [*lines("b", cart), *without, "too\tfew\tfields"], label=RUN_B)
+
+
 def make_source(spark: SparkSession, tmp_path: Path, **options: Any) -> ManifestedRunSource:
     return ManifestedRunSource(
         str(tmp_path / "archive"),

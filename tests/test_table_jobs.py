@@ -24,7 +24,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_manifests import RunStatus, open_manifest, write_sample_archive
-from spark_manifests._faults import KILL_AT_ENV, POINTS
+from spark_manifests._enriched_sql import NOT_GIVEN
+from spark_manifests._faults import KILL_AFTER_ENV, KILL_AT_ENV, POINTS
 from spark_manifests._s3a import ensure_s3a
 from spark_manifests._table_sink import BAD_ROWS, EVENTS, TableSink
 from spark_manifests.cli import main
@@ -34,6 +35,7 @@ from spark_manifests.runs import Run, list_runs
 
 from . import table_sinks
 from .reliability import assert_all_committed_once, run_job
+from .test_known_schemas import RUN_A, RUN_B, write_run_a, write_run_b_meeting_cart
 
 RUNS = 3
 EVENTS_PER_RUN = 60
@@ -231,6 +233,42 @@ def test_killed_at_each_stage_boundary_each_batch_lands_once(job: Job, archive: 
     # after_write) did not make the resume write it again.
     assert sorted(job.commits()) == [run.label for run in runs]
     assert_one_commit_per_run(job.commits(BAD_ROWS), [run.label for run in runs])
+
+
+@pytest.fixture(scope="module")
+def new_schema_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("new_schema_archive")
+    write_run_a(path)
+    write_run_b_meeting_cart(path)
+    return path
+
+
+def test_killed_after_a_commit_before_its_widening_the_batch_is_written_again(
+    spark: SparkSession,
+    new_schema_archive: Path,
+    spark_defaults: dict[str, str],
+    tmp_path: Path,
+    table_format: str,
+) -> None:
+    """Run B, read with the schemas run A met, lands in a first commit with its lines of the
+    new schema held back as bad rows, then is written again with it under a new batch id.
+    Killed after that first commit (the second mid_write): the resume must not commit it."""
+    env = dict(spark_defaults, **{KILL_AFTER_ENV: "1"})
+    job = Job(table_format, new_schema_archive, tmp_path, env, spark)
+    runs = list_runs(new_schema_archive)
+
+    job.run(kill_at="mid_write")
+    # Run B's first commit landed, holding the lines of the new schema as bad rows.
+    assert job.commits() == [RUN_A, RUN_B]
+    assert job.read(BAD_ROWS).where(F.col("message").contains(NOT_GIVEN)).count() == 3
+    job.run()
+
+    assert_all_committed_once(job.entries(), len(runs))
+    assert_each_event_once(job, runs)
+    assert job.read(BAD_ROWS).where(F.col("message").contains(NOT_GIVEN)).count() == 0
+    carts = job.read().where(F.col("contexts_com_acme_cart_1").isNotNull())
+    assert sorted(row.event_id for row in carts.collect()) == ["b-0", "b-1", "b-2"]
+    assert_rows_counted(job, 8)  # run A's 3 lines, run B's 5
 
 
 def test_table_sinks_declare_that_they_keep_bad_rows(tmp_path: Path) -> None:
