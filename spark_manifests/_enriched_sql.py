@@ -27,7 +27,7 @@ from parsing the JSON and casting the values a second time there).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Optional
+from typing import Callable, Optional
 
 from ._enriched_fields import (
     BOOL,
@@ -403,25 +403,31 @@ def geo_location() -> str:
     )
 
 
+def entities_of(uris: Sequence[str], each: Callable[[str], str] | None = None) -> str:
+    """SQL: ``each`` of the context entities whose schema is one of ``uris``, in order (by
+    default their data, JSON text); ``NULL`` when there is none.
+
+    Most lines hold at most one entity of these schemas: it is picked by position, which
+    Spark compiles to Java. Only other lines run the interpreted ``filter`` (and
+    ``transform``: higher-order functions are evaluated outside the generated code).
+    """
+    listed = ", ".join(literal(u) for u in uris)
+    selected = f"filter({ENTITIES}, e -> e.schema IN ({listed}))"
+    matching = f"{selected}.data" if each is None else f"transform({selected}, e -> {each('e')})"
+    positions = [f"array_position({ENTITY_SCHEMAS}, {literal(uri)})" for uri in uris]
+    position = positions[0] if len(positions) == 1 else f"greatest({', '.join(positions)})"
+    one = f"NOT {REPEATED_SCHEMA}"
+    if len(positions) > 1:  # and no two of the schemas (minor versions of one column)
+        one += f" AND {' + '.join(f'CAST({p} > 0 AS int)' for p in positions)} = 1"
+    entity = f"get({ENTITIES}, {position} - 1)"
+    single = f"array({entity}.data)" if each is None else f"array({each(entity)})"
+    return f"CASE WHEN {position} = 0 THEN NULL WHEN {one} THEN {single} ELSE {matching} END"
+
+
 def contexts_column(name: str, uris: Sequence[str]) -> str:
     """SQL: the data (JSON text) of the entities whose schema is one of ``uris``, in order;
-    ``NULL`` when there is none.
-
-    Most lines hold at most one entity of a schema: it is picked by position, which Spark
-    compiles to Java. Only lines with a repeated schema run the interpreted ``filter``.
-    """
-    matching = f"filter({ENTITIES}, e -> e.schema IN ({', '.join(literal(u) for u in uris)})).data"
-    if len(uris) == 1:
-        position = f"array_position({ENTITY_SCHEMAS}, {literal(uris[0])})"
-        single = f"array(get({ENTITIES}, {position} - 1).data)"
-        shredded = (
-            f"CASE WHEN {position} = 0 THEN NULL WHEN NOT {REPEATED_SCHEMA} THEN {single} "
-            f"ELSE {matching} END"
-        )
-    else:
-        listed = f"array({', '.join(literal(u) for u in uris)})"
-        shredded = f"CASE WHEN arrays_overlap({ENTITY_SCHEMAS}, {listed}) THEN {matching} END"
-    return alias(shredded, name)
+    ``NULL`` when there is none."""
+    return alias(entities_of(uris), name)
 
 
 def unstruct_column(name: str, uris: Sequence[str]) -> str:

@@ -18,12 +18,14 @@ is due, a date-time that does not parse). Then:
 
 from __future__ import annotations
 
+from functools import partial
+
 from ._enriched_fields import CONTEXTS
 from ._enriched_sql import (
     CORRUPT,
-    ENTITIES,
     ENTITY_SCHEMAS,
     JSON_OPTIONS,
+    entities_of,
     json_name,
     literal,
     quote,
@@ -57,14 +59,17 @@ def _record(node: Node, schema: str, data: str) -> str:
     return f"named_struct('schema', {schema}, 'data', {data}, 'p', {parsed})"
 
 
+def _entity_record(node: Node, entity: str) -> str:
+    return _record(node, f"{entity}.schema", f"{entity}.data")
+
+
 def parsed_columns(plan: TypedPlan) -> list[str]:
     """The parse layer: one column per typed column, over the reader's typed layer."""
     columns = []
     for position, column in enumerate(plan.columns):
         listed = ", ".join(literal(uri) for uri in column.uris)
         if column.kind == CONTEXTS:
-            record = _record(column.node, "e.schema", "e.data")
-            value = f"transform(filter({ENTITIES}, e -> e.schema IN ({listed})), e -> {record})"
+            value = entities_of(column.uris, partial(_entity_record, column.node))
         else:
             record = _record(column.node, f"{_UNSTRUCT}.schema", f"{_UNSTRUCT}.data")
             value = f"CASE WHEN {_UNSTRUCT}.schema IN ({listed}) THEN {record} END"
@@ -113,9 +118,18 @@ def _entity_ok(column: EntityColumn, entity: str) -> str:
     )
 
 
+def _one_or_every(parsed: str, one: str, every: str) -> str:
+    """SQL over a typed context column of the parse layer (``NULL``: no entity): ``one``
+    (over its entity ``get(parsed, 0)``) when it holds one, as most lines do, else
+    ``every``: higher-order functions, which Spark evaluates outside the generated code."""
+    return f"CASE WHEN size({parsed}) = 1 THEN {one} ELSE {every} END"
+
+
 def _column_ok(column: EntityColumn, parsed: str) -> str:
     if column.kind == CONTEXTS:
-        return f"forall({parsed}, x -> {_entity_ok(column, 'x')})"
+        one = _entity_ok(column, f"get({parsed}, 0)")
+        every = f"coalesce(forall({parsed}, x -> {_entity_ok(column, 'x')}), true)"
+        return _one_or_every(parsed, one, every)
     return f"({parsed} IS NULL OR {_entity_ok(column, parsed)})"
 
 
@@ -148,18 +162,23 @@ def _typed_struct(node: Node, parsed: str, version: str | None) -> str:
     return f"CAST(named_struct({', '.join(pairs)}) AS struct<{', '.join(target)}>)"
 
 
+def _typed_entity(node: Node, entity: str) -> str:
+    """SQL: one parsed context entity as its column's element (``_schema_version`` first)."""
+    if node.kind != STRUCT:
+        return f"{entity}.data"
+    return _typed_struct(node, f"{entity}.p", f"substring_index({entity}.schema, '/', -1)")
+
+
 def event_columns(plan: TypedPlan) -> list[str]:
     """The typed columns of the events, over the good lines of the parse layer."""
     columns = []
     for position, column in enumerate(plan.columns):
         parsed = parsed_name(position)
         if column.kind == CONTEXTS:
-            if column.node.kind == STRUCT:
-                version = "substring_index(x.schema, '/', -1)"
-                entity = _typed_struct(column.node, "x.p", version)
-            else:
-                entity = "x.data"
-            value = f"CASE WHEN size({parsed}) > 0 THEN transform({parsed}, x -> {entity}) END"
+            each = f"transform({parsed}, x -> {_typed_entity(column.node, 'x')})"
+            every = f"CASE WHEN size({parsed}) > 1 THEN {each} END"
+            one = f"array({_typed_entity(column.node, f'get({parsed}, 0)')})"
+            value = _one_or_every(parsed, one, every)
         elif column.node.kind == STRUCT:
             typed = _typed_struct(column.node, f"{parsed}.p", None)
             value = f"CASE WHEN {parsed} IS NOT NULL THEN {typed} END"
@@ -231,7 +250,8 @@ def errors_column(plan: TypedPlan) -> str:
     for position, column in enumerate(plan.columns):
         parsed = parsed_name(position)
         if column.kind == CONTEXTS:
-            parts.append(f"flatten(transform({parsed}, x -> {_entity_errors(column, 'x')}))")
+            errors = f"flatten(transform({parsed}, x -> {_entity_errors(column, 'x')}))"
+            parts.append(f"coalesce({errors}, {_NO_ERRORS})")  # NULL: no entity
         else:
             parts.append(
                 f"CASE WHEN {parsed} IS NULL THEN {_NO_ERRORS} "

@@ -97,6 +97,12 @@ GOOD_LINES = [
         contexts=contexts((f"{PRODUCT}/1-0-0", {"sku": "D4"})),
         derived_contexts=contexts((f"{PRODUCT}/1-0-1", {"sku": "E5", "seenAt": None})),
     ),
+    # Two entities of the one version of a column: picked by filter, not by position.
+    event_line(
+        "good-4",
+        (f"{PRODUCT}/1-0-2", {"sku": "J1", "quantity": "few"}),
+        (f"{PRODUCT}/1-0-2", {"sku": "J2"}),
+    ),
 ]
 BAD_LINES = {
     "bad-type": event_line("bad-type", (f"{PRODUCT}/1-0-0", {"sku": "F6", "quantity": "two"})),
@@ -109,6 +115,11 @@ BAD_LINES = {
     ),
     "bad-date": event_line("bad-date", event=(f"{CLICK}/1-0-0", {"clickedOn": "someday"})),
     "unresolved": event_line("unresolved", ("com.acme/unknown/jsonschema/1-0-0", {"a": 1})),
+    "bad-second": event_line(
+        "bad-second",
+        (f"{PRODUCT}/1-0-2", {"sku": "K1"}),
+        (f"{PRODUCT}/1-0-2", {"sku": "K2", "unitPrice": "cheap"}),
+    ),
 }
 
 
@@ -161,6 +172,10 @@ def test_a_breaking_version_goes_to_a_recovery_column(typed_read: EnrichedRead) 
     assert element["quantity"].dataType == T.StringType()
     rows = rows_by_id(typed_read)
     assert [(e.sku, e.quantity) for e in rows["good-2"][recovered[0]]] == [("C3", "lots")]
+    assert [(e.sku, e.quantity) for e in rows["good-4"][recovered[0]]] == [
+        ("J1", "few"),
+        ("J2", None),
+    ]
     assert rows["good-1"][recovered[0]] is None
 
 
@@ -192,6 +207,8 @@ def test_values_breaking_their_schema_are_bad_rows(typed_read: EnrichedRead) -> 
     assert "is not decimal(9,2)" in scale.message
     assert bad["bad-nested"].errors[0].key == "variants"
     assert bad["bad-date"].errors[0].key == "clickedOn"
+    second = bad["bad-second"].errors
+    assert [(e.type, e.key, e.value) for e in second] == [("WrongType", "unitPrice", "cheap")]
     unresolved = bad["unresolved"].message
     assert "iglu:com.acme/unknown/jsonschema/1-0-0 not resolved" in unresolved
     assert "http://127.0.0.1:9: unreachable" in unresolved
@@ -206,7 +223,7 @@ def json_field(line: str, name: str) -> str:
 
 def test_good_plus_bad_is_every_line_read(typed_read: EnrichedRead) -> None:
     events = typed_read.events.select("event_id").collect()
-    assert sorted(r.event_id for r in events) == ["good-1", "good-2", "good-3"]
+    assert sorted(r.event_id for r in events) == ["good-1", "good-2", "good-3", "good-4"]
     assert len(events) + typed_read.bad_rows.count() == len(GOOD_LINES) + len(BAD_LINES)
 
 
@@ -234,11 +251,8 @@ def test_http_repository_end_to_end(
     run = write_run(tmp_path / "archive", GOOD_LINES)
     read = read_enriched(spark, run, iglu=config)
     assert read.bad_rows.count() == 0
-    assert sorted(r.event_id for r in read.events.select("event_id").collect()) == [
-        "good-1",
-        "good-2",
-        "good-3",
-    ]
+    ids = sorted(r.event_id for r in read.events.select("event_id").collect())
+    assert ids == [json_field(line, "event_id") for line in GOOD_LINES]
     # The listing found 1-0-1 for a batch that met only 1-0-0: its fields are in the type.
     only_v1 = read_enriched(spark, write_run(tmp_path / "v1", GOOD_LINES[:1]), iglu=config)
     element = only_v1.events.schema["contexts_com_acme_product_1"].dataType.elementType
@@ -295,13 +309,12 @@ def test_given_schemas_with_iglu_observe_every_line_and_keep_both_reasons(
         unstruct_event=frozenset({f"iglu:{CLICK}/1-0-0"})
     )
     events = read.events.select("event_id").collect()
-    assert sorted(r.event_id for r in events) == ["good-2", "good-3"]
+    assert sorted(r.event_id for r in events) == ["good-2", "good-3", "good-4"]
     bad = {json_field(row.line, "event_id"): row for row in read.bad_rows.collect()}
     assert len(events) + len(bad) == read.lines_read()
     for event_id in ("good-1", "bad-date"):  # their click event is not in the list given
         assert bad[event_id].failure_type == "RowDecodingError"
         assert "is not in the entity_schemas given to the reader" in bad[event_id].message
-    assert {bad[i].failure_type for i in ("bad-type", "bad-null", "unresolved")} == {
-        "LoaderIgluError"
-    }
+    iglu_errors = ("bad-type", "bad-null", "bad-second", "unresolved")
+    assert {bad[i].failure_type for i in iglu_errors} == {"LoaderIgluError"}
     assert "not resolved" in bad["unresolved"].message
