@@ -19,6 +19,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
+from conftest import job_environment
 from spark_manifests import (
     ManifestedRunSource,
     RunStatus,
@@ -40,7 +41,6 @@ from .test_sinks import RUNS as TWO_RUNS
 RUNS = 4
 EVENTS_PER_RUN = 100
 JOB = "batched"
-REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -120,16 +120,9 @@ ManifestedRunSource(
 
 def killed_at(point: str, archive: Path, root: Path) -> None:
     """Run the job in its own interpreter, killed with SIGKILL at ``point`` of batch 1."""
-    environment = dict(
-        os.environ,
-        SPARK_LOCAL_IP="127.0.0.1",
-        PYSPARK_PYTHON=sys.executable,
-        PYTHONPATH=os.pathsep.join([str(REPOSITORY), os.environ.get("PYTHONPATH", "")]),
-    )
-    environment[KILL_AT_ENV] = point
     killed = subprocess.run(
         [sys.executable, "-c", _JOB_WITH_THE_SINK, str(archive), str(root), JOB],
-        env=environment,
+        env=job_environment(**{KILL_AT_ENV: point}),
         capture_output=True,
         text=True,
         timeout=JOB_TIMEOUT,
