@@ -6,16 +6,13 @@ Each case runs in a process of its own: the test session's Spark is running alre
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import SPARK_SUBMIT
-
-REPO = Path(__file__).resolve().parent.parent
+from conftest import SPARK_SUBMIT, job_environment
 
 # Prints what the session it gets looks like.
 _PROBE = """
@@ -40,7 +37,7 @@ def probe(launcher: list[str], tmp_path: Path, *args: str) -> dict:
     """Run the probe script with ``launcher`` (spark-submit and its options, or Python)."""
     script = tmp_path / "probe.py"
     script.write_text(_PROBE)
-    env = dict(os.environ, PYTHONPATH=str(REPO), SPARK_LOCAL_IP="127.0.0.1")
+    env = job_environment()
     env.pop("PYSPARK_SUBMIT_ARGS", None)
     done = subprocess.run(
         [*launcher, str(script), *args],

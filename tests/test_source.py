@@ -22,6 +22,7 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from conftest import job_environment
 from spark_manifests import (
     ArchiveNotFoundError,
     CorruptStateError,
@@ -1351,6 +1352,7 @@ def test_a_dead_spark_stops_the_job_without_failing_its_runs(tmp_path) -> None:
     answer = subprocess.run(
         [sys.executable, "-c", _KILL_THE_JVM_MID_BATCH, str(archive), str(tmp_path)],
         capture_output=True,
+        env=job_environment(),
         text=True,
         timeout=300,
     )
