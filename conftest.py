@@ -287,7 +287,10 @@ def _class_archive() -> Path | None:
     changed."""
     import pyspark
 
-    key = hashlib.sha256(f"{pyspark.__file__} {os.environ.get('JAVA_HOME')}".encode())
+    # A reinstalled pyspark has new jars: the JVM would refuse the old archive, so dump anew.
+    jars = Path(pyspark.__file__).parent / "jars"
+    installed = jars.stat().st_mtime_ns if jars.exists() else 0
+    key = hashlib.sha256(f"{jars} {installed} {os.environ.get('JAVA_HOME')}".encode())
     archive = Path(tempfile.gettempdir()) / f"spark-manifests-tests-{key.hexdigest()[:16]}.jsa"
     with _class_archive_lock:
         if not archive.exists():
