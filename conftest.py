@@ -277,6 +277,7 @@ finally:
         active.stop()
 """
 _class_archive_lock = threading.Lock()
+_dumps_tried: set[Path] = set()  # a dump that failed is not tried again at each job start
 
 
 def _class_archive() -> Path | None:
@@ -293,7 +294,8 @@ def _class_archive() -> Path | None:
     key = hashlib.sha256(f"{jars} {installed} {os.environ.get('JAVA_HOME')}".encode())
     archive = Path(tempfile.gettempdir()) / f"spark-manifests-tests-{key.hexdigest()[:16]}.jsa"
     with _class_archive_lock:
-        if not archive.exists():
+        if not archive.exists() and archive not in _dumps_tried:
+            _dumps_tried.add(archive)
             _dump_class_archive(archive)
     return archive if archive.exists() else None
 
