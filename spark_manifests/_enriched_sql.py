@@ -47,7 +47,7 @@ FIELDS_ARRAY = "_fields"
 SOURCE_FILE = "_source_file"
 ENTITIES = "_entities"
 ENTITY_SCHEMAS = "_entity_schemas"
-REPEATED_SCHEMA = "_repeated_schema"
+ENTITY_SCHEMAS_FROM_END = "_entity_schemas_from_end"
 RUN = "run"
 GEO_LOCATION = "geo_location"
 
@@ -194,7 +194,7 @@ def typed_columns() -> list[str]:
         *columns,
         alias(_entities(), ENTITIES),
         alias(schemas, ENTITY_SCHEMAS),
-        alias(f"size(array_distinct({schemas})) < size({schemas})", REPEATED_SCHEMA),
+        alias(f"reverse({schemas})", ENTITY_SCHEMAS_FROM_END),
     ]
 
 
@@ -414,11 +414,14 @@ def entities_of(uris: Sequence[str], each: Callable[[str], str] | None = None) -
     listed = ", ".join(literal(u) for u in uris)
     selected = f"filter({ENTITIES}, e -> e.schema IN ({listed}))"
     matching = f"{selected}.data" if each is None else f"transform({selected}, e -> {each('e')})"
-    positions = [f"array_position({ENTITY_SCHEMAS}, {literal(uri)})" for uri in uris]
-    position = positions[0] if len(positions) == 1 else f"greatest({', '.join(positions)})"
-    one = f"NOT {REPEATED_SCHEMA}"
-    if len(positions) > 1:  # and no two of the schemas (minor versions of one column)
-        one += f" AND {' + '.join(f'CAST({p} > 0 AS int)' for p in positions)} = 1"
+    firsts = [f"array_position({ENTITY_SCHEMAS}, {literal(uri)})" for uri in uris]
+    lasts = [f"array_position({ENTITY_SCHEMAS_FROM_END}, {literal(uri)})" for uri in uris]
+    position = firsts[0] if len(firsts) == 1 else f"greatest({', '.join(firsts)})"
+    # A schema met once is as far from the start as its last match is from the end: its
+    # two positions add up to the entity count plus one (absent schemas add 0).
+    one = f"{' + '.join(firsts + lasts)} = size({ENTITY_SCHEMAS}) + 1"
+    if len(firsts) > 1:  # and no two of the schemas (minor versions of one column)
+        one += f" AND {' + '.join(f'CAST({p} > 0 AS int)' for p in firsts)} = 1"
     entity = f"get({ENTITIES}, {position} - 1)"
     single = f"array({entity}.data)" if each is None else f"array({each(entity)})"
     return f"CASE WHEN {position} = 0 THEN NULL WHEN {one} THEN {single} ELSE {matching} END"
