@@ -629,6 +629,25 @@ def test_entities_of_one_schema_in_contexts_and_derived_contexts_are_all_kept(
     assert transform(line)["contexts_com_acme_shared_1"] == [{"from": "derived"}]
 
 
+def test_two_versions_of_a_column_around_other_entities_are_all_kept(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Versions A and B of one column at positions 1, 5 and 2, 4 of five entities: their
+    positions from both ends add up as one single entity's would, yet all four are kept."""
+    a, b = "com.acme/shared/jsonschema/1-0-0", "com.acme/shared/jsonschema/1-0-1"
+    other = "com.acme/other/jsonschema/1-0-0"
+    entities = [(a, {"n": 1}), (b, {"n": 2}), (other, {"n": 3}), (b, {"n": 4}), (a, {"n": 5})]
+    line = tsv(event_id="around", contexts=contexts(*entities))
+    values = read_enriched(spark, write_run(tmp_path, [line])).events.first()
+    assert [json.loads(v) for v in values["contexts_com_acme_shared_1"]] == [
+        {"n": 1},
+        {"n": 2},
+        {"n": 4},
+        {"n": 5},
+    ]
+    assert [json.loads(v) for v in values["contexts_com_acme_other_1"]] == [{"n": 3}]
+
+
 # -- ANSI mode, gzip, runs, shredding off -----------------------------------------------
 
 
