@@ -170,16 +170,11 @@ def _parsed_json(name: str, kind: str) -> str:
 _NO_ENTITIES = "CAST(array() AS array<struct<schema: string, data: string>>)"
 
 
-def _entities() -> str:
-    """SQL over the fields layer: the entities of contexts, then of derived_contexts."""
-    return (
-        f"concat(coalesce({_parsed_json('contexts', CONTEXTS)}.data, {_NO_ENTITIES}), "
-        f"coalesce({_parsed_json('derived_contexts', CONTEXTS)}.data, {_NO_ENTITIES}))"
-    )
+def typed_columns(extra: Sequence[str] = ()) -> list[str]:
+    """The typed layer over the fields layer. Spark drops the columns a plan does not use.
 
-
-def typed_columns() -> list[str]:
-    """The typed layer over the fields layer. Spark drops the columns a plan does not use."""
+    ``extra``: more columns, in SQL over the fields layer (``entity_schemas_over_fields``).
+    """
     columns = [FIELDS_ARRAY, alias("input_file_name()", SOURCE_FILE)]
     for position, (name, kind) in enumerate(FIELDS):
         text = field_text(position)
@@ -189,13 +184,29 @@ def typed_columns() -> list[str]:
             columns.append(alias(typed_value(text, kind), name))
         if kind in (CONTEXTS, UNSTRUCT):
             columns.append(alias(_parsed_json(name, kind), json_name(name)))
-    schemas = f"{_entities()}.schema"
+    schemas = entity_schemas_over_fields()
     return [
         *columns,
-        alias(_entities(), ENTITIES),
+        alias(entities_over_fields(), ENTITIES),
         alias(schemas, ENTITY_SCHEMAS),
         alias(f"reverse({schemas})", ENTITY_SCHEMAS_FROM_END),
+        *extra,
     ]
+
+
+def entities_over_fields() -> str:
+    """SQL over the fields layer: the entities of contexts, then of derived_contexts."""
+    return (
+        f"concat(coalesce({_parsed_json('contexts', CONTEXTS)}.data, {_NO_ENTITIES}), "
+        f"coalesce({_parsed_json('derived_contexts', CONTEXTS)}.data, {_NO_ENTITIES}))"
+    )
+
+
+def entity_schemas_over_fields() -> str:
+    """SQL over the fields layer: the schemas of ``entities_over_fields``. Written out
+    rather than referenced by name, the JSON is still parsed once per line (common
+    subexpression elimination)."""
+    return f"{entities_over_fields()}.schema"
 
 
 # -- validity -----------------------------------------------------------------------------
@@ -403,28 +414,51 @@ def geo_location() -> str:
     )
 
 
-def entities_of(uris: Sequence[str], each: Callable[[str], str] | None = None) -> str:
+def _first_and_one(uris: Sequence[str], schemas: str, from_end: str) -> tuple[str, str]:
+    """SQL: the position of the line's first entity of ``uris`` (0: none), and whether it
+    is the only one, over the entity schemas in order and from the end."""
+    firsts = [f"array_position({schemas}, {literal(uri)})" for uri in uris]
+    lasts = [f"array_position({from_end}, {literal(uri)})" for uri in uris]
+    first = firsts[0] if len(firsts) == 1 else f"greatest({', '.join(firsts)})"
+    # A schema met once is as far from the start as its last match is from the end: its
+    # two positions add up to the entity count plus one (absent schemas add 0).
+    one = f"{' + '.join(firsts + lasts)} = size({schemas}) + 1"
+    if len(firsts) > 1:  # and no two of the schemas (minor versions of one column)
+        one += f" AND {' + '.join(f'CAST({p} > 0 AS int)' for p in firsts)} = 1"
+    return first, one
+
+
+def entity_position(uris: Sequence[str], schemas: str, from_end: str) -> str:
+    """SQL: the position of the line's one entity of ``uris``; 0 when it has none, -1 when
+    it has several."""
+    first, one = _first_and_one(uris, schemas, from_end)
+    return f"CASE WHEN {first} = 0 THEN 0 WHEN {one} THEN {first} ELSE -1 END"
+
+
+def entities_of(
+    uris: Sequence[str], each: Callable[[str], str] | None = None, at: str | None = None
+) -> str:
     """SQL: ``each`` of the context entities whose schema is one of ``uris``, in order (by
     default their data, JSON text); ``NULL`` when there is none.
 
     Most lines hold at most one entity of these schemas: it is picked by position, which
     Spark compiles to Java. Only other lines run the interpreted ``filter`` (and
     ``transform``: higher-order functions are evaluated outside the generated code).
+    ``at``: a column of the layer below holding the ``entity_position`` of ``uris``, for
+    an ``each`` that Spark evaluates outside the generated code (``from_json``), which
+    would otherwise search the schemas interpreted.
     """
     listed = ", ".join(literal(u) for u in uris)
     selected = f"filter({ENTITIES}, e -> e.schema IN ({listed}))"
     matching = f"{selected}.data" if each is None else f"transform({selected}, e -> {each('e')})"
-    firsts = [f"array_position({ENTITY_SCHEMAS}, {literal(uri)})" for uri in uris]
-    lasts = [f"array_position({ENTITY_SCHEMAS_FROM_END}, {literal(uri)})" for uri in uris]
-    position = firsts[0] if len(firsts) == 1 else f"greatest({', '.join(firsts)})"
-    # A schema met once is as far from the start as its last match is from the end: its
-    # two positions add up to the entity count plus one (absent schemas add 0).
-    one = f"{' + '.join(firsts + lasts)} = size({ENTITY_SCHEMAS}) + 1"
-    if len(firsts) > 1:  # and no two of the schemas (minor versions of one column)
-        one += f" AND {' + '.join(f'CAST({p} > 0 AS int)' for p in firsts)} = 1"
+    if at is None:
+        position, one = _first_and_one(uris, ENTITY_SCHEMAS, ENTITY_SCHEMAS_FROM_END)
+        none = f"{position} = 0"
+    else:
+        position, one, none = at, f"{at} > 0", f"{at} = 0"
     entity = f"get({ENTITIES}, {position} - 1)"
     single = f"array({entity}.data)" if each is None else f"array({each(entity)})"
-    return f"CASE WHEN {position} = 0 THEN NULL WHEN {one} THEN {single} ELSE {matching} END"
+    return f"CASE WHEN {none} THEN NULL WHEN {one} THEN {single} ELSE {matching} END"
 
 
 def contexts_column(name: str, uris: Sequence[str]) -> str:

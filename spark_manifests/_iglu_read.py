@@ -18,26 +18,35 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 
-def typed_layer(
+def typed_plan(
     iglu: IgluLike,
-    typed: DataFrame,
-    ok: str,
     contexts_columns: Mapping[str, Sequence[str]],
     unstruct_columns: Mapping[str, Sequence[str]],
-) -> tuple[DataFrame, str, TypedPlan]:
-    """The reader's typed layer with the entities parsed, the good-line condition with the
-    Iglu checks added, and the plan (schemas fetched here, on the driver)."""
+) -> TypedPlan:
+    """The typed columns of a read (schemas fetched here, on the driver)."""
     plan = plan_columns(IgluResolver.coerce(iglu), contexts_columns, unstruct_columns)
     _logger.info(
         "Iglu: %d typed columns, %d schemas not resolved", len(plan.columns), len(plan.unresolved)
     )
+    return plan
+
+
+def typed_layer_columns(plan: TypedPlan) -> list[str]:
+    """The columns the reader's typed layer adds for ``parse_layer``: where each typed
+    context column's entity is on the line, found there by compiled code."""
+    return _iglu_sql.typed_layer_columns(plan)
+
+
+def parse_layer(typed: DataFrame, ok: str, plan: TypedPlan) -> tuple[DataFrame, str]:
+    """The reader's typed layer (with ``typed_layer_columns``) with the entities parsed,
+    and the good-line condition with the Iglu checks added."""
     # input_file_name() again, as the typed layer below does: a non-deterministic layer keeps
     # Spark from pushing the good-line filter below it, where the entities would be parsed
     # once for the filter and once more for the columns.
     kept = [quote(name) for name in typed.columns if name != SOURCE_FILE]
     file_name = f"input_file_name() AS {SOURCE_FILE}"
     parsed = typed.selectExpr(*kept, file_name, *_iglu_sql.parsed_columns(plan))
-    return parsed, f"({ok} AND {_iglu_sql.line_ok(plan)})", plan
+    return parsed, f"({ok} AND {_iglu_sql.line_ok(plan)})"
 
 
 def typed_bad_rows(bad: DataFrame, bad_row_columns: list[str], plan: TypedPlan) -> DataFrame:

@@ -26,6 +26,8 @@ from ._enriched_sql import (
     ENTITY_SCHEMAS,
     JSON_OPTIONS,
     entities_of,
+    entity_position,
+    entity_schemas_over_fields,
     json_name,
     literal,
     quote,
@@ -46,6 +48,22 @@ def parsed_name(position: int) -> str:
     return f"_iglu_{position}"
 
 
+def _position_name(position: int) -> str:
+    return f"_iglu_at_{position}"
+
+
+def typed_layer_columns(plan: TypedPlan) -> list[str]:
+    """Columns for the reader's typed layer, where Spark compiles them: the position of the
+    line's one entity of each typed context column (``entity_position``)."""
+    schemas = entity_schemas_over_fields()
+    return [
+        f"{entity_position(column.uris, schemas, f'reverse({schemas})')} "
+        f"AS {quote(_position_name(position))}"
+        for position, column in enumerate(plan.columns)
+        if column.kind == CONTEXTS
+    ]
+
+
 def _parse(node: Node, data: str) -> str:
     """SQL: ``data`` (JSON text) parsed into ``node``'s JSON-keyed struct + corrupt record."""
     if node.kind != STRUCT:
@@ -64,12 +82,14 @@ def _entity_record(node: Node, entity: str) -> str:
 
 
 def parsed_columns(plan: TypedPlan) -> list[str]:
-    """The parse layer: one column per typed column, over the reader's typed layer."""
+    """The parse layer: one column per typed column, over the reader's typed layer with
+    ``typed_layer_columns``."""
     columns = []
     for position, column in enumerate(plan.columns):
         listed = ", ".join(literal(uri) for uri in column.uris)
         if column.kind == CONTEXTS:
-            value = entities_of(column.uris, partial(_entity_record, column.node))
+            each = partial(_entity_record, column.node)
+            value = entities_of(column.uris, each, at=quote(_position_name(position)))
         else:
             record = _record(column.node, f"{_UNSTRUCT}.schema", f"{_UNSTRUCT}.data")
             value = f"CASE WHEN {_UNSTRUCT}.schema IN ({listed}) THEN {record} END"

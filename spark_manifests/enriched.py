@@ -132,7 +132,7 @@ from ._enriched_schemas import (
 )
 from ._iglu import CONTEXTS_PREFIX, UNSTRUCT_PREFIX, group_by_column
 from ._iglu_plan import TypedPlan
-from ._iglu_read import typed_bad_rows, typed_layer
+from ._iglu_read import parse_layer, typed_bad_rows, typed_layer_columns, typed_plan
 from ._iglu_sql import event_columns as iglu_event_columns
 from ._spark import local_paths_listed_serially
 from .exceptions import RunInputError
@@ -317,17 +317,18 @@ def read_enriched(
     given = None if entity_schemas is None else as_entity_schemas(entity_schemas)
     locations = _locations(paths)
     text = _read_text(spark, locations)
-    typed = text.selectExpr(*sql.field_columns()).selectExpr(*sql.typed_columns())
+    fields = text.selectExpr(*sql.field_columns())
     if not shred:
+        typed = fields.selectExpr(*sql.typed_columns())
         ok = sql.line_ok({CONTEXTS: None, UNSTRUCT: None})
         events = typed.where(ok).selectExpr(*[sql.quote(n) for n, _ in FIELDS], sql.run_label())
         return EnrichedRead(events, _bad_rows(typed, ok, {CONTEXTS: None, UNSTRUCT: None}))
-    return _read_shredded(text, typed, locations, given, iglu)
+    return _read_shredded(text, fields, locations, given, iglu)
 
 
 def _read_shredded(
     text: DataFrame,
-    typed: DataFrame,
+    fields: DataFrame,
     locations: list[str],
     given: EntitySchemas | None,
     iglu: IgluLike | None,
@@ -350,9 +351,12 @@ def _read_shredded(
     )
     accepted = {CONTEXTS: sorted(schemas.contexts), UNSTRUCT: sorted(schemas.unstruct_event)}
     ok = sql.line_ok(accepted)
-    plan = None
-    if iglu is not None:
-        typed, ok, plan = typed_layer(iglu, typed, ok, contexts_columns, unstruct_columns)
+    if iglu is None:
+        plan, typed = None, fields.selectExpr(*sql.typed_columns())
+    else:
+        plan = typed_plan(iglu, contexts_columns, unstruct_columns)
+        typed = fields.selectExpr(*sql.typed_columns(typed_layer_columns(plan)))
+        typed, ok = parse_layer(typed, ok, plan)
     good_source = typed
     if given is not None:
         good_source, observed = observe(typed)
