@@ -303,11 +303,8 @@ def _class_archive() -> Path | None:
 def _dump_class_archive(archive: Path) -> None:
     with tempfile.TemporaryDirectory() as work:
         dumped = Path(work) / "classes.jsa"
-        environment = dict(
-            os.environ,
-            SPARK_LOCAL_IP="127.0.0.1",
-            PYSPARK_PYTHON=sys.executable,
-            JAVA_TOOL_OPTIONS=f"{_FIRST_JIT_TIER_ONLY} -XX:ArchiveClassesAtExit={dumped}",
+        environment = _process_environment(
+            JAVA_TOOL_OPTIONS=f"{_FIRST_JIT_TIER_ONLY} -XX:ArchiveClassesAtExit={dumped}"
         )
         done = subprocess.run(
             [sys.executable, "-c", _DUMP_CLASSES, str(Path(work) / "job")],
@@ -332,19 +329,24 @@ def short_lived_jvm() -> dict[str, str]:
     return {"JAVA_TOOL_OPTIONS": " ".join(options)}
 
 
-def job_environment(**overrides: str) -> dict[str, str]:
-    """The environment of a job process a test starts: Spark's workers run this
-    interpreter and bind to loopback, this checkout is importable, the JVM is short-lived."""
+def _process_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment for a Spark process: its workers run this interpreter
+    and bind to loopback, this checkout is importable."""
     path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     environment = dict(
         os.environ,
         SPARK_LOCAL_IP="127.0.0.1",
         PYSPARK_PYTHON=sys.executable,
         PYTHONPATH=os.pathsep.join(path),
-        **short_lived_jvm(),
     )
     environment.update(overrides)
     return environment
+
+
+def job_environment(**overrides: str) -> dict[str, str]:
+    """The environment of a job process a test starts (``_process_environment``), its JVM
+    short-lived."""
+    return _process_environment(**{**short_lived_jvm(), **overrides})
 
 
 def bare_environment(**overrides: str) -> dict[str, str]:

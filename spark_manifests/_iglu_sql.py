@@ -138,18 +138,22 @@ def _entity_ok(column: EntityColumn, entity: str) -> str:
     )
 
 
-def _one_or_every(parsed: str, one: str, every: str) -> str:
-    """SQL over a typed context column of the parse layer (``NULL``: no entity): ``one``
-    (over its entity ``get(parsed, 0)``) when it holds one, as most lines do, else
-    ``every``: higher-order functions, which Spark evaluates outside the generated code."""
-    return f"CASE WHEN size({parsed}) = 1 THEN {one} ELSE {every} END"
+def _one_or_every(parsed: str, one: str, every: str, none: str = "NULL") -> str:
+    """SQL over a typed context column of the parse layer: ``one`` (over its entity
+    ``get(parsed, 0)``) when it holds one, as most lines do; ``every`` when it holds
+    several (higher-order functions, which Spark evaluates outside the generated code);
+    ``none`` when the line has no entity of the column (``parsed`` is ``NULL``)."""
+    return (
+        f"CASE WHEN size({parsed}) = 1 THEN {one} "
+        f"WHEN size({parsed}) > 1 THEN {every} ELSE {none} END"
+    )
 
 
 def _column_ok(column: EntityColumn, parsed: str) -> str:
     if column.kind == CONTEXTS:
         one = _entity_ok(column, f"get({parsed}, 0)")
         every = f"coalesce(forall({parsed}, x -> {_entity_ok(column, 'x')}), true)"
-        return _one_or_every(parsed, one, every)
+        return _one_or_every(parsed, one, every, none="true")
     return f"({parsed} IS NULL OR {_entity_ok(column, parsed)})"
 
 
@@ -195,8 +199,7 @@ def event_columns(plan: TypedPlan) -> list[str]:
     for position, column in enumerate(plan.columns):
         parsed = parsed_name(position)
         if column.kind == CONTEXTS:
-            each = f"transform({parsed}, x -> {_typed_entity(column.node, 'x')})"
-            every = f"CASE WHEN size({parsed}) > 1 THEN {each} END"
+            every = f"transform({parsed}, x -> {_typed_entity(column.node, 'x')})"
             one = f"array({_typed_entity(column.node, f'get({parsed}, 0)')})"
             value = _one_or_every(parsed, one, every)
         elif column.node.kind == STRUCT:
