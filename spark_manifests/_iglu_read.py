@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import _iglu_sql
+from . import _enriched_sql, _iglu_sql
 from ._enriched_sql import SOURCE_FILE, quote
 from ._iglu_plan import TypedPlan, plan_columns
 from .iglu import IgluLike, IgluResolver
@@ -31,15 +31,14 @@ def typed_plan(
     return plan
 
 
-def typed_layer_columns(plan: TypedPlan) -> list[str]:
-    """The columns the reader's typed layer adds for ``parse_layer``: where each typed
-    context column's entity is on the line, found there by compiled code."""
-    return _iglu_sql.typed_layer_columns(plan)
-
-
-def parse_layer(typed: DataFrame, ok: str, plan: TypedPlan) -> tuple[DataFrame, str]:
-    """The reader's typed layer (with ``typed_layer_columns``) with the entities parsed,
-    and the good-line condition with the Iglu checks added."""
+def typed_layers(fields: DataFrame, ok: str, plan: TypedPlan | None) -> tuple[DataFrame, str]:
+    """The reader's typed layer over its fields layer, and the good-line condition ``ok``;
+    with a ``plan``, the typed layer also finds each typed context column's entity
+    (compiled there), and a layer over it parses the entities, which adds the Iglu checks
+    to ``ok``."""
+    if plan is None:
+        return fields.selectExpr(*_enriched_sql.typed_columns()), ok
+    typed = fields.selectExpr(*_enriched_sql.typed_columns(_iglu_sql.typed_layer_columns(plan)))
     # input_file_name() again, as the typed layer below does: a non-deterministic layer keeps
     # Spark from pushing the good-line filter below it, where the entities would be parsed
     # once for the filter and once more for the columns.

@@ -25,14 +25,13 @@ from ._enriched_sql import (
     CORRUPT,
     ENTITY_SCHEMAS,
     JSON_OPTIONS,
-    entities_of,
-    entity_position,
     entity_schemas_over_fields,
     json_name,
     literal,
     quote,
     shown,
 )
+from ._entity_columns import entities_of, entity_position
 from ._iglu_plan import EntityColumn, TypedPlan
 from ._iglu_types import ARRAY, STRUCT, Field, Node, ddl, describe
 

@@ -130,9 +130,10 @@ from ._enriched_schemas import (
     discover,
     observe,
 )
+from ._entity_columns import contexts_column, unstruct_column
 from ._iglu import CONTEXTS_PREFIX, UNSTRUCT_PREFIX, group_by_column
 from ._iglu_plan import TypedPlan
-from ._iglu_read import parse_layer, typed_bad_rows, typed_layer_columns, typed_plan
+from ._iglu_read import typed_bad_rows, typed_layers, typed_plan
 from ._iglu_sql import event_columns as iglu_event_columns
 from ._spark import local_paths_listed_serially
 from .exceptions import RunInputError
@@ -317,18 +318,16 @@ def read_enriched(
     given = None if entity_schemas is None else as_entity_schemas(entity_schemas)
     locations = _locations(paths)
     text = _read_text(spark, locations)
-    fields = text.selectExpr(*sql.field_columns())
     if not shred:
-        typed = fields.selectExpr(*sql.typed_columns())
+        typed = text.selectExpr(*sql.field_columns()).selectExpr(*sql.typed_columns())
         ok = sql.line_ok({CONTEXTS: None, UNSTRUCT: None})
         events = typed.where(ok).selectExpr(*[sql.quote(n) for n, _ in FIELDS], sql.run_label())
         return EnrichedRead(events, _bad_rows(typed, ok, {CONTEXTS: None, UNSTRUCT: None}))
-    return _read_shredded(text, fields, locations, given, iglu)
+    return _read_shredded(text, locations, given, iglu)
 
 
 def _read_shredded(
     text: DataFrame,
-    fields: DataFrame,
     locations: list[str],
     given: EntitySchemas | None,
     iglu: IgluLike | None,
@@ -350,13 +349,9 @@ def _read_shredded(
         _describe(locations),
     )
     accepted = {CONTEXTS: sorted(schemas.contexts), UNSTRUCT: sorted(schemas.unstruct_event)}
-    ok = sql.line_ok(accepted)
-    if iglu is None:
-        plan, typed = None, fields.selectExpr(*sql.typed_columns())
-    else:
-        plan = typed_plan(iglu, contexts_columns, unstruct_columns)
-        typed = fields.selectExpr(*sql.typed_columns(typed_layer_columns(plan)))
-        typed, ok = parse_layer(typed, ok, plan)
+    fields = text.selectExpr(*sql.field_columns())
+    plan = None if iglu is None else typed_plan(iglu, contexts_columns, unstruct_columns)
+    typed, ok = typed_layers(fields, sql.line_ok(accepted), plan)
     good_source = typed
     if given is not None:
         good_source, observed = observe(typed)
@@ -419,8 +414,8 @@ def _shredded_columns(
         entities = iglu_event_columns(plan)
     else:
         entities = [
-            *[sql.contexts_column(name, uris) for name, uris in contexts_columns.items()],
-            *[sql.unstruct_column(name, uris) for name, uris in unstruct_columns.items()],
+            *[contexts_column(name, uris) for name, uris in contexts_columns.items()],
+            *[unstruct_column(name, uris) for name, uris in unstruct_columns.items()],
         ]
     return [*plain, sql.geo_location(), *entities, sql.run_label()]
 
