@@ -189,7 +189,7 @@ def typed_columns(extra: Sequence[str] = ()) -> list[str]:
         *columns,
         alias(entities_over_fields(), ENTITIES),
         alias(schemas, ENTITY_SCHEMAS),
-        alias(f"reverse({schemas})", ENTITY_SCHEMAS_FROM_END),
+        alias(entity_schemas_from_end_over_fields(), ENTITY_SCHEMAS_FROM_END),
         *extra,
     ]
 
@@ -207,6 +207,12 @@ def entity_schemas_over_fields() -> str:
     rather than referenced by name, the JSON is still parsed once per line (common
     subexpression elimination)."""
     return f"{entities_over_fields()}.schema"
+
+
+def entity_schemas_from_end_over_fields() -> str:
+    """SQL over the fields layer: ``entity_schemas_over_fields`` in reverse order. One
+    text for every column that uses it, so Spark reverses once per line."""
+    return f"reverse({entity_schemas_over_fields()})"
 
 
 # -- validity -----------------------------------------------------------------------------

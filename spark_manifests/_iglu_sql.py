@@ -25,6 +25,7 @@ from ._enriched_sql import (
     CORRUPT,
     ENTITY_SCHEMAS,
     JSON_OPTIONS,
+    entity_schemas_from_end_over_fields,
     entity_schemas_over_fields,
     json_name,
     literal,
@@ -54,10 +55,9 @@ def _position_name(position: int) -> str:
 def typed_layer_columns(plan: TypedPlan) -> list[str]:
     """Columns for the reader's typed layer, where Spark compiles them: the position of the
     line's one entity of each typed context column (``entity_position``)."""
-    schemas = entity_schemas_over_fields()
+    schemas, from_end = entity_schemas_over_fields(), entity_schemas_from_end_over_fields()
     return [
-        f"{entity_position(column.uris, schemas, f'reverse({schemas})')} "
-        f"AS {quote(_position_name(position))}"
+        f"{entity_position(column.uris, schemas, from_end)} AS {quote(_position_name(position))}"
         for position, column in enumerate(plan.columns)
         if column.kind == CONTEXTS
     ]
