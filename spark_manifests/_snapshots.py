@@ -287,6 +287,7 @@ class _Landings:
         self._records = records
         self._committed: dict[str, bool] = {}
         self._counts: dict[str, dict[str, RunRows] | None] = {}
+        self._held_back_none: dict[str, bool] = {}
 
     def landed(self, record: Mapping[str, Any]) -> bool:
         batch_id = record.get("batch_id")
@@ -301,6 +302,13 @@ class _Landings:
             return False
         if record.get("stage") == "written" or record.get("may_widen") is not True:
             return True
+        if batch_id not in self._held_back_none:
+            self._held_back_none[batch_id] = self._holds_back_nothing(batch_id)
+        return self._held_back_none[batch_id]
+
+    def _holds_back_nothing(self, batch_id: str) -> bool:
+        """Whether batch ``batch_id``'s first commit holds no line held back for a schema
+        not given to its read (told once per batch, whatever its runs)."""
         # Bad rows the sink does not keep cannot be counted: nor can those held back.
         counts = self._counted(batch_id) if self._sink.writes_bad_rows else None
         held_back = None if counts is None else sum(rows.not_given for rows in counts.values())

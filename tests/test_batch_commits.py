@@ -8,6 +8,7 @@ The kills are real: the job runs in its own interpreter with a fault point armed
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -179,7 +180,9 @@ def test_a_batch_that_may_widen_landed_only_without_rows_held_back_for_a_schema(
     keeps_bad_rows: bool,
     landed: bool,
     counts: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="spark_manifests._snapshots")
     sink = _CountingSink(not_given, keeps_bad_rows=keeps_bad_rows)
     records = {
         run.id: {**run_record(run), "stage": stage, "batch": 1, "batch_id": "job/landed"}
@@ -192,6 +195,8 @@ def test_a_batch_that_may_widen_landed_only_without_rows_held_back_for_a_schema(
 
     assert [landings.landed(record) for record in records.values()] == [landed, landed]
     assert sink.counts == counts  # one count per batch, not per run; none when not needed
+    written_again = [r for r in caplog.records if "the batch is written again" in r.message]
+    assert len(written_again) == (0 if landed else 1)  # once a batch, not once a run
     if landed:
         metrics = [landings.metrics(record) for record in records.values()]
         bad_rows = 1 + (not_given or 0)
