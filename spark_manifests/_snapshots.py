@@ -287,7 +287,7 @@ class _Landings:
         self._records = records
         self._committed: dict[str, bool] = {}
         self._counts: dict[str, dict[str, RunRows] | None] = {}
-        self._held_back_none: dict[str, bool] = {}
+        self._nothing_held_back: dict[str, bool] = {}
 
     def landed(self, record: Mapping[str, Any]) -> bool:
         batch_id = record.get("batch_id")
@@ -302,9 +302,9 @@ class _Landings:
             return False
         if record.get("stage") == "written" or record.get("may_widen") is not True:
             return True
-        if batch_id not in self._held_back_none:
-            self._held_back_none[batch_id] = self._holds_back_nothing(batch_id)
-        return self._held_back_none[batch_id]
+        if batch_id not in self._nothing_held_back:
+            self._nothing_held_back[batch_id] = self._holds_back_nothing(batch_id)
+        return self._nothing_held_back[batch_id]
 
     def _holds_back_nothing(self, batch_id: str) -> bool:
         """Whether batch ``batch_id``'s first commit holds no line held back for a schema
