@@ -20,6 +20,9 @@ from ._enriched_sql import (
     quote,
 )
 
+#: SQL over the typed layer: the unstructured event (its schema and its data as JSON text).
+UNSTRUCT_EVENT = f"{quote(json_name('unstruct_event'))}.data"
+
 
 def _first_and_one(uris: Sequence[str], schemas: str, from_end: str) -> tuple[str, str]:
     """SQL: the position of the line's first entity of ``uris`` (0: none), and whether it
@@ -76,6 +79,6 @@ def contexts_column(name: str, uris: Sequence[str]) -> str:
 
 def unstruct_column(name: str, uris: Sequence[str]) -> str:
     """SQL: the data (JSON text) of the unstructured event if its schema is one of ``uris``."""
-    event = f"{quote(json_name('unstruct_event'))}.data"
     listed = ", ".join(literal(u) for u in uris)
+    event = UNSTRUCT_EVENT
     return alias(f"CASE WHEN {event}.schema IN ({listed}) THEN {event}.data END", name)

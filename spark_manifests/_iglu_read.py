@@ -31,7 +31,9 @@ def typed_plan(
     return plan
 
 
-def typed_layers(fields: DataFrame, ok: str, plan: TypedPlan | None) -> tuple[DataFrame, str]:
+def typed_layers(
+    fields: DataFrame, ok: str, plan: TypedPlan | None = None
+) -> tuple[DataFrame, str]:
     """The reader's typed layer over its fields layer, and the good-line condition ``ok``;
     with a ``plan``, the typed layer also finds each typed context column's entity
     (compiled there), and a layer over it parses the entities, which adds the Iglu checks

@@ -27,12 +27,11 @@ from ._enriched_sql import (
     JSON_OPTIONS,
     entity_schemas_from_end_over_fields,
     entity_schemas_over_fields,
-    json_name,
     literal,
     quote,
     shown,
 )
-from ._entity_columns import entities_of, entity_position
+from ._entity_columns import UNSTRUCT_EVENT, entities_of, entity_position
 from ._iglu_plan import EntityColumn, TypedPlan
 from ._iglu_types import ARRAY, STRUCT, Field, Node, ddl, describe
 
@@ -41,7 +40,6 @@ SCHEMA_VERSION = "_schema_version"
 LOADER_IGLU_ERROR = "LoaderIgluError"
 _ERROR_TYPE = "struct<type: string, key: string, value: string, message: string>"
 _NO_ERRORS = f"CAST(array() AS array<{_ERROR_TYPE}>)"
-_UNSTRUCT = f"{quote(json_name('unstruct_event'))}.data"
 
 
 def parsed_name(position: int) -> str:
@@ -90,8 +88,8 @@ def parsed_columns(plan: TypedPlan) -> list[str]:
             each = partial(_entity_record, column.node)
             value = entities_of(column.uris, each, at=quote(_position_name(position)))
         else:
-            record = _record(column.node, f"{_UNSTRUCT}.schema", f"{_UNSTRUCT}.data")
-            value = f"CASE WHEN {_UNSTRUCT}.schema IN ({listed}) THEN {record} END"
+            record = _record(column.node, f"{UNSTRUCT_EVENT}.schema", f"{UNSTRUCT_EVENT}.data")
+            value = f"CASE WHEN {UNSTRUCT_EVENT}.schema IN ({listed}) THEN {record} END"
         columns.append(f"{value} AS {parsed_name(position)}")
     return columns
 
@@ -160,7 +158,7 @@ def _met(uri: str) -> str:
     """SQL: the line holds an entity or event of schema ``uri``."""
     return (
         f"(array_contains({ENTITY_SCHEMAS}, {literal(uri)}) "
-        f"OR coalesce({_UNSTRUCT}.schema = {literal(uri)}, false))"
+        f"OR coalesce({UNSTRUCT_EVENT}.schema = {literal(uri)}, false))"
     )
 
 

@@ -319,10 +319,10 @@ def read_enriched(
     locations = _locations(paths)
     text = _read_text(spark, locations)
     if not shred:
-        typed = text.selectExpr(*sql.field_columns()).selectExpr(*sql.typed_columns())
-        ok = sql.line_ok({CONTEXTS: None, UNSTRUCT: None})
+        not_shredded = {CONTEXTS: None, UNSTRUCT: None}
+        typed, ok = typed_layers(text.selectExpr(*sql.field_columns()), sql.line_ok(not_shredded))
         events = typed.where(ok).selectExpr(*[sql.quote(n) for n, _ in FIELDS], sql.run_label())
-        return EnrichedRead(events, _bad_rows(typed, ok, {CONTEXTS: None, UNSTRUCT: None}))
+        return EnrichedRead(events, _bad_rows(typed, ok, not_shredded))
     return _read_shredded(text, locations, given, iglu)
 
 
