@@ -22,6 +22,12 @@ repeated expression once per row (common subexpression elimination), so the pars
 is written out where it is needed rather than referenced by name. ``input_file_name()`` is
 non-deterministic, which keeps Spark from pushing the filter below the typed layer (and
 from parsing the JSON and casting the values a second time there).
+
+Each read of a field from an array column makes an object and reads the array's header, and
+generated code reads the column afresh in each of its split methods; so the typed layer and
+the filter each copy the array once per line (``FIELDS_ONCE``, one subexpression) and read
+every field from that copy; only ``from_json``, evaluated interpreted, reads its input from
+the array column itself.
 """
 
 from __future__ import annotations
@@ -113,6 +119,11 @@ def split_fields(line: str = "value") -> str:
     return f"split({line}, '\\t', -1)"
 
 
+# The array of fields as an array of Java objects, made once per line (a repeated
+# subexpression): every field read from it is a plain array access.
+FIELDS_ONCE = f"slice({FIELDS_ARRAY}, 1, {FIELD_COUNT})"
+
+
 def field_raw(position: int, fields: str = FIELDS_ARRAY) -> str:
     """SQL: field ``position`` (0-based) of an array of fields, as read; ``NULL`` if missing."""
     # get() gives NULL past the end of a short line (element_at would fail under ANSI).
@@ -177,7 +188,7 @@ def typed_columns(extra: Sequence[str] = ()) -> list[str]:
     """
     columns = [FIELDS_ARRAY, alias("input_file_name()", SOURCE_FILE)]
     for position, (name, kind) in enumerate(FIELDS):
-        text = field_text(position)
+        text = field_text(position, FIELDS_ONCE)
         if kind in (STRING, CONTEXTS, UNSTRUCT):
             columns.append(alias(text, name))
         else:
@@ -248,7 +259,7 @@ def field_ok(name: str, kind: str, accepted: Accepted) -> str:
             f"AND {_schema_accepted(f'{parsed}.data.schema', accepted[UNSTRUCT])}"
         )
     else:
-        return f"({field_raw(INDEX[name])} = '' OR {quote(name)} IS NOT NULL)"
+        return f"({field_raw(INDEX[name], FIELDS_ONCE)} = '' OR {quote(name)} IS NOT NULL)"
     return f"({quote(name)} IS NULL OR ({valid}))"
 
 
