@@ -119,8 +119,7 @@ def split_fields(line: str = "value") -> str:
     return f"split({line}, '\\t', -1)"
 
 
-# The array of fields as an array of Java objects, made once per line (a repeated
-# subexpression): every field read from it is a plain array access.
+# One copy of the array per row, shared as a common subexpression (see the module docstring).
 FIELDS_ONCE = f"slice({FIELDS_ARRAY}, 1, {FIELD_COUNT})"
 
 

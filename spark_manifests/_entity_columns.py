@@ -80,5 +80,6 @@ def contexts_column(name: str, uris: Sequence[str]) -> str:
 def unstruct_column(name: str, uris: Sequence[str]) -> str:
     """SQL: the data (JSON text) of the unstructured event if its schema is one of ``uris``."""
     listed = ", ".join(literal(u) for u in uris)
-    event = UNSTRUCT_EVENT
-    return alias(f"CASE WHEN {event}.schema IN ({listed}) THEN {event}.data END", name)
+    return alias(
+        f"CASE WHEN {UNSTRUCT_EVENT}.schema IN ({listed}) THEN {UNSTRUCT_EVENT}.data END", name
+    )
