@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import _enriched_sql, _iglu_sql
-from ._enriched_sql import SOURCE_FILE, quote
+from ._enriched_sql import SOURCE_FILE, held_above, quote
 from ._iglu_plan import TypedPlan, plan_columns
 from .iglu import IgluLike, IgluResolver
 
@@ -39,7 +39,7 @@ def typed_layers(
     (compiled there), and a layer over it parses the entities, which adds the Iglu checks
     to ``ok``."""
     if plan is None:
-        return fields.selectExpr(*_enriched_sql.typed_columns()), ok
+        return fields.selectExpr(*_enriched_sql.typed_columns()), held_above(ok)
     typed = fields.selectExpr(*_enriched_sql.typed_columns(_iglu_sql.typed_layer_columns(plan)))
     # input_file_name() again, as the typed layer below does: a non-deterministic layer keeps
     # Spark from pushing the good-line filter below it, where the entities would be parsed
@@ -47,7 +47,7 @@ def typed_layers(
     kept = [quote(name) for name in typed.columns if name != SOURCE_FILE]
     file_name = f"input_file_name() AS {SOURCE_FILE}"
     parsed = typed.selectExpr(*kept, file_name, *_iglu_sql.parsed_columns(plan))
-    return parsed, f"({ok} AND {_iglu_sql.line_ok(plan)})"
+    return parsed, held_above(f"{ok} AND {_iglu_sql.line_ok(plan)}")
 
 
 def typed_bad_rows(bad: DataFrame, bad_row_columns: list[str], plan: TypedPlan) -> DataFrame:
