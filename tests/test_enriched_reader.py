@@ -222,7 +222,7 @@ def test_a_count_or_a_narrow_select_splits_each_line_once(
     # Plans that do not output the source file once lost input_file_name(), and with it
     # what held the good-line filter above the typed layer: the filter went down to the
     # text scan, with the split written out at each use (300 times a line, 5,000 with
-    # iglu=, which made a count 13 times slower than the read itself).
+    # iglu=; a count of a typed read of 20,000 events took 88 s, and takes 7 s).
     from tests.test_iglu_read import BAD_LINES, GOOD_LINES, write_repository, write_run
 
     repository = write_repository(tmp_path / "repository")
