@@ -267,9 +267,9 @@ def field_ok(name: str, kind: str, accepted: Accepted) -> str:
 
 def held_above(ok: str) -> str:
     """``ok``, made to read the layer's ``_source_file``, which holds the filter on ``ok``
-    above that layer (see the module docstring). Always true and never ``NULL``, the added
-    check is one no optimizer rule folds away, as it does ``IS NOT NULL`` of a column
-    that cannot be null."""
+    above that layer (see the module docstring). The added check always holds and is never
+    ``NULL``; unlike ``IS NOT NULL`` of a column that cannot be null, no optimizer rule
+    folds it away."""
     return f"({ok}) AND octet_length({SOURCE_FILE}) >= 0"
 
 
