@@ -43,7 +43,7 @@ def typed_layers(
     typed = fields.selectExpr(*_enriched_sql.typed_columns(_iglu_sql.typed_layer_columns(plan)))
     # input_file_name() again, as the typed layer below does: a non-deterministic layer keeps
     # Spark from pushing the good-line filter below it, where the entities would be parsed
-    # once for the filter and once more for the columns.
+    # once for the filter and once more for the columns (held_above keeps it in the plan).
     kept = [quote(name) for name in typed.columns if name != SOURCE_FILE]
     file_name = f"input_file_name() AS {SOURCE_FILE}"
     parsed = typed.selectExpr(*kept, file_name, *_iglu_sql.parsed_columns(plan))
