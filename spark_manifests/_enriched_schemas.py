@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Union
 
 from . import _enriched_sql as sql
-from ._enriched_fields import CONTEXTS
+from ._enriched_fields import CONTEXTS, INDEX, UNSTRUCT
 from ._iglu import Discovered, classify_uri_sequences, parse_iglu_uri
 
 if TYPE_CHECKING:
@@ -29,6 +29,17 @@ _MAX_UNSORTED_LISTED = 100
 # entities share the contexts columns, so they share the contexts list.
 _CONTEXTS_KEYS = ("contexts", "derived_contexts")
 _UNSTRUCT_KEY = "unstruct_event"
+
+# Every "schema": "iglu:..." of a line, in order. It starts with a literal, so Java's regex
+# engine skips through the line (Boyer-Moore) instead of trying every position. A value
+# starting with a JSON escape (\u0069glu:...) is taken too: holding a backslash, it makes
+# its line's sequence one to sort by parsing the JSON.
+_SCHEMA_URI_PATTERN = r'"schema"\s*:\s*"((?:iglu:|\\u)[^"\t]*)"'
+
+# The metrics observed by a read given its entity schemas.
+_MET_CONTEXTS = "met_contexts"
+_MET_UNSTRUCT = "met_unstruct"
+_MET_LINES = "lines"
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,39 @@ def _valid(uri: str) -> bool:
 # -- the discovery scan (no schemas given) ------------------------------------------------
 
 
+def _schema_sequence(line: str = "value") -> str:
+    """SQL: the schema URIs of ``line``, in order."""
+    return f"regexp_extract_all({line}, {sql.literal(_SCHEMA_URI_PATTERN)}, 1)"
+
+
+def _exact_schema_pairs() -> str:
+    """SQL over ``value``: (kind, uri) of every entity, from parsed JSON.
+
+    Slower than ``_schema_sequence``, but right for any JSON layout.
+    """
+    entities = "struct<data: array<struct<schema: string>>>"
+    event = "struct<data: struct<schema: string>>"
+
+    def parsed(name: str, schema: str) -> str:
+        text = sql.field_text(INDEX[name], sql.split_fields())
+        return f"from_json({text}, '{schema}')"
+
+    def contexts_pairs(name: str) -> str:
+        return (
+            f"transform(coalesce({parsed(name, entities)}.data, array()), "
+            f"e -> named_struct('kind', '{CONTEXTS}', 'uri', e.schema))"
+        )
+
+    unstruct_pair = (
+        f"array(named_struct('kind', '{UNSTRUCT}', "
+        f"'uri', {parsed('unstruct_event', event)}.data.schema))"
+    )
+    return (
+        f"explode(concat({contexts_pairs('contexts')}, {contexts_pairs('derived_contexts')}, "
+        f"{unstruct_pair})) AS pair"
+    )
+
+
 def discover(text: DataFrame) -> tuple[EntitySchemas, dict[str | None, int]]:
     """The entity schema URIs in the JSON fields of ``text``, by kind, and its lines per run.
 
@@ -120,7 +164,7 @@ def discover(text: DataFrame) -> tuple[EntitySchemas, dict[str | None, int]]:
     does not allow that (see ``spark_manifests._iglu.classify_uri_sequences``) are read
     again, with their JSON parsed. The scan counts the lines of each file on the way.
     """
-    sequence = sql.schema_sequence()
+    sequence = _schema_sequence()
     scanned = text.selectExpr("input_file_name() AS file", f"{sequence} AS uris")
     counted = scanned.groupBy("file", "uris").count().collect()
     sequences = {tuple(row.uris) for row in counted}
@@ -145,7 +189,7 @@ def _classify(text: DataFrame, sequences: set[tuple[str, ...]]) -> Discovered:
     """The URIs of ``sequences`` by kind; the lines of unsortable ones are parsed for theirs."""
     from pyspark.sql import functions as F
 
-    sequence = sql.schema_sequence()
+    sequence = _schema_sequence()
     discovered = classify_uri_sequences(sequences)
     if not discovered.unsorted:
         return discovered
@@ -157,7 +201,7 @@ def _classify(text: DataFrame, sequences: set[tuple[str, ...]]) -> Discovered:
     if len(discovered.unsorted) <= _MAX_UNSORTED_LISTED:
         unsorted = [F.array(*[F.lit(uri) for uri in uris]) for uris in discovered.unsorted]
         lines = text.where(F.expr(sequence).isin(*unsorted))
-    pairs = lines.selectExpr(sql.exact_schema_pairs()).selectExpr("pair.kind", "pair.uri")
+    pairs = lines.selectExpr(_exact_schema_pairs()).selectExpr("pair.kind", "pair.uri")
     contexts, unstruct = set(discovered.contexts), set(discovered.unstruct)
     for kind, uri in pairs.where("uri IS NOT NULL").distinct().collect():
         (contexts if kind == CONTEXTS else unstruct).add(uri)
@@ -165,6 +209,22 @@ def _classify(text: DataFrame, sequences: set[tuple[str, ...]]) -> Discovered:
 
 
 # -- the observation (schemas given) ------------------------------------------------------
+
+
+def _schemas_met_metrics() -> list[str]:
+    """Aggregates over the typed layer: the entity schemas of each kind (JSON arrays), and
+    the lines.
+
+    The schemas are JSON text because Spark 3.5's ``Observation.get`` hands an array back
+    as a JVM object, not a list.
+    """
+    unstruct = f"{sql.quote(sql.json_name('unstruct_event'))}.data.schema"
+    met = f"to_json(array_distinct(flatten(collect_set({sql.ENTITY_SCHEMAS}))))"
+    return [
+        sql.alias(met, _MET_CONTEXTS),
+        sql.alias(f"to_json(collect_set({unstruct}))", _MET_UNSTRUCT),
+        sql.alias("count(1)", _MET_LINES),
+    ]
 
 
 @dataclass(frozen=True)
@@ -182,15 +242,15 @@ def observe(typed: DataFrame) -> tuple[DataFrame, ObservedRead]:
     from pyspark.sql import functions as F
 
     observation = Observation(f"enriched_schemas_{uuid.uuid4().hex[:8]}")
-    observed = typed.observe(observation, *[F.expr(m) for m in sql.schemas_met_metrics()])
+    observed = typed.observe(observation, *[F.expr(m) for m in _schemas_met_metrics()])
 
     def metrics() -> Mapping[str, object]:
         return observation.get
 
     def schemas() -> EntitySchemas:
         found = metrics()
-        contexts = json.loads(str(found[sql.MET_CONTEXTS] or "[]"))
-        unstruct = json.loads(str(found[sql.MET_UNSTRUCT] or "[]"))
+        contexts = json.loads(str(found[_MET_CONTEXTS] or "[]"))
+        unstruct = json.loads(str(found[_MET_UNSTRUCT] or "[]"))
         # Invalid URIs make bad rows whatever the list: they are no schema to shred.
         return EntitySchemas(
             frozenset(uri for uri in contexts if uri is not None and _valid(uri)),
@@ -198,6 +258,6 @@ def observe(typed: DataFrame) -> tuple[DataFrame, ObservedRead]:
         )
 
     def lines() -> int:
-        return int(metrics()[sql.MET_LINES])  # type: ignore[call-overload]
+        return int(metrics()[_MET_LINES])  # type: ignore[call-overload]
 
     return observed, ObservedRead(schemas, lines)

@@ -63,12 +63,6 @@ GEO_LOCATION = "geo_location"
 # The run folder of a file: the last "run=" or "run-" folder on its path.
 RUN_LABEL_PATTERN = r"^.*/run[=-]([0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2})/"
 
-# Every "schema": "iglu:..." of a line, in order. It starts with a literal, so Java's regex
-# engine skips through the line (Boyer-Moore) instead of trying every position. A value
-# starting with a JSON escape (\u0069glu:...) is taken too: holding a backslash, it makes
-# its line's sequence one to sort by parsing the JSON.
-SCHEMA_URI_PATTERN = r'"schema"\s*:\s*"((?:iglu:|\\u)[^"\t]*)"'
-
 # A field name no JSON key is expected to use: from_json puts unparsable input there.
 CORRUPT = "_sm_corrupt_json"
 CONTEXTS_JSON_SCHEMA = (
@@ -89,11 +83,6 @@ NOT_DISCOVERED = "was not found by the schema discovery scan"
 NOT_GIVEN = "is not in the entity_schemas given to the reader"
 #: The column of a bad row that says why its line was refused (``BAD_ROW_OUTPUT``).
 MESSAGE = "message"
-
-# The observed metrics of a read given its entity schemas.
-MET_CONTEXTS = "met_contexts"
-MET_UNSTRUCT = "met_unstruct"
-MET_LINES = "lines"
 
 
 def quote(name: str) -> str:
@@ -438,54 +427,4 @@ def geo_location() -> str:
         f"if({latitude} IS NULL OR {longitude} IS NULL, NULL, "
         f"concat({latitude}, ',', {longitude}))",
         GEO_LOCATION,
-    )
-
-
-# -- discovery --------------------------------------------------------------------------
-
-
-def schemas_met_metrics() -> list[str]:
-    """Aggregates over the typed layer: the entity schemas of each kind (JSON arrays), and
-    the lines.
-
-    The schemas are JSON text because Spark 3.5's ``Observation.get`` hands an array back
-    as a JVM object, not a list.
-    """
-    unstruct = f"{quote(json_name('unstruct_event'))}.data.schema"
-    return [
-        alias(f"to_json(array_distinct(flatten(collect_set({ENTITY_SCHEMAS}))))", MET_CONTEXTS),
-        alias(f"to_json(collect_set({unstruct}))", MET_UNSTRUCT),
-        alias("count(1)", MET_LINES),
-    ]
-
-
-def schema_sequence(line: str = "value") -> str:
-    """SQL: the schema URIs of ``line``, in order."""
-    return f"regexp_extract_all({line}, {literal(SCHEMA_URI_PATTERN)}, 1)"
-
-
-def exact_schema_pairs() -> str:
-    """SQL over ``value``: (kind, uri) of every entity, from parsed JSON.
-
-    Slower than ``schema_sequence``, but right for any JSON layout.
-    """
-    entities = "struct<data: array<struct<schema: string>>>"
-    event = "struct<data: struct<schema: string>>"
-
-    def parsed(name: str, schema: str) -> str:
-        return f"from_json({field_text(INDEX[name], split_fields())}, '{schema}')"
-
-    def contexts_pairs(name: str) -> str:
-        return (
-            f"transform(coalesce({parsed(name, entities)}.data, array()), "
-            f"e -> named_struct('kind', '{CONTEXTS}', 'uri', e.schema))"
-        )
-
-    unstruct_pair = (
-        f"array(named_struct('kind', '{UNSTRUCT}', "
-        f"'uri', {parsed('unstruct_event', event)}.data.schema))"
-    )
-    return (
-        f"explode(concat({contexts_pairs('contexts')}, {contexts_pairs('derived_contexts')}, "
-        f"{unstruct_pair})) AS pair"
     )
