@@ -13,6 +13,10 @@ The plan, bottom up::
     filter        the line is good  /  it is not
     output        events columns    /  bad-row columns
 
+With ``iglu=`` (``spark_manifests._iglu_read``), a narrow entity layer between the fields
+and the typed layer parses the JSON fields and finds each typed column's entity, and the
+typed layer parses the typed entities too.
+
 Plans this wide (over 100 columns) run without whole-stage code generation, so each
 projection copies every row: the layers are as few as possible. ``from_json`` is evaluated
 outside the generated code, so its input must be a column of the layer below, or it would
@@ -172,28 +176,51 @@ def _parsed_json(name: str, kind: str) -> str:
 _NO_ENTITIES = "CAST(array() AS array<struct<schema: string, data: string>>)"
 
 
-def typed_columns(extra: Sequence[str] = ()) -> list[str]:
-    """The typed layer over the fields layer. Spark drops the columns a plan does not use.
+def _entity_sql() -> dict[str, str]:
+    """The JSON fields parsed and the context entities, by column name, in SQL over the
+    fields layer."""
+    parsed = {
+        json_name(name): _parsed_json(name, kind)
+        for name, kind in FIELDS
+        if kind in (CONTEXTS, UNSTRUCT)
+    }
+    return {
+        **parsed,
+        ENTITIES: entities_over_fields(),
+        ENTITY_SCHEMAS: entity_schemas_over_fields(),
+        ENTITY_SCHEMAS_FROM_END: entity_schemas_from_end_over_fields(),
+    }
+
+
+def entity_columns(extra: Sequence[str] = ()) -> list[str]:
+    """The entity layer over the fields layer, under a typed layer that parses entities
+    again (``iglu=``): the array of fields, the JSON fields parsed, the entities.
 
     ``extra``: more columns, in SQL over the fields layer (``entity_schemas_over_fields``).
+    """
+    entities = [alias(text, name) for name, text in _entity_sql().items()]
+    return [FIELDS_ARRAY, *entities, *extra]
+
+
+def typed_columns(extra: Sequence[str] = (), over_entities: bool = False) -> list[str]:
+    """The typed layer over the fields layer, or over the entity layer (``over_entities``),
+    whose parsed JSON and entities it passes on. Spark drops the columns a plan does not
+    use.
+
+    ``extra``: more columns, in SQL over the layer below (``entity_schemas_over_fields``
+    over the fields layer).
     """
     columns = [FIELDS_ARRAY, alias("input_file_name()", SOURCE_FILE)]
     for position, (name, kind) in enumerate(FIELDS):
         text = field_text(position, FIELDS_ONCE)
-        if kind in (STRING, CONTEXTS, UNSTRUCT):
-            columns.append(alias(text, name))
-        else:
-            columns.append(alias(typed_value(text, kind), name))
-        if kind in (CONTEXTS, UNSTRUCT):
-            columns.append(alias(_parsed_json(name, kind), json_name(name)))
-    schemas = entity_schemas_over_fields()
-    return [
-        *columns,
-        alias(entities_over_fields(), ENTITIES),
-        alias(schemas, ENTITY_SCHEMAS),
-        alias(entity_schemas_from_end_over_fields(), ENTITY_SCHEMAS_FROM_END),
-        *extra,
-    ]
+        typed = text if kind in (STRING, CONTEXTS, UNSTRUCT) else typed_value(text, kind)
+        columns.append(alias(typed, name))
+    entity_sql = _entity_sql()
+    if over_entities:
+        entities = [quote(name) for name in entity_sql]
+    else:
+        entities = [alias(text, name) for name, text in entity_sql.items()]
+    return [*columns, *entities, *extra]
 
 
 def entities_over_fields() -> str:

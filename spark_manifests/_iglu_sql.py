@@ -1,10 +1,10 @@
 """The Spark SQL of the typed entity columns (see ``spark_manifests._iglu_plan``).
 
-Over the reader's typed layer (which holds ``_entities``, the schema and data text of every
-context entity, and ``_json_unstruct_event``), one more layer parses each typed column's
-entities with ``from_json`` against the column's JSON-keyed type, beside a corrupt-record
-field: Spark's parser fills it when a value does not fit its type (a string where a number
-is due, a date-time that does not parse). Then:
+In the reader's typed layer, over its entity layer (which holds ``_entities``, the schema
+and data text of every context entity, and ``_json_unstruct_event``), a column per typed
+column parses its entities with ``from_json`` against the column's JSON-keyed type, beside
+a corrupt-record field: Spark's parser fills it when a value does not fit its type (a
+string where a number is due, a date-time that does not parse). Then:
 
 - a line is good when every entity parsed, every field its version requires is there, no
   decimal has more digits after the point than its column keeps, and no entity's schema went
@@ -50,9 +50,9 @@ def _position_name(position: int) -> str:
     return f"_iglu_at_{position}"
 
 
-def typed_layer_columns(plan: TypedPlan) -> list[str]:
-    """Columns for the reader's typed layer, where Spark compiles them: the position of the
-    line's one entity of each typed context column (``entity_position``)."""
+def position_columns(plan: TypedPlan) -> list[str]:
+    """Columns for the reader's entity layer, where Spark compiles them: the position of
+    the line's one entity of each typed context column (``entity_position``)."""
     schemas, from_end = entity_schemas_over_fields(), entity_schemas_from_end_over_fields()
     return [
         f"{entity_position(column.uris, schemas, from_end)} AS {quote(_position_name(position))}"
@@ -79,8 +79,8 @@ def _entity_record(node: Node, entity: str) -> str:
 
 
 def parsed_columns(plan: TypedPlan) -> list[str]:
-    """The parse layer: one column per typed column, over the reader's typed layer with
-    ``typed_layer_columns``."""
+    """The typed entities parsed, one column per typed column, for the reader's typed
+    layer over its entity layer with ``position_columns``."""
     columns = []
     for position, column in enumerate(plan.columns):
         listed = ", ".join(literal(uri) for uri in column.uris)
@@ -136,7 +136,7 @@ def _entity_ok(column: EntityColumn, entity: str) -> str:
 
 
 def _one_or_every(parsed: str, one: str, every: str, none: str = "NULL") -> str:
-    """SQL over a typed context column of the parse layer: ``one`` (over its entity
+    """SQL over a context column of ``parsed_columns``: ``one`` (over its entity
     ``get(parsed, 0)``) when it holds one, as most lines do; ``every`` when it holds
     several (higher-order functions, which Spark evaluates outside the generated code);
     ``none`` when the line has no entity of the column (``parsed`` is ``NULL``)."""
@@ -163,7 +163,8 @@ def _met(uri: str) -> str:
 
 
 def line_ok(plan: TypedPlan) -> str:
-    """SQL over the parse layer: every typed entity of the line fits its schema."""
+    """SQL over the typed layer with ``parsed_columns``: every typed entity of the line
+    fits its schema."""
     checks = [_column_ok(c, parsed_name(n)) for n, c in enumerate(plan.columns)]
     checks += [f"NOT {_met(uri)}" for uri in sorted(plan.unresolved)]
     return f"coalesce({' AND '.join(checks) or 'true'}, false)"
@@ -191,7 +192,8 @@ def _typed_entity(node: Node, entity: str) -> str:
 
 
 def event_columns(plan: TypedPlan) -> list[str]:
-    """The typed columns of the events, over the good lines of the parse layer."""
+    """The typed columns of the events, over the good lines of the typed layer
+    (``parsed_columns``)."""
     columns = []
     for position, column in enumerate(plan.columns):
         parsed = parsed_name(position)
@@ -265,7 +267,8 @@ def _unresolved_errors(plan: TypedPlan) -> str:
 
 
 def errors_column(plan: TypedPlan) -> str:
-    """SQL over the parse layer (bad lines only): the Iglu errors of the line."""
+    """SQL over the typed layer with ``parsed_columns`` (bad lines only): the Iglu errors
+    of the line."""
     parts = []
     for position, column in enumerate(plan.columns):
         parsed = parsed_name(position)
