@@ -216,6 +216,49 @@ def _splits_per_line(frame: DataFrame) -> int:
     return str(frame._jdf.queryExecution().optimizedPlan().toString()).count("split(")
 
 
+def _parses_of_parsed_json(frame: DataFrame) -> int:
+    """How many ``from_json`` in the optimized plan of ``frame`` read the output of another
+    ``from_json`` written out in their input: Spark would evaluate that input again,
+    interpreted, a second parse of the line's JSON."""
+    plan = str(frame._jdf.queryExecution().optimizedPlan().toString())
+    nested, opened_by_parse = 0, []
+    position = 0
+    while position < len(plan):
+        if plan.startswith("from_json(", position):
+            nested += any(opened_by_parse)
+            opened_by_parse.append(True)
+            position += len("from_json(")
+            continue
+        if plan[position] == "(":
+            opened_by_parse.append(False)
+        elif plan[position] == ")" and opened_by_parse:
+            opened_by_parse.pop()
+        position += 1
+    return nested
+
+
+def test_a_typed_read_parses_each_entity_from_a_column_of_the_layer_below(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # The typed entities' from_json must read the entities as a column of the entity layer
+    # under the typed layer; merged into one layer, each entity's parse would parse its
+    # contexts field again, interpreted.
+    from tests.test_iglu_read import BAD_LINES, GOOD_LINES, write_repository, write_run
+
+    repository = write_repository(tmp_path / "repository")
+    run = write_run(tmp_path / "typed", [*GOOD_LINES, *BAD_LINES.values()])
+    read = read_enriched(spark, run, iglu=[str(repository)])
+    events, bad_rows = read.events, read.bad_rows
+    frames = [events, events.groupBy().count(), events.select("event_id"), bad_rows]
+    assert "from_json(" in str(events._jdf.queryExecution().optimizedPlan().toString())
+    for frame in frames:
+        assert _parses_of_parsed_json(frame) == 0, frame
+    merged = spark.createDataFrame([('{"data": [{"schema": "s", "data": "{}"}]}',)], ["value"])
+    parsed = "from_json(value, 'struct<data: array<struct<schema: string, data: string>>>')"
+    both = merged.selectExpr(f"from_json({parsed}.data[0].data, 'struct<a: int>') AS entity")
+    assert _parses_of_parsed_json(both) == 1
+
+
 def test_a_count_or_a_narrow_select_splits_each_line_once(
     spark: SparkSession, archive: list[str], tmp_path: Path
 ) -> None:
