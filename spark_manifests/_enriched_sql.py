@@ -176,20 +176,21 @@ def _parsed_json(name: str, kind: str) -> str:
 _NO_ENTITIES = "CAST(array() AS array<struct<schema: string, data: string>>)"
 
 
-def _entity_sql() -> dict[str, str]:
-    """The JSON fields parsed and the context entities, by column name, in SQL over the
-    fields layer."""
+def _entity_columns(by_name: bool = False) -> list[str]:
+    """The JSON fields parsed and the context entities: SQL over the fields layer, or
+    (``by_name``) their names, over a layer that holds them."""
     parsed = {
         json_name(name): _parsed_json(name, kind)
         for name, kind in FIELDS
         if kind in (CONTEXTS, UNSTRUCT)
     }
-    return {
+    columns = {
         **parsed,
         ENTITIES: entities_over_fields(),
         ENTITY_SCHEMAS: entity_schemas_over_fields(),
         ENTITY_SCHEMAS_FROM_END: entity_schemas_from_end_over_fields(),
     }
+    return [quote(name) if by_name else alias(text, name) for name, text in columns.items()]
 
 
 def entity_columns(extra: Sequence[str] = ()) -> list[str]:
@@ -198,8 +199,7 @@ def entity_columns(extra: Sequence[str] = ()) -> list[str]:
 
     ``extra``: more columns, in SQL over the fields layer (``entity_schemas_over_fields``).
     """
-    entities = [alias(text, name) for name, text in _entity_sql().items()]
-    return [FIELDS_ARRAY, *entities, *extra]
+    return [FIELDS_ARRAY, *_entity_columns(), *extra]
 
 
 def typed_columns(extra: Sequence[str] = (), over_entities: bool = False) -> list[str]:
@@ -215,12 +215,7 @@ def typed_columns(extra: Sequence[str] = (), over_entities: bool = False) -> lis
         text = field_text(position, FIELDS_ONCE)
         typed = text if kind in (STRING, CONTEXTS, UNSTRUCT) else typed_value(text, kind)
         columns.append(alias(typed, name))
-    entity_sql = _entity_sql()
-    if over_entities:
-        entities = [quote(name) for name in entity_sql]
-    else:
-        entities = [alias(text, name) for name, text in entity_sql.items()]
-    return [*columns, *entities, *extra]
+    return [*columns, *_entity_columns(by_name=over_entities), *extra]
 
 
 def entities_over_fields() -> str:
