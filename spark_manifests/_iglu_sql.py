@@ -252,7 +252,10 @@ def _entity_errors(column: EntityColumn, entity: str) -> str:
     fields = ", ".join(_field_error(column, f, entity) for f in column.node.fields)
     return (
         f"CASE WHEN {_entity_ok(column, entity)} THEN {_NO_ERRORS} "
-        f"WHEN {entity}.p IS NULL THEN array({not_object}) "
+        # An array or a number parses to a corrupt record, not NULL: without this, every
+        # field would be reported as of the wrong type, with no value.
+        f"WHEN {entity}.p IS NULL OR NOT startswith({entity}.data, '{{') "
+        f"THEN array({not_object}) "
         f"ELSE array_compact(array({fields})) END"
     )
 

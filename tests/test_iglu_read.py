@@ -120,6 +120,9 @@ BAD_LINES = {
         (f"{PRODUCT}/1-0-2", {"sku": "K1"}),
         (f"{PRODUCT}/1-0-2", {"sku": "K2", "unitPrice": "cheap"}),
     ),
+    "not-object": event_line(
+        "not-object", (f"{PRODUCT}/1-0-1", {"sku": "L1"}), (f"{PRODUCT}/1-0-0", [1, 2])
+    ),
 }
 
 
@@ -209,6 +212,9 @@ def test_values_breaking_their_schema_are_bad_rows(typed_read: EnrichedRead) -> 
     assert bad["bad-date"].errors[0].key == "clickedOn"
     second = bad["bad-second"].errors
     assert [(e.type, e.key, e.value) for e in second] == [("WrongType", "unitPrice", "cheap")]
+    not_object = bad["not-object"].errors
+    assert [(e.type, e.key, e.value) for e in not_object] == [("WrongType", None, "[1,2]")]
+    assert f"iglu:{PRODUCT}/1-0-0: data is not a JSON object" in not_object[0].message
     unresolved = bad["unresolved"].message
     assert "iglu:com.acme/unknown/jsonschema/1-0-0 not resolved" in unresolved
     assert "http://127.0.0.1:9: unreachable" in unresolved
